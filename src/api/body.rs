@@ -1,0 +1,359 @@
+//! Reading report bodies. `JsonObject` is the extractor every POST uses: it checks the content
+//! type and size, parses the JSON and keeps the exact bytes for the audit trail. `Fields` reads
+//! members out of the object, collecting every problem so one 422 names all of them.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::error::PayloadError;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use serde_json::{Map, Value};
+
+use crate::domain::{ChangedFiles, Timestamp, MAX_TEXT_LEN};
+
+use super::error::{ApiError, FieldProblem};
+
+/// The largest request body accepted, in bytes (1 MiB).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A JSON object request body and its exact text.
+pub struct JsonObject {
+    pub fields: Map<String, Value>,
+    pub raw: String,
+}
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+impl FromRequest for JsonObject {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap_or("(not text)").to_owned());
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            match content_type.as_deref() {
+                Some(ct) if is_json(ct) => {}
+                Some(ct) => {
+                    return Err(ApiError::UnsupportedMediaType(format!(
+                        "Content-Type must be application/json, got {ct}"
+                    )))
+                }
+                None => {
+                    return Err(ApiError::UnsupportedMediaType(
+                        "Content-Type must be application/json; the request has none (curl: -H 'Content-Type: application/json')"
+                            .to_owned(),
+                    ))
+                }
+            }
+            let bytes = body.await.map_err(|err| match err.as_error::<PayloadError>() {
+                Some(PayloadError::Overflow) => ApiError::PayloadTooLarge {
+                    limit: MAX_BODY_BYTES,
+                },
+                _ => ApiError::MalformedJson(format!("cannot read the request body: {err}")),
+            })?;
+            let raw = String::from_utf8(bytes.to_vec())
+                .map_err(|_| ApiError::MalformedJson("the body is not UTF-8".to_owned()))?;
+            if raw.trim().is_empty() {
+                return Err(ApiError::MalformedJson(
+                    "the body is empty; send a JSON object".to_owned(),
+                ));
+            }
+            let value: Value =
+                serde_json::from_str(&raw).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+            match value {
+                Value::Object(fields) => Ok(JsonObject { fields, raw }),
+                other => Err(ApiError::field(
+                    "(body)",
+                    format!("must be a JSON object, got {}", json_type(&other)),
+                )),
+            }
+        })
+    }
+}
+
+pub fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Reads members of a JSON object. Absent and `null` members are the same: not sent.
+/// Every problem is recorded; `finish` turns them into one 422.
+pub struct Fields<'a> {
+    object: &'a Map<String, Value>,
+    problems: Vec<FieldProblem>,
+    now: Timestamp,
+    max_future_skew: time::Duration,
+}
+
+impl<'a> Fields<'a> {
+    /// `max_future_skew`: how far after the server clock a client timestamp may lie.
+    pub fn new(object: &'a Map<String, Value>, max_future_skew: time::Duration) -> Self {
+        Fields {
+            object,
+            problems: Vec::new(),
+            now: Timestamp::now(),
+            max_future_skew,
+        }
+    }
+
+    fn get(&self, name: &'static str) -> Option<&'a Value> {
+        self.object.get(name).filter(|v| !v.is_null())
+    }
+
+    pub fn problem(&mut self, field: impl Into<String>, problem: impl Into<String>) {
+        self.problems.push(FieldProblem::new(field, problem));
+    }
+
+    fn string(&mut self, name: &'static str) -> Option<&'a str> {
+        match self.get(name)? {
+            Value::String(s) => Some(s),
+            other => {
+                self.problem(name, format!("must be a string, got {}", json_type(other)));
+                None
+            }
+        }
+    }
+
+    /// A member that must be present, as a string that `parse` accepts.
+    pub fn required<T>(
+        &mut self,
+        name: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        if self.get(name).is_none() {
+            self.problem(name, "is required");
+            return None;
+        }
+        self.optional(name, parse)
+    }
+
+    /// A member that may be absent, as a string that `parse` accepts.
+    pub fn optional<T>(
+        &mut self,
+        name: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let text = self.string(name)?;
+        match parse(text) {
+            Ok(value) => Some(value),
+            Err(problem) => {
+                self.problem(name, problem);
+                None
+            }
+        }
+    }
+
+    /// Free text of at most `max` characters.
+    pub fn text(&mut self, name: &'static str, max: usize) -> Option<String> {
+        self.optional(name, |s| {
+            if s.chars().count() > max {
+                Err(format!("must be at most {max} characters"))
+            } else {
+                Ok(s.to_owned())
+            }
+        })
+    }
+
+    /// A short free-text field (names, commit, branch…).
+    pub fn short_text(&mut self, name: &'static str) -> Option<String> {
+        self.text(name, MAX_TEXT_LEN)
+    }
+
+    /// An RFC 3339 time, at most `max_future_skew` after the server clock: a report from the
+    /// future would pin the host's state until that time.
+    pub fn timestamp(&mut self, name: &'static str) -> Option<Timestamp> {
+        let (now, skew) = (self.now, self.max_future_skew);
+        self.optional(name, |s| {
+            let t = Timestamp::parse_rfc3339(s)?;
+            let ahead = t.since(now);
+            if ahead > skew {
+                Err(format!(
+                    "lies {}s after the server clock ({now}); at most {}s is accepted \
+                     (check the client's clock)",
+                    ahead.whole_seconds(),
+                    skew.whole_seconds()
+                ))
+            } else {
+                Ok(t)
+            }
+        })
+    }
+
+    /// A non-negative integer.
+    pub fn count(&mut self, name: &'static str) -> Option<u32> {
+        let value = self.get(name)?;
+        match value.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) => Some(n),
+            None => {
+                let problem = match value {
+                    Value::Number(_) => "must be a whole number from 0 to 4294967295".to_owned(),
+                    other => format!("must be a number, got {}", json_type(other)),
+                };
+                self.problem(name, problem);
+                None
+            }
+        }
+    }
+
+    /// A list of files. Each entry is read by `entry`, which returns the path or a problem;
+    /// problems name the entry by index, e.g. `changed_files[2]`.
+    pub fn files(
+        &mut self,
+        name: &'static str,
+        entry: impl Fn(&Value) -> Result<String, (Option<&'static str>, String)>,
+    ) -> Option<ChangedFiles> {
+        let items = match self.get(name)? {
+            Value::Array(items) => items,
+            other => {
+                self.problem(name, format!("must be an array, got {}", json_type(other)));
+                return None;
+            }
+        };
+        let mut paths = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (index, item) in items.iter().enumerate() {
+            match entry(item) {
+                Ok(path) => paths.push(path),
+                Err((member, problem)) => {
+                    ok = false;
+                    let field = match member {
+                        Some(member) => format!("{name}[{index}].{member}"),
+                        None => format!("{name}[{index}]"),
+                    };
+                    self.problem(field, problem);
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        match ChangedFiles::new(paths) {
+            Ok(files) => Some(files),
+            Err((index, problem)) => {
+                let field = match index {
+                    Some(i) => format!("{name}[{i}]"),
+                    None => name.to_owned(),
+                };
+                self.problem(field, problem);
+                None
+            }
+        }
+    }
+
+    /// The 422 for the problems so far (used when a required member is missing).
+    pub fn into_error(self) -> ApiError {
+        ApiError::Unprocessable(self.problems)
+    }
+
+    /// Ok when no problem was recorded.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(self.into_error())
+        }
+    }
+}
+
+/// A `changed_files` entry in v2: a string.
+pub fn string_entry(item: &Value) -> Result<String, (Option<&'static str>, String)> {
+    match item {
+        Value::String(s) => Ok(s.clone()),
+        other => Err((None, format!("must be a string, got {}", json_type(other)))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        assert!(is_json("application/json"));
+        assert!(is_json("application/json; charset=utf-8"));
+        assert!(is_json("Application/JSON"));
+        assert!(is_json("application/merge-patch+json"));
+        assert!(!is_json("application/x-www-form-urlencoded"));
+        assert!(!is_json("text/json"));
+    }
+
+    #[test]
+    fn every_problem_is_collected() {
+        let body = object(json!({"host": 5, "changed_files": ["a", 1, "b", {}]}));
+        let mut f = Fields::new(&body, time::Duration::minutes(5));
+        assert_eq!(f.required("server_group", |s| Ok(s.to_owned())), None);
+        assert_eq!(f.required("host", |s| Ok(s.to_owned())), None);
+        assert!(f.files("changed_files", string_entry).is_none());
+        let ApiError::Unprocessable(problems) = f.finish().unwrap_err() else {
+            panic!("expected 422")
+        };
+        let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["server_group", "host", "changed_files[1]", "changed_files[3]"]
+        );
+        assert_eq!(problems[1].problem, "must be a string, got a number");
+    }
+
+    #[test]
+    fn null_is_the_same_as_absent() {
+        let body = object(json!({"commit_sha": null}));
+        let mut f = Fields::new(&body, time::Duration::minutes(5));
+        assert_eq!(f.short_text("commit_sha"), None);
+        assert!(f.finish().is_ok());
+    }
+
+    #[test]
+    fn timestamps_far_in_the_future_are_refused() {
+        let body = object(json!({"a": "2999-01-01T00:00:00Z", "b": "2020-01-01T00:00:00Z"}));
+        let mut f = Fields::new(&body, time::Duration::minutes(5));
+        assert!(f.timestamp("a").is_none());
+        assert!(f.timestamp("b").is_some());
+        let ApiError::Unprocessable(problems) = f.finish().unwrap_err() else {
+            panic!("expected 422")
+        };
+        assert!(problems[0].problem.contains("after the server clock"));
+    }
+
+    #[test]
+    fn counts_must_be_small_non_negative_integers() {
+        let body = object(json!({"a": 2, "b": -1, "c": "2", "d": 1.5}));
+        let mut f = Fields::new(&body, time::Duration::minutes(5));
+        assert_eq!(f.count("a"), Some(2));
+        assert_eq!(f.count("b"), None);
+        assert_eq!(f.count("c"), None);
+        assert_eq!(f.count("d"), None);
+        let ApiError::Unprocessable(problems) = f.finish().unwrap_err() else {
+            panic!("expected 422")
+        };
+        assert_eq!(problems.len(), 3);
+    }
+}

@@ -1,0 +1,91 @@
+//! `POST /status/cron`: a drift check of a host that already exists. It may change only the
+//! host's status, changed_files and last_cron_check.
+
+use actix_web::{post, web, HttpRequest, HttpResponse};
+use utoipa::ToSchema;
+
+use crate::domain::{HostName, Observation, Report, ServerGroup, Status};
+
+use super::body::{string_entry, Fields, JsonObject};
+use super::error::{ApiError, ErrorBody};
+use super::status::{accepted, ReportAccepted, SyncStatus};
+use super::{request_meta, AppContext};
+
+/// A drift report. Members not listed here are accepted and kept in the history's raw body.
+#[allow(dead_code)] // documents the body; `parse` reads it from the JSON object
+#[derive(ToSchema)]
+#[schema(example = json!({
+    "server_group": "rsyslog-prod",
+    "host": "rsyslog-01",
+    "status": "out_of_sync",
+    "changed_files": ["/etc/rsyslog.conf", "/etc/rsyslog.d/50-default.conf"],
+    "last_cron_check": "2026-04-26T11:00:00Z"
+}))]
+pub struct CronReportBody {
+    /// The host's group; the host must exist already.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$")]
+    server_group: String,
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$")]
+    host: String,
+    /// The drift status found (any case is accepted). Left out, the status is not changed.
+    status: Option<SyncStatus>,
+    /// Files that drifted: at most 10000 strings of at most 4096 characters. Left out with a
+    /// status, it means none.
+    changed_files: Option<Vec<String>>,
+    /// When the check ran: RFC 3339 with a time zone. Left out, the server's time is used.
+    #[schema(format = DateTime)]
+    last_cron_check: Option<String>,
+}
+
+pub(super) fn parse(body: &JsonObject, max_future_skew: time::Duration) -> Result<Report, ApiError> {
+    let mut f = Fields::new(&body.fields, max_future_skew);
+    let server_group = f.required("server_group", ServerGroup::parse);
+    let host = f.required("host", HostName::parse);
+    let status = f.optional("status", Status::parse);
+    let changed_files = f.files("changed_files", string_entry);
+    let reported_at = f.timestamp("last_cron_check");
+    let (Some(server_group), Some(host)) = (server_group, host) else {
+        return Err(f.into_error());
+    };
+    f.finish()?;
+    Ok(Report {
+        server_group,
+        host,
+        reported_at,
+        observation: Observation::Cron {
+            status,
+            changed_files,
+        },
+    })
+}
+
+/// Record a drift check from a cron job.
+///
+/// The host must exist (created by a pipeline or v1 report): an unknown host gets 404 and
+/// nothing is stored. The report never touches commit_sha, branch, validation_* or the other
+/// deployment fields. A check older than what the host already holds is kept in the history
+/// only. A 2xx means the report is committed to disk.
+#[utoipa::path(
+    tag = "reports",
+    request_body(content = CronReportBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Accepted", body = ReportAccepted),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 404, description = "The host does not exist; nothing was stored", body = ErrorBody),
+        (status = 413, description = "The body is larger than 1 MiB", body = ErrorBody),
+        (status = 415, description = "The Content-Type is not application/json", body = ErrorBody),
+        (status = 422, description = "Members are missing or invalid; `details` names each", body = ErrorBody),
+        (status = 500, description = "Database failure; nothing was stored", body = ErrorBody),
+        (status = 503, description = "The database is overloaded; nothing was stored", body = ErrorBody),
+    )
+)]
+#[post("/status/cron")]
+pub async fn post_cron(
+    ctx: web::Data<AppContext>,
+    req: HttpRequest,
+    body: JsonObject,
+) -> Result<HttpResponse, ApiError> {
+    let report = parse(&body, ctx.max_future_skew)?;
+    let recorded = ctx.store.record(&report, &request_meta(&req, body.raw)).await?;
+    Ok(accepted(recorded))
+}

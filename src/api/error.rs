@@ -1,0 +1,163 @@
+//! The one error type of the HTTP API and its JSON body. Every failure a client can see, from
+//! a handler, an extractor, an unknown route or a wrong method, is answered with `ErrorBody`.
+//! Internal causes are logged with their whole chain and never sent to the client.
+
+use std::fmt::Write as _;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::store::StoreError;
+
+/// One problem with one field of the request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldProblem {
+    /// The field (body member, query parameter or path segment), e.g. `changed_files[2]`.
+    pub field: String,
+    /// What is wrong with it, in words.
+    pub problem: String,
+}
+
+impl FieldProblem {
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "success": false,
+    "error": "invalid request: server_group, status",
+    "details": [
+        {"field": "server_group", "problem": "is required"},
+        {"field": "status", "problem": "must be one of synced, out_of_sync, failed, unknown (any case); got \"in_sync\""}
+    ]
+}))]
+pub struct ErrorBody {
+    /// Always false.
+    pub success: bool,
+    /// What went wrong, in one sentence.
+    pub error: String,
+    /// One entry per offending field; empty when the error is not about a field.
+    pub details: Vec<FieldProblem>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON at all (400).
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    /// The query string cannot be read (400).
+    #[error("invalid query string: {0}")]
+    BadQuery(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed {
+        method: Method,
+        path: String,
+        allow: Vec<Method>,
+    },
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Well-formed, but fields are missing or invalid (422).
+    #[error("invalid request: {}", field_list(.0))]
+    Unprocessable(Vec<FieldProblem>),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+fn field_list(problems: &[FieldProblem]) -> String {
+    let mut names: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+    names.dedup();
+    names.join(", ")
+}
+
+impl ApiError {
+    pub fn field(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        ApiError::Unprocessable(vec![FieldProblem::new(field, problem)])
+    }
+
+    pub fn internal(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ApiError::Internal(Box::new(err))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::UnknownHost { server_group, host } => ApiError::NotFound(format!(
+                "no host {server_group}/{host}: cron reports need a host that a pipeline \
+                 (POST /status/pipeline) or v1 report (POST /api/status) created"
+            )),
+            StoreError::Timeout => ApiError::Unavailable(
+                "the database did not answer in time; retry later".to_owned(),
+            ),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// `err: cause: cause…`, for logs.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let _ = write!(text, ": {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::MalformedJson(_) | ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), error = %error_chain(self), "request failed");
+        }
+        let details = match self {
+            ApiError::Unprocessable(problems) => problems.clone(),
+            _ => Vec::new(),
+        };
+        let mut response = HttpResponse::build(status);
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            let allow = allow
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            if let Ok(value) = HeaderValue::from_str(&allow) {
+                response.insert_header((header::ALLOW, value));
+            }
+        }
+        response.json(ErrorBody {
+            success: false,
+            error: self.to_string(),
+            details,
+        })
+    }
+}

@@ -1,0 +1,358 @@
+//! The audit trail: `GET /history` and `GET /status/{server_group}/{host}/history`, one row
+//! per accepted report, newest first.
+
+use actix_web::{get, web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::domain::{
+    HistoryEntry, HistoryFilter, HostName, ReportKind, ServerGroup, Status, Timestamp,
+};
+
+use super::error::{ApiError, ErrorBody, FieldProblem};
+use super::status::{parse_group, parse_host, SyncStatus};
+use super::{both, AppContext};
+
+/// Rows per page when `limit` is not given.
+pub const DEFAULT_LIMIT: u32 = 100;
+/// The largest `limit` accepted.
+pub const MAX_LIMIT: u32 = 1000;
+
+/// Which endpoint a report came through.
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Pipeline,
+    Cron,
+    Legacy,
+}
+
+impl From<ReportKind> for Kind {
+    fn from(kind: ReportKind) -> Self {
+        match kind {
+            ReportKind::Pipeline => Kind::Pipeline,
+            ReportKind::Cron => Kind::Cron,
+            ReportKind::Legacy => Kind::Legacy,
+        }
+    }
+}
+
+/// One accepted report. Members the report did not carry are null; every row has every member.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 42,
+    "received_at": "2026-04-26T11:00:00.412Z",
+    "kind": "cron",
+    "server_group": "rsyslog-prod",
+    "host": "rsyslog-01",
+    "status": "out_of_sync",
+    "changed_files_count": 2,
+    "changed_files": ["/etc/rsyslog.conf", "/etc/rsyslog.d/50-default.conf"],
+    "project_name": null,
+    "repo_name": null,
+    "server_type": null,
+    "environment": null,
+    "validation_status": null,
+    "validation_message": null,
+    "commit_sha": null,
+    "branch": null,
+    "updated_by": null,
+    "last_pipeline_run": null,
+    "last_cron_check": "2026-04-26T11:00:00.000Z",
+    "drift_count": null,
+    "observed_at": "2026-04-26T11:00:00.000Z",
+    "client_addr": "10.42.0.17",
+    "forwarded_for": null,
+    "user_agent": "curl/8.5.0",
+    "raw_body": {
+        "server_group": "rsyslog-prod",
+        "host": "rsyslog-01",
+        "status": "out_of_sync",
+        "changed_files": ["/etc/rsyslog.conf", "/etc/rsyslog.d/50-default.conf"],
+        "last_cron_check": "2026-04-26T11:00:00Z"
+    }
+}))]
+pub struct HistoryRow {
+    /// The report's id: increasing in the order reports were accepted.
+    pub id: i64,
+    /// When the server accepted the report (its own clock).
+    #[schema(format = DateTime)]
+    pub received_at: String,
+    pub kind: Kind,
+    pub server_group: String,
+    pub host: String,
+    /// Null for a cron report without a status.
+    #[schema(required = true)]
+    pub status: Option<SyncStatus>,
+    /// The length of `changed_files`, null when the report carried none.
+    #[schema(required = true)]
+    pub changed_files_count: Option<usize>,
+    /// As sent (v1 `files` become plain paths); null when the report carried none.
+    #[schema(required = true)]
+    pub changed_files: Option<Vec<String>>,
+    #[schema(required = true)]
+    pub project_name: Option<String>,
+    #[schema(required = true)]
+    pub repo_name: Option<String>,
+    #[schema(required = true)]
+    pub server_type: Option<String>,
+    #[schema(required = true)]
+    pub environment: Option<String>,
+    #[schema(required = true)]
+    pub validation_status: Option<String>,
+    #[schema(required = true)]
+    pub validation_message: Option<String>,
+    #[schema(required = true)]
+    pub commit_sha: Option<String>,
+    #[schema(required = true)]
+    pub branch: Option<String>,
+    #[schema(required = true)]
+    pub updated_by: Option<String>,
+    /// The client's `last_pipeline_run`, null when it sent none.
+    #[schema(required = true, format = DateTime)]
+    pub last_pipeline_run: Option<String>,
+    /// The client's `last_cron_check` (v1: `last_check`), null when it sent none.
+    #[schema(required = true, format = DateTime)]
+    pub last_cron_check: Option<String>,
+    /// v1 only: the drift_count the client sent.
+    #[schema(required = true)]
+    pub drift_count: Option<i64>,
+    /// The report's own time, or `received_at` when the client sent none; the current state
+    /// follows the newest observed_at.
+    #[schema(format = DateTime)]
+    pub observed_at: String,
+    /// The TCP peer that sent the report.
+    #[schema(required = true)]
+    pub client_addr: Option<String>,
+    /// The X-Forwarded-For header, as sent (set by proxies; not verified).
+    #[schema(required = true)]
+    pub forwarded_for: Option<String>,
+    #[schema(required = true)]
+    pub user_agent: Option<String>,
+    /// The request body exactly as received, including members the API does not know.
+    #[schema(value_type = Object)]
+    pub raw_body: Box<RawValue>,
+}
+
+impl TryFrom<HistoryEntry> for HistoryRow {
+    type Error = ApiError;
+
+    fn try_from(e: HistoryEntry) -> Result<Self, ApiError> {
+        let raw_body = RawValue::from_string(e.raw_body).map_err(ApiError::internal)?;
+        let d = e.deployment;
+        Ok(HistoryRow {
+            id: e.id,
+            received_at: e.received_at.to_string(),
+            kind: e.kind.into(),
+            server_group: e.server_group.to_string(),
+            host: e.host.to_string(),
+            status: e.status.map(SyncStatus::from),
+            changed_files_count: e.changed_files.as_ref().map(Vec::len),
+            changed_files: e.changed_files,
+            project_name: d.project_name,
+            repo_name: d.repo_name,
+            server_type: d.server_type,
+            environment: d.environment,
+            validation_status: d.validation_status,
+            validation_message: d.validation_message,
+            commit_sha: d.commit_sha,
+            branch: d.branch,
+            updated_by: d.updated_by,
+            last_pipeline_run: e.last_pipeline_run.map(|t| t.to_string()),
+            last_cron_check: e.last_cron_check.map(|t| t.to_string()),
+            drift_count: e.drift_count,
+            observed_at: e.observed_at.to_string(),
+            client_addr: e.client_addr,
+            forwarded_for: e.forwarded_for,
+            user_agent: e.user_agent,
+            raw_body,
+        })
+    }
+}
+
+/// Filters and paging shared by both history endpoints. Values are read as text and
+/// validated here, so every bad parameter is named in one 422.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Only reports that came through this endpoint.
+    #[param(value_type = Option<String>, pattern = "^(pipeline|cron|legacy)$")]
+    kind: Option<String>,
+    /// Only reports with this status (v1 or v2 spelling, any case).
+    #[param(value_type = Option<String>)]
+    status: Option<String>,
+    /// Only reports received at or after this instant: RFC 3339, or milliseconds since the
+    /// epoch as Grafana's `${__timeFrom}` sends.
+    #[param(value_type = Option<String>, example = "2026-04-26T00:00:00Z")]
+    from: Option<String>,
+    /// Only reports received at or before this instant (same forms as `from`).
+    #[param(value_type = Option<String>, example = "1777248000000")]
+    to: Option<String>,
+    /// Rows per page, 1–1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+    /// Rows to skip (offset paging, as Grafana Infinity does it). Past the end: [].
+    #[param(value_type = Option<u64>, minimum = 0)]
+    offset: Option<String>,
+    /// Only reports with an id below this one (keyset paging: pass the last id you got).
+    #[param(value_type = Option<i64>, minimum = 1)]
+    before: Option<String>,
+}
+
+/// The `server_group` and `host` filters of `GET /history`.
+#[derive(Debug, Deserialize)]
+pub struct HostFilter {
+    server_group: Option<String>,
+    host: Option<String>,
+}
+
+/// Parses an optional parameter, recording the problem under its name.
+fn param<T>(
+    problems: &mut Vec<FieldProblem>,
+    name: &str,
+    text: Option<&str>,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Option<T> {
+    match parse(text?) {
+        Ok(value) => Some(value),
+        Err(problem) => {
+            problems.push(FieldProblem::new(name, problem));
+            None
+        }
+    }
+}
+
+/// A whole number in `range`, described as `expected` in the error.
+fn whole<'a, T, R>(range: R, expected: &'a str) -> impl FnOnce(&str) -> Result<T, String> + 'a
+where
+    T: std::str::FromStr + PartialOrd,
+    R: std::ops::RangeBounds<T> + 'a,
+{
+    move |text| match text.parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(format!("must be {expected}; got {text:?}")),
+    }
+}
+
+fn filter(
+    query: &HistoryQuery,
+    server_group: Option<ServerGroup>,
+    host: Option<HostName>,
+) -> Result<HistoryFilter, ApiError> {
+    let mut problems = Vec::new();
+    let p = &mut problems;
+    let kind = param(p, "kind", query.kind.as_deref(), ReportKind::parse);
+    let status = param(p, "status", query.status.as_deref(), Status::parse);
+    let from = param(p, "from", query.from.as_deref(), Timestamp::parse_query);
+    let to = param(p, "to", query.to.as_deref(), Timestamp::parse_query);
+    let limit = param(
+        p,
+        "limit",
+        query.limit.as_deref(),
+        whole(1..=MAX_LIMIT, "a whole number from 1 to 1000"),
+    );
+    let offset = param(
+        p,
+        "offset",
+        query.offset.as_deref(),
+        whole(0.., "a whole number from 0"),
+    );
+    let before = param(
+        p,
+        "before",
+        query.before.as_deref(),
+        whole(1.., "a report id (a whole number from 1)"),
+    );
+    if let (Some(from), Some(to)) = (from, to) {
+        if from > to {
+            problems.push(FieldProblem::new(
+                "from",
+                format!("lies after to ({from} > {to})"),
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::Unprocessable(problems));
+    }
+    Ok(HistoryFilter {
+        server_group,
+        host,
+        kind,
+        status,
+        from,
+        to,
+        before,
+        limit: limit.unwrap_or(DEFAULT_LIMIT),
+        offset: offset.unwrap_or(0),
+    })
+}
+
+async fn respond(ctx: &AppContext, filter: HistoryFilter) -> Result<HttpResponse, ApiError> {
+    let entries = ctx.store.history(&filter).await?;
+    let rows = entries
+        .into_iter()
+        .map(HistoryRow::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+/// The audit trail: every accepted report, newest first.
+///
+/// Page with `limit` and `offset` (a page past the end is 200 with `[]`), or with `before`
+/// set to the smallest id of the previous page. `from`/`to` bound `received_at`.
+#[utoipa::path(
+    tag = "history",
+    params(
+        ("server_group" = Option<String>, Query, description = "Only this server group"),
+        ("host" = Option<String>, Query, description = "Only this host name"),
+        HistoryQuery,
+    ),
+    responses(
+        (status = 200, description = "Matching reports, newest first", body = Vec<HistoryRow>),
+        (status = 400, description = "The query string cannot be read", body = ErrorBody),
+        (status = 422, description = "Invalid parameters; `details` names each", body = ErrorBody),
+        (status = 500, description = "Database failure", body = ErrorBody),
+    )
+)]
+#[get("/history")]
+pub async fn history(
+    ctx: web::Data<AppContext>,
+    hosts: web::Query<HostFilter>,
+    query: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let group = hosts.server_group.as_deref().map(parse_group).transpose();
+    let host = hosts.host.as_deref().map(parse_host).transpose();
+    let (group, host) = both(group, host)?;
+    let filter = filter(&query, group, host)?;
+    respond(&ctx, filter).await
+}
+
+/// The audit trail of one host, newest first (the same parameters as `GET /history`).
+///
+/// An unknown host gives `[]`, as its history is empty.
+#[utoipa::path(
+    tag = "history",
+    params(
+        ("server_group" = String, Path, example = "rsyslog-prod"),
+        ("host" = String, Path, example = "rsyslog-01"),
+        HistoryQuery,
+    ),
+    responses(
+        (status = 200, description = "The host's reports, newest first", body = Vec<HistoryRow>),
+        (status = 400, description = "The query string cannot be read", body = ErrorBody),
+        (status = 422, description = "Invalid parameters; `details` names each", body = ErrorBody),
+        (status = 500, description = "Database failure", body = ErrorBody),
+    )
+)]
+#[get("/status/{server_group}/{host}/history")]
+pub async fn host_history(
+    ctx: web::Data<AppContext>,
+    path: web::Path<(String, String)>,
+    query: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (group, host) = path.into_inner();
+    let (group, host) = both(parse_group(&group), parse_host(&host))?;
+    let filter = filter(&query, Some(group), Some(host))?;
+    respond(&ctx, filter).await
+}

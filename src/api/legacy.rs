@@ -1,0 +1,262 @@
+//! The v1 API, `POST /api/status` and `GET /api/status`, for pipelines and dashboards written
+//! against the single-object status server. A v1 report is stored as a drift report with
+//! server_group = repo and host = server; it creates the host when new.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::domain::{HostName, HostState, Observation, Report, ServerGroup, Status};
+
+use super::body::{json_type, Fields, JsonObject};
+use super::error::{ApiError, ErrorBody};
+use super::{both, request_meta, AppContext};
+
+/// A v1 sync status.
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum V1SyncStatus {
+    Synced,
+    OutOfSync,
+    Failed,
+    Unknown,
+}
+
+impl From<Status> for V1SyncStatus {
+    fn from(status: Status) -> Self {
+        match status {
+            Status::Synced => V1SyncStatus::Synced,
+            Status::OutOfSync => V1SyncStatus::OutOfSync,
+            Status::Failed => V1SyncStatus::Failed,
+            Status::Unknown => V1SyncStatus::Unknown,
+        }
+    }
+}
+
+/// A drifted file as v1 lists it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct V1File {
+    /// Relative path of the drifted file.
+    pub name: String,
+}
+
+/// A v1 `files` entry: `{"name": "…"}` or a plain string.
+#[allow(dead_code)] // documents the body; `parse` reads it from the JSON object
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum V1FileEntry {
+    Object(V1File),
+    Path(String),
+}
+
+/// A v1 report (seed 004). Members not listed here are accepted and kept in the history.
+#[allow(dead_code)] // documents the body; `parse` reads it from the JSON object
+#[derive(ToSchema)]
+#[schema(example = json!({
+    "repo": "rsyslog",
+    "server": "rsyslog-lab",
+    "sync_status": "OUT_OF_SYNC",
+    "drift_count": 2,
+    "files": [{"name": "rsyslog.conf"}, {"name": "rsyslog.d/30-lab.conf"}],
+    "last_check": "2026-04-21T10:32:15Z"
+}))]
+pub struct V1StatusBody {
+    /// Repository name; stored as the server_group.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$")]
+    repo: String,
+    /// Server name; stored as the host.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$")]
+    server: String,
+    /// SYNCED, OUT_OF_SYNC, UNKNOWN (or FAILED), in any case.
+    sync_status: V1SyncStatus,
+    /// Number of drifted files as the client counted them; kept in the history.
+    #[schema(minimum = 0, maximum = 4294967295_u64)]
+    drift_count: Option<u32>,
+    /// Drifted files, as objects or strings (at most 10000 of at most 4096 characters).
+    files: Option<Vec<V1FileEntry>>,
+    /// When the drift check ran: RFC 3339 with a time zone. Left out, the server's time is used.
+    #[schema(format = DateTime)]
+    last_check: Option<String>,
+}
+
+/// The v1 status object.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "repo": "rsyslog",
+    "server": "rsyslog-lab",
+    "sync_status": "OUT_OF_SYNC",
+    "drift_count": 2,
+    "files": [{"name": "rsyslog.conf"}, {"name": "rsyslog.d/30-lab.conf"}],
+    "last_check": "2026-04-21T10:32:15.000Z"
+}))]
+pub struct V1Status {
+    pub repo: String,
+    pub server: String,
+    /// The host's current status in v1 spelling.
+    pub sync_status: V1SyncStatus,
+    /// The number of `files`.
+    pub drift_count: usize,
+    pub files: Vec<V1File>,
+    /// When the current status was observed.
+    #[schema(format = DateTime)]
+    pub last_check: String,
+}
+
+impl From<HostState> for V1Status {
+    fn from(s: HostState) -> Self {
+        V1Status {
+            repo: s.server_group.to_string(),
+            server: s.host.to_string(),
+            sync_status: s.status.into(),
+            drift_count: s.changed_files.len(),
+            files: s
+                .changed_files
+                .into_iter()
+                .map(|name| V1File { name })
+                .collect(),
+            last_check: s.status_observed_at.to_string(),
+        }
+    }
+}
+
+/// The answer to an accepted v1 report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct V1Accepted {
+    /// Always true.
+    pub success: bool,
+    pub message: String,
+    /// The id of the report's row in the history.
+    pub report_id: i64,
+    /// The host's state after this report, as a v1 object.
+    pub status: V1Status,
+}
+
+fn file_entry(item: &Value) -> Result<String, (Option<&'static str>, String)> {
+    match item {
+        Value::String(s) => Ok(s.clone()),
+        Value::Object(object) => match object.get("name") {
+            Some(Value::String(s)) => Ok(s.clone()),
+            None | Some(Value::Null) => Err((Some("name"), "is required".to_owned())),
+            Some(other) => Err((
+                Some("name"),
+                format!("must be a string, got {}", json_type(other)),
+            )),
+        },
+        other => Err((
+            None,
+            format!(
+                "must be a string or an object with a name, got {}",
+                json_type(other)
+            ),
+        )),
+    }
+}
+
+pub(super) fn parse(body: &JsonObject, max_future_skew: time::Duration) -> Result<Report, ApiError> {
+    let mut f = Fields::new(&body.fields, max_future_skew);
+    let server_group = f.required("repo", ServerGroup::parse);
+    let host = f.required("server", HostName::parse);
+    let status = f.required("sync_status", Status::parse);
+    let drift_count = f.count("drift_count");
+    let changed_files = f.files("files", file_entry);
+    let reported_at = f.timestamp("last_check");
+    let (Some(server_group), Some(host), Some(status)) = (server_group, host, status) else {
+        return Err(f.into_error());
+    };
+    f.finish()?;
+    Ok(Report {
+        server_group,
+        host,
+        reported_at,
+        observation: Observation::Legacy {
+            status,
+            changed_files,
+            drift_count,
+        },
+    })
+}
+
+/// Record a v1 status report (`{repo, server, sync_status, drift_count, files, last_check}`).
+///
+/// Stored as a drift report for host `server` in group `repo`, created when new; it appears
+/// in `GET /status` like any v2 host (status lower-cased, files as changed_files, last_check
+/// as last_cron_check). Always answers 200 on success, as v1 did. A 2xx means the report is
+/// committed to disk.
+#[utoipa::path(
+    tag = "v1",
+    request_body(content = V1StatusBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Accepted", body = V1Accepted),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 413, description = "The body is larger than 1 MiB", body = ErrorBody),
+        (status = 415, description = "The Content-Type is not application/json", body = ErrorBody),
+        (status = 422, description = "Members are missing or invalid; `details` names each", body = ErrorBody),
+        (status = 500, description = "Database failure; nothing was stored", body = ErrorBody),
+        (status = 503, description = "The database is overloaded; nothing was stored", body = ErrorBody),
+    )
+)]
+#[post("/api/status")]
+pub async fn post_v1_status(
+    ctx: web::Data<AppContext>,
+    req: HttpRequest,
+    body: JsonObject,
+) -> Result<HttpResponse, ApiError> {
+    let report = parse(&body, ctx.max_future_skew)?;
+    let recorded = ctx.store.record(&report, &request_meta(&req, body.raw)).await?;
+    Ok(HttpResponse::Ok().json(V1Accepted {
+        success: true,
+        message: "Status updated successfully".to_owned(),
+        report_id: recorded.report_id,
+        status: recorded.state.into(),
+    }))
+}
+
+/// Which host `GET /api/status` shows.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct V1Query {
+    /// The host's group (v1 repo). Give it together with `server`.
+    repo: Option<String>,
+    /// The host (v1 server). Give it together with `repo`.
+    server: Option<String>,
+}
+
+/// The v1 status object of one host.
+///
+/// Without parameters: the host that received the most recent v1 report. With `repo` and
+/// `server`: that host, whichever API reported it.
+#[utoipa::path(
+    tag = "v1",
+    params(V1Query),
+    responses(
+        (status = 200, description = "The host's state as a v1 object", body = V1Status),
+        (status = 404, description = "No such host, or no v1 report yet", body = ErrorBody),
+        (status = 422, description = "Invalid or incomplete parameters", body = ErrorBody),
+        (status = 500, description = "Database failure", body = ErrorBody),
+    )
+)]
+#[get("/api/status")]
+pub async fn get_v1_status(
+    ctx: web::Data<AppContext>,
+    query: web::Query<V1Query>,
+) -> Result<HttpResponse, ApiError> {
+    let state = match (&query.repo, &query.server) {
+        (None, None) => ctx.store.latest_legacy_host().await?.ok_or_else(|| {
+            ApiError::NotFound("no v1 report has been received yet".to_owned())
+        })?,
+        (Some(repo), Some(server)) => {
+            let (group, host) = both(
+                ServerGroup::parse(repo).map_err(|p| ApiError::field("repo", p)),
+                HostName::parse(server).map_err(|p| ApiError::field("server", p)),
+            )?;
+            ctx.store
+                .host_state(&group, &host)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("no host {group}/{host}")))?
+        }
+        (Some(_), None) => return Err(ApiError::field("server", "is required when repo is given")),
+        (None, Some(_)) => return Err(ApiError::field("repo", "is required when server is given")),
+    };
+    Ok(HttpResponse::Ok().json(V1Status::from(state)))
+}

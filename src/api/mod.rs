@@ -1,0 +1,177 @@
+//! The HTTP API: one module per resource, each holding its handlers and DTOs. `configure`
+//! registers every handler; the OpenAPI document is collected from the same registration, so
+//! routes and spec cannot drift.
+
+pub mod body;
+pub mod cron;
+pub mod error;
+pub mod health;
+pub mod history;
+pub mod legacy;
+pub mod pipeline;
+pub mod status;
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::{error::InternalError, web, HttpRequest, HttpResponse};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::store::{RequestMeta, Store};
+
+use self::error::ApiError;
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub struct AppContext {
+    pub store: Store,
+    /// How far after the server clock a client timestamp may lie.
+    pub max_future_skew: time::Duration,
+}
+
+/// Registers every API handler (the spec is collected from this).
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(pipeline::post_pipeline)
+        .service(cron::post_cron)
+        .service(status::list_status)
+        .service(status::list_status_json)
+        .service(status::group_status)
+        .service(status::host_status)
+        .service(history::host_history)
+        .service(history::history)
+        .service(legacy::post_v1_status)
+        .service(legacy::get_v1_status)
+        .service(health::health)
+        .service(health::ready);
+}
+
+/// Merges two validations so one 422 names the problems of both.
+pub(crate) fn both<A, B>(
+    a: Result<A, ApiError>,
+    b: Result<B, ApiError>,
+) -> Result<(A, B), ApiError> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (Err(ApiError::Unprocessable(mut first)), Err(ApiError::Unprocessable(second))) => {
+            first.extend(second);
+            Err(ApiError::Unprocessable(first))
+        }
+        (Err(err), _) | (_, Err(err)) => Err(err),
+    }
+}
+
+/// Who sent the request, for the audit trail.
+pub(crate) fn request_meta(req: &HttpRequest, raw_body: String) -> RequestMeta {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    RequestMeta {
+        client_addr: req.peer_addr().map(|a| a.ip().to_string()),
+        forwarded_for: header("x-forwarded-for"),
+        user_agent: header("user-agent"),
+        raw_body,
+    }
+}
+
+/// The API's routes and their methods, to tell 404 (no such path) from 405 (wrong method).
+#[derive(Debug)]
+pub struct RouteTable(Vec<(ResourceDef, Vec<Method>)>);
+
+impl RouteTable {
+    pub fn from_spec(spec: &utoipa::openapi::OpenApi) -> Self {
+        let routes = spec
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let methods = [
+                    (Method::GET, item.get.is_some()),
+                    (Method::POST, item.post.is_some()),
+                    (Method::PUT, item.put.is_some()),
+                    (Method::DELETE, item.delete.is_some()),
+                    (Method::PATCH, item.patch.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(method, present)| present.then_some(method))
+                .collect();
+                (ResourceDef::new(path.as_str()), methods)
+            })
+            .collect();
+        RouteTable(routes)
+    }
+
+    fn allowed(&self, path: &str) -> Vec<Method> {
+        let mut allowed: Vec<Method> = self
+            .0
+            .iter()
+            .filter(|(def, _)| def.is_match(path))
+            .flat_map(|(_, methods)| methods.iter().cloned())
+            .collect();
+        allowed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        allowed.dedup();
+        allowed
+    }
+}
+
+/// Answers every request no handler matched: 405 with `Allow` when the path exists, else 404.
+pub async fn fallback(req: HttpRequest, routes: web::Data<RouteTable>) -> ApiError {
+    let allow = routes.allowed(req.path());
+    if allow.is_empty() {
+        ApiError::NotFound(format!("no such endpoint: {} {}", req.method(), req.path()))
+    } else {
+        ApiError::MethodNotAllowed {
+            method: req.method().clone(),
+            path: req.path().to_owned(),
+            allow,
+        }
+    }
+}
+
+/// actix's own extractor failures, answered in the API's error shape.
+pub fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let api = ApiError::BadQuery(err.to_string());
+    let response = actix_web::ResponseError::error_response(&api);
+    InternalError::from_response(err, response).into()
+}
+
+pub fn path_error(err: actix_web::error::PathError, _: &HttpRequest) -> actix_web::Error {
+    let api = ApiError::field("(path)", err.to_string());
+    let response = actix_web::ResponseError::error_response(&api);
+    InternalError::from_response(err, response).into()
+}
+
+/// One log line per request: method, route template, status, latency. Probes log at DEBUG.
+pub async fn log_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let response = next.call(req).await?;
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "(no route)".to_owned());
+    let status = response.status().as_u16();
+    let micros = started.elapsed().as_micros();
+    if route == "/health" || route == "/ready" {
+        tracing::debug!(%method, %route, status, micros, "request");
+    } else {
+        tracing::info!(%method, %route, status, micros, "request");
+    }
+    Ok(response)
+}
+
+/// Lets `fallback` return the error itself as its response.
+impl actix_web::Responder for ApiError {
+    type Body = actix_web::body::BoxBody;
+
+    fn respond_to(self, _: &HttpRequest) -> HttpResponse {
+        actix_web::ResponseError::error_response(&self)
+    }
+}

@@ -1,0 +1,133 @@
+//! `POST /status/pipeline`: a deployment report from CI. It may create the host and defines
+//! the host's deployment fields (commit, branch, validation, …) and its sync status.
+
+use actix_web::{post, web, HttpRequest, HttpResponse};
+use utoipa::ToSchema;
+
+use crate::domain::{Deployment, HostName, Observation, Report, ServerGroup, Status, MAX_MESSAGE_LEN};
+
+use super::body::{string_entry, Fields, JsonObject};
+use super::error::{ApiError, ErrorBody};
+use super::status::{accepted, ReportAccepted, SyncStatus};
+use super::{request_meta, AppContext};
+
+/// A deployment report. Members not listed here are accepted and kept in the history's raw
+/// body. `null` is the same as leaving a member out.
+#[allow(dead_code)] // documents the body; `parse` reads it from the JSON object
+#[derive(ToSchema)]
+#[schema(example = json!({
+    "project_name": "gitops-for-servers",
+    "repo_name": "rsyslog",
+    "server_group": "rsyslog-prod",
+    "server_type": "rsyslog",
+    "environment": "prod",
+    "host": "rsyslog-01",
+    "status": "synced",
+    "changed_files": [],
+    "validation_status": "passed",
+    "validation_message": "rsyslog syntax validation passed",
+    "commit_sha": "abc1234567890",
+    "branch": "master",
+    "updated_by": "woodpecker",
+    "last_pipeline_run": "2026-04-26T10:30:00Z"
+}))]
+pub struct PipelineReportBody {
+    /// Project identifier (≤ 256 characters).
+    project_name: Option<String>,
+    /// Repository name (≤ 256 characters).
+    repo_name: Option<String>,
+    /// Logical group, e.g. `rsyslog-prod`: 1–128 letters, digits, `.`, `_`, `-`.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$")]
+    server_group: String,
+    /// Type of server: rsyslog, splunk, nginx, … (≤ 256 characters).
+    server_type: Option<String>,
+    /// prod, staging, dev, … (≤ 256 characters).
+    environment: Option<String>,
+    /// Host name, e.g. `rsyslog-01`: 1–128 letters, digits, `.`, `_`, `-`.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$")]
+    host: String,
+    /// The host's sync status after the deployment (any case is accepted).
+    status: SyncStatus,
+    /// Paths that differ from Git: at most 10000 strings of at most 4096 characters. Left out
+    /// with a status, it means none.
+    changed_files: Option<Vec<String>>,
+    /// Validation result: passed, failed, skipped, … (≤ 256 characters).
+    validation_status: Option<String>,
+    /// Validator output (≤ 65536 characters).
+    validation_message: Option<String>,
+    /// Git commit deployed (≤ 256 characters).
+    commit_sha: Option<String>,
+    /// Git branch deployed (≤ 256 characters).
+    branch: Option<String>,
+    /// Who or what triggered the update: woodpecker, jenkins, … (≤ 256 characters).
+    updated_by: Option<String>,
+    /// When the pipeline ran: RFC 3339 with a time zone, at most the allowed clock skew ahead
+    /// of the server. Left out, the server's time is used.
+    #[schema(format = DateTime)]
+    last_pipeline_run: Option<String>,
+}
+
+pub(super) fn parse(body: &JsonObject, max_future_skew: time::Duration) -> Result<Report, ApiError> {
+    let mut f = Fields::new(&body.fields, max_future_skew);
+    let server_group = f.required("server_group", ServerGroup::parse);
+    let host = f.required("host", HostName::parse);
+    let status = f.required("status", Status::parse);
+    let deployment = Deployment {
+        project_name: f.short_text("project_name"),
+        repo_name: f.short_text("repo_name"),
+        server_type: f.short_text("server_type"),
+        environment: f.short_text("environment"),
+        validation_status: f.short_text("validation_status"),
+        validation_message: f.text("validation_message", MAX_MESSAGE_LEN),
+        commit_sha: f.short_text("commit_sha"),
+        branch: f.short_text("branch"),
+        updated_by: f.short_text("updated_by"),
+    };
+    let changed_files = f.files("changed_files", string_entry);
+    let reported_at = f.timestamp("last_pipeline_run");
+    let (Some(server_group), Some(host), Some(status)) = (server_group, host, status) else {
+        return Err(f.into_error());
+    };
+    f.finish()?;
+    Ok(Report {
+        server_group,
+        host,
+        reported_at,
+        observation: Observation::Pipeline {
+            status,
+            changed_files,
+            deployment: Box::new(deployment),
+        },
+    })
+}
+
+/// Record a deployment report from a CI pipeline.
+///
+/// Creates the host when it is new. The report sets the host's deployment fields and its sync
+/// status, unless the host already holds a newer observation (by `last_pipeline_run` for the
+/// deployment fields, by observation time for the status): then it is kept in the history
+/// only. A 2xx means the report is committed to disk.
+#[utoipa::path(
+    tag = "reports",
+    request_body(content = PipelineReportBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Accepted; the report created the host", body = ReportAccepted),
+        (status = 200, description = "Accepted", body = ReportAccepted),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 413, description = "The body is larger than 1 MiB", body = ErrorBody),
+        (status = 415, description = "The Content-Type is not application/json", body = ErrorBody),
+        (status = 422, description = "Members are missing or invalid; `details` names each", body = ErrorBody),
+        (status = 500, description = "Database failure; nothing was stored", body = ErrorBody),
+        (status = 503, description = "The database is overloaded; nothing was stored", body = ErrorBody),
+    )
+)]
+#[post("/status/pipeline")]
+pub async fn post_pipeline(
+    ctx: web::Data<AppContext>,
+    req: HttpRequest,
+    body: JsonObject,
+) -> Result<HttpResponse, ApiError> {
+    let report = parse(&body, ctx.max_future_skew)?;
+    let recorded = ctx.store.record(&report, &request_meta(&req, body.raw)).await?;
+    Ok(accepted(recorded))
+}

@@ -1,0 +1,247 @@
+//! The current state: `GET /status`, `/status.json`, `/status/{server_group}` and
+//! `/status/{server_group}/{host}`, flat rows for Grafana's Infinity datasource. Also the
+//! answer every accepted v2 report gets.
+
+use actix_web::{get, web, HttpResponse};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::{HostName, HostState, ServerGroup, Status};
+use crate::store::Recorded;
+
+use super::error::{ApiError, ErrorBody};
+use super::AppContext;
+
+/// A sync status as v2 spells it.
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncStatus {
+    Synced,
+    OutOfSync,
+    Failed,
+    Unknown,
+}
+
+impl From<Status> for SyncStatus {
+    fn from(status: Status) -> Self {
+        match status {
+            Status::Synced => SyncStatus::Synced,
+            Status::OutOfSync => SyncStatus::OutOfSync,
+            Status::Failed => SyncStatus::Failed,
+            Status::Unknown => SyncStatus::Unknown,
+        }
+    }
+}
+
+/// One host's current state. Every field is present in every row; a field nobody reported is
+/// null. Timestamps are RFC 3339 UTC with millisecond precision.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "project_name": "gitops-for-servers",
+    "repo_name": "rsyslog",
+    "server_group": "rsyslog-prod",
+    "server_type": "rsyslog",
+    "environment": "prod",
+    "host": "rsyslog-01",
+    "status": "synced",
+    "changed_files_count": 0,
+    "changed_files": [],
+    "validation_status": "passed",
+    "validation_message": "rsyslog syntax validation passed",
+    "last_pipeline_run": "2026-04-26T10:30:00.000Z",
+    "last_cron_check": "2026-04-26T11:00:00.000Z",
+    "commit_sha": "abc1234567890",
+    "branch": "master",
+    "updated_by": "woodpecker",
+    "timestamp": "2026-04-26T11:00:00.412Z"
+}))]
+pub struct HostStatus {
+    #[schema(required = true)]
+    pub project_name: Option<String>,
+    #[schema(required = true)]
+    pub repo_name: Option<String>,
+    pub server_group: String,
+    #[schema(required = true)]
+    pub server_type: Option<String>,
+    #[schema(required = true)]
+    pub environment: Option<String>,
+    pub host: String,
+    /// The newest observed status (from a pipeline, cron or v1 report).
+    pub status: SyncStatus,
+    /// The length of `changed_files`.
+    pub changed_files_count: usize,
+    /// Files that differ from Git according to the report the status comes from.
+    pub changed_files: Vec<String>,
+    #[schema(required = true)]
+    pub validation_status: Option<String>,
+    #[schema(required = true)]
+    pub validation_message: Option<String>,
+    /// The time of the newest pipeline report (stamped by the server when the client sent none).
+    #[schema(required = true, format = DateTime)]
+    pub last_pipeline_run: Option<String>,
+    /// The time of the newest cron or v1 drift check.
+    #[schema(required = true, format = DateTime)]
+    pub last_cron_check: Option<String>,
+    #[schema(required = true)]
+    pub commit_sha: Option<String>,
+    #[schema(required = true)]
+    pub branch: Option<String>,
+    #[schema(required = true)]
+    pub updated_by: Option<String>,
+    /// When the server last accepted a report for this host (its own clock).
+    #[schema(format = DateTime)]
+    pub timestamp: String,
+}
+
+impl From<HostState> for HostStatus {
+    fn from(s: HostState) -> Self {
+        let d = s.deployment;
+        HostStatus {
+            project_name: d.project_name,
+            repo_name: d.repo_name,
+            server_group: s.server_group.to_string(),
+            server_type: d.server_type,
+            environment: d.environment,
+            host: s.host.to_string(),
+            status: s.status.into(),
+            changed_files_count: s.changed_files.len(),
+            changed_files: s.changed_files,
+            validation_status: d.validation_status,
+            validation_message: d.validation_message,
+            last_pipeline_run: s.last_pipeline_run.map(|t| t.to_string()),
+            last_cron_check: s.last_cron_check.map(|t| t.to_string()),
+            commit_sha: d.commit_sha,
+            branch: d.branch,
+            updated_by: d.updated_by,
+            timestamp: s.timestamp.to_string(),
+        }
+    }
+}
+
+/// The answer to an accepted v2 report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportAccepted {
+    /// Always true.
+    pub success: bool,
+    /// Says whether the report moved the host's current state or only joined the history.
+    pub message: String,
+    /// The id of the report's row in the history (`GET /history`, table `reports`).
+    pub report_id: i64,
+    /// The host's current state after this report.
+    pub status: HostStatus,
+}
+
+/// 201 when the report created the host, 200 otherwise.
+pub(super) fn accepted(recorded: Recorded) -> HttpResponse {
+    let message = if recorded.applied {
+        "Status updated successfully".to_owned()
+    } else {
+        "Report recorded in history; the current state already holds a newer observation, \
+         so it was not changed"
+            .to_owned()
+    };
+    let body = ReportAccepted {
+        success: true,
+        message,
+        report_id: recorded.report_id,
+        status: recorded.state.into(),
+    };
+    if recorded.created {
+        HttpResponse::Created().json(body)
+    } else {
+        HttpResponse::Ok().json(body)
+    }
+}
+
+pub(super) fn parse_group(text: &str) -> Result<ServerGroup, ApiError> {
+    ServerGroup::parse(text).map_err(|p| ApiError::field("server_group", p))
+}
+
+pub(super) fn parse_host(text: &str) -> Result<HostName, ApiError> {
+    HostName::parse(text).map_err(|p| ApiError::field("host", p))
+}
+
+async fn all_hosts(ctx: &AppContext) -> Result<HttpResponse, ApiError> {
+    let states = ctx.store.host_states(None).await?;
+    let rows: Vec<HostStatus> = states.into_iter().map(HostStatus::from).collect();
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+/// Every host's current state, one flat row per host, ordered by server_group and host.
+///
+/// Point Grafana's Infinity datasource here (parser JSON or Backend, no root selector).
+#[utoipa::path(
+    tag = "status",
+    responses(
+        (status = 200, description = "One row per host; [] before the first report", body = Vec<HostStatus>),
+        (status = 500, description = "Database failure", body = ErrorBody),
+    )
+)]
+#[get("/status")]
+pub async fn list_status(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError> {
+    all_hosts(&ctx).await
+}
+
+/// The same rows as `GET /status`, at the address v1 dashboards read.
+#[utoipa::path(
+    tag = "status",
+    responses(
+        (status = 200, description = "One row per host; [] before the first report", body = Vec<HostStatus>),
+        (status = 500, description = "Database failure", body = ErrorBody),
+    )
+)]
+#[get("/status.json")]
+pub async fn list_status_json(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError> {
+    all_hosts(&ctx).await
+}
+
+/// The current state of every host in one server group.
+///
+/// A group nobody has reported is not an error: the answer is 200 with an empty array, so a
+/// dashboard variable pointing at a new group shows an empty table rather than a failure.
+#[utoipa::path(
+    tag = "status",
+    params(("server_group" = String, Path, description = "e.g. rsyslog-prod", example = "rsyslog-prod")),
+    responses(
+        (status = 200, description = "The group's hosts; [] for an unknown group", body = Vec<HostStatus>),
+        (status = 422, description = "The group name is not valid", body = ErrorBody),
+        (status = 500, description = "Database failure", body = ErrorBody),
+    )
+)]
+#[get("/status/{server_group}")]
+pub async fn group_status(
+    ctx: web::Data<AppContext>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let group = parse_group(&path)?;
+    let states = ctx.store.host_states(Some(&group)).await?;
+    let rows: Vec<HostStatus> = states.into_iter().map(HostStatus::from).collect();
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+/// The current state of one host.
+#[utoipa::path(
+    tag = "status",
+    params(
+        ("server_group" = String, Path, description = "e.g. rsyslog-prod", example = "rsyslog-prod"),
+        ("host" = String, Path, description = "e.g. rsyslog-01", example = "rsyslog-01"),
+    ),
+    responses(
+        (status = 200, description = "The host's current state", body = HostStatus),
+        (status = 404, description = "No report was ever accepted for this host", body = ErrorBody),
+        (status = 422, description = "A name is not valid", body = ErrorBody),
+        (status = 500, description = "Database failure", body = ErrorBody),
+    )
+)]
+#[get("/status/{server_group}/{host}")]
+pub async fn host_status(
+    ctx: web::Data<AppContext>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (group, host) = path.into_inner();
+    let (group, host) = super::both(parse_group(&group), parse_host(&host))?;
+    match ctx.store.host_state(&group, &host).await? {
+        Some(state) => Ok(HttpResponse::Ok().json(HostStatus::from(state))),
+        None => Err(ApiError::NotFound(format!("no host {group}/{host}"))),
+    }
+}

@@ -1,0 +1,98 @@
+//! Builds the actix application and server from settings: binds the listener itself (so tests
+//! can ask for port 0), serves until told to stop, then closes the database.
+
+use std::net::{SocketAddr, TcpListener};
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use utoipa_actix_web::AppExt;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::api::{self, body::MAX_BODY_BYTES, AppContext, RouteTable};
+use crate::config::Settings;
+use crate::openapi;
+use crate::store::Store;
+
+/// A bound, running server and its database.
+pub struct Application {
+    server: Server,
+    address: SocketAddr,
+    store: Store,
+}
+
+impl Application {
+    /// Opens and migrates the database, binds the listener and starts serving in the background.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
+        let store = Store::open(&settings.db, settings.read_connections).await?;
+        let context = web::Data::new(AppContext {
+            store: store.clone(),
+            max_future_skew: settings.max_future_skew,
+        });
+        let spec = openapi::spec();
+        let routes = web::Data::new(RouteTable::from_spec(&spec));
+
+        let listener = TcpListener::bind(settings.listen)
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let address = listener.local_addr()?;
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .into_utoipa_app()
+                .configure(api::configure)
+                .into_app()
+                .app_data(context.clone())
+                .app_data(routes.clone())
+                .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+                .app_data(web::QueryConfig::default().error_handler(api::query_error))
+                .app_data(web::PathConfig::default().error_handler(api::path_error))
+                .service(
+                    SwaggerUi::new("/swagger-ui/{_:.*}").url("/api-docs/openapi.json", spec.clone()),
+                )
+                .default_service(web::to(api::fallback))
+                .wrap(from_fn(api::log_request))
+        })
+        .listen(listener)?
+        .shutdown_timeout(settings.shutdown_timeout.as_secs())
+        // Signals are ours: actix would stop abruptly on SIGINT; we drain on both.
+        .disable_signals();
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers);
+        }
+        let server = server.run();
+        tracing::info!(addr = %address, db = %settings.db.display(), "listening");
+        Ok(Application {
+            server,
+            address,
+            store,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Stops the server: `handle().stop(true)` finishes in-flight requests first.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped, then closes the database (checkpointing the WAL).
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let served = self.server.await;
+        self.store.close().await;
+        tracing::info!("stopped; database closed");
+        Ok(served?)
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}

@@ -1,0 +1,71 @@
+//! The command line. Every option has a flag and an environment variable; `gitops-status`
+//! without a subcommand serves, as `gitops-status serve` does.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "gitops-status", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default).
+    Serve(ServeArgs),
+    /// Print the OpenAPI document as YAML.
+    Openapi,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on, IP:PORT [default: API_HOST:API_PORT when set, else 0.0.0.0:5000]
+    #[arg(long, env = "GITOPS_STATUS_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// The seeds' listen host, used when --listen and GITOPS_STATUS_LISTEN are unset.
+    #[arg(long, env = "API_HOST", hide = true)]
+    pub api_host: Option<String>,
+
+    /// The seeds' listen port, used when --listen and GITOPS_STATUS_LISTEN are unset.
+    #[arg(long, env = "API_PORT", hide = true)]
+    pub api_port: Option<String>,
+
+    /// SQLite database file; parent folders are created.
+    #[arg(long, env = "GITOPS_STATUS_DB", value_name = "PATH", default_value = "data/gitops-status.db")]
+    pub db: PathBuf,
+
+    /// Log format (the level comes from RUST_LOG, default info).
+    #[arg(long, env = "GITOPS_STATUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Seconds a client timestamp may lie ahead of the server clock before the report is refused.
+    #[arg(long, env = "GITOPS_STATUS_MAX_FUTURE_SKEW", value_name = "SECONDS", default_value_t = 300)]
+    pub max_future_skew: u32,
+
+    /// Read-only database connections serving GET requests.
+    #[arg(long, env = "GITOPS_STATUS_READ_CONNECTIONS", value_name = "N", default_value_t = 4)]
+    pub read_connections: u32,
+
+    /// HTTP worker threads [default: the number of CPUs available to the process]
+    #[arg(long, env = "GITOPS_STATUS_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
+
+    /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
+    #[arg(long, env = "GITOPS_STATUS_SHUTDOWN_TIMEOUT", value_name = "SECONDS", default_value_t = 20)]
+    pub shutdown_timeout: u64,
+}

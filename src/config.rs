@@ -1,0 +1,125 @@
+//! Validated settings. Building them does no I/O; a bad value fails here, naming its flag and
+//! environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::cli::{LogFormat, ServeArgs};
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub db: PathBuf,
+    pub log_format: LogFormat,
+    pub max_future_skew: time::Duration,
+    pub read_connections: u32,
+    /// None: one per CPU.
+    pub workers: Option<usize>,
+    pub shutdown_timeout: Duration,
+}
+
+impl Settings {
+    /// Settings for a server on `listen` with database `db` and every other option at its default.
+    pub fn new(listen: SocketAddr, db: PathBuf) -> Self {
+        Settings {
+            listen,
+            db,
+            log_format: LogFormat::Text,
+            max_future_skew: time::Duration::seconds(300),
+            read_connections: 4,
+            workers: None,
+            shutdown_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+fn listen_address(args: &ServeArgs) -> anyhow::Result<SocketAddr> {
+    if let Some(listen) = &args.listen {
+        return listen.parse().with_context(|| {
+            format!(
+                "--listen / GITOPS_STATUS_LISTEN: {listen:?} is not IP:PORT (e.g. 0.0.0.0:5000)"
+            )
+        });
+    }
+    let host = args.api_host.as_deref().unwrap_or("0.0.0.0");
+    let port = args.api_port.as_deref().unwrap_or("5000");
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("API_PORT: {port:?} is not a port number"))?;
+    let ip: std::net::IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .with_context(|| format!("API_HOST: {host:?} is not an IP address"))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+impl TryFrom<ServeArgs> for Settings {
+    type Error = anyhow::Error;
+
+    fn try_from(args: ServeArgs) -> anyhow::Result<Self> {
+        let listen = listen_address(&args)?;
+        if args.db.as_os_str().is_empty() {
+            bail!("--db / GITOPS_STATUS_DB: the path is empty");
+        }
+        if args.read_connections == 0 {
+            bail!("--read-connections / GITOPS_STATUS_READ_CONNECTIONS: must be at least 1");
+        }
+        if args.workers == Some(0) {
+            bail!("--workers / GITOPS_STATUS_WORKERS: must be at least 1");
+        }
+        Ok(Settings {
+            listen,
+            db: args.db,
+            log_format: args.log_format,
+            max_future_skew: time::Duration::seconds(i64::from(args.max_future_skew)),
+            read_connections: args.read_connections,
+            workers: args.workers,
+            shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn settings(args: &[&str]) -> anyhow::Result<Settings> {
+        let cli = crate::cli::Cli::try_parse_from(
+            std::iter::once("gitops-status").chain(args.iter().copied()),
+        )?;
+        Settings::try_from(cli.serve)
+    }
+
+    #[test]
+    fn listen_comes_from_the_flag_or_the_seeds_variables() {
+        let s = settings(&["--listen", "127.0.0.1:8080"]).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:8080".parse().unwrap());
+        let s = settings(&["--api-host", "127.0.0.1", "--api-port", "5001"]).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:5001".parse().unwrap());
+        let s = settings(&["--api-host", "::1"]).unwrap();
+        assert_eq!(s.listen, "[::1]:5000".parse().unwrap());
+        let s = settings(&[
+            "--listen",
+            "127.0.0.1:1",
+            "--api-host",
+            "10.0.0.1",
+        ])
+        .unwrap();
+        assert_eq!(s.listen.port(), 1, "the project's own option wins");
+    }
+
+    #[test]
+    fn bad_values_name_flag_and_variable() {
+        let err = settings(&["--listen", "localhost"]).unwrap_err().to_string();
+        assert!(err.contains("--listen / GITOPS_STATUS_LISTEN"), "{err}");
+        let err = settings(&["--api-port", "http"]).unwrap_err().to_string();
+        assert!(err.contains("API_PORT"), "{err}");
+        let err = settings(&["--read-connections", "0"]).unwrap_err().to_string();
+        assert!(err.contains("GITOPS_STATUS_READ_CONNECTIONS"), "{err}");
+    }
+}

@@ -1,0 +1,159 @@
+//! How reports move a host's current state. The state is split into facets; each facet points
+//! at the report that currently defines it. A report moves a facet it carries only when its
+//! observation time is at least the facet's current one, so late and out-of-order reports are
+//! kept in history without rolling the state back. Equal times go to the later report.
+//!
+//! | facet       | fields                                   | carried by                      |
+//! |-------------|------------------------------------------|---------------------------------|
+//! | status      | status                                   | any report with a status        |
+//! | files       | changed_files                            | any report with status or files |
+//! | pipeline    | deployment fields, last_pipeline_run     | pipeline reports                |
+//! | cron_check  | last_cron_check                          | cron and v1 reports             |
+//!
+//! A report that carries a status without `changed_files` says "no changed files".
+
+use super::{Report, ReportKind, Timestamp};
+
+/// A facet's defining report and the time that report observed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub report_id: i64,
+    pub observed_at: Timestamp,
+}
+
+/// Where each facet of one host points.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Heads {
+    pub status: Option<Head>,
+    pub files: Option<Head>,
+    pub pipeline: Option<Head>,
+    pub cron_check: Option<Head>,
+}
+
+/// Which facets a report carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Facets {
+    pub status: bool,
+    pub files: bool,
+    pub pipeline: bool,
+    pub cron_check: bool,
+}
+
+impl Report {
+    pub fn facets(&self) -> Facets {
+        let status = self.status().is_some();
+        Facets {
+            status,
+            files: status || self.changed_files().is_some(),
+            pipeline: self.kind() == ReportKind::Pipeline,
+            cron_check: matches!(self.kind(), ReportKind::Cron | ReportKind::Legacy),
+        }
+    }
+}
+
+impl Heads {
+    /// The heads after accepting a report with these facets, stored as `new`.
+    pub fn advance(self, facets: Facets, new: Head) -> Heads {
+        let step = |current: Option<Head>, carried: bool| match current {
+            Some(head) if !carried || head.observed_at > new.observed_at => Some(head),
+            None if !carried => None,
+            _ => Some(new),
+        };
+        Heads {
+            status: step(self.status, facets.status),
+            files: step(self.files, facets.files),
+            pipeline: step(self.pipeline, facets.pipeline),
+            cron_check: step(self.cron_check, facets.cron_check),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> Timestamp {
+        Timestamp::parse_rfc3339(text).unwrap()
+    }
+
+    fn head(id: i64, time: &str) -> Head {
+        Head {
+            report_id: id,
+            observed_at: at(time),
+        }
+    }
+
+    const PIPELINE: Facets = Facets {
+        status: true,
+        files: true,
+        pipeline: true,
+        cron_check: false,
+    };
+    const CRON: Facets = Facets {
+        status: true,
+        files: true,
+        pipeline: false,
+        cron_check: true,
+    };
+    const HEARTBEAT: Facets = Facets {
+        status: false,
+        files: false,
+        pipeline: false,
+        cron_check: true,
+    };
+
+    #[test]
+    fn first_report_defines_every_facet_it_carries() {
+        let heads = Heads::default().advance(PIPELINE, head(1, "2026-04-26T10:30:00Z"));
+        assert_eq!(heads.status, Some(head(1, "2026-04-26T10:30:00Z")));
+        assert_eq!(heads.pipeline, Some(head(1, "2026-04-26T10:30:00Z")));
+        assert_eq!(heads.cron_check, None);
+    }
+
+    #[test]
+    fn newer_cron_moves_drift_facets_but_not_the_pipeline() {
+        let heads = Heads::default()
+            .advance(PIPELINE, head(1, "2026-04-26T10:30:00Z"))
+            .advance(CRON, head(2, "2026-04-26T11:00:00Z"));
+        assert_eq!(heads.status.unwrap().report_id, 2);
+        assert_eq!(heads.files.unwrap().report_id, 2);
+        assert_eq!(heads.pipeline.unwrap().report_id, 1);
+        assert_eq!(heads.cron_check.unwrap().report_id, 2);
+    }
+
+    #[test]
+    fn older_report_moves_nothing() {
+        let before = Heads::default()
+            .advance(PIPELINE, head(1, "2026-04-26T10:30:00Z"))
+            .advance(CRON, head(2, "2026-04-26T11:00:00Z"));
+        let after = before.advance(CRON, head(3, "2026-04-26T10:45:00Z"));
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn late_pipeline_still_updates_its_own_facet_when_newer_there() {
+        let heads = Heads::default()
+            .advance(PIPELINE, head(1, "2026-04-26T10:00:00Z"))
+            .advance(CRON, head(2, "2026-04-26T11:00:00Z"))
+            .advance(PIPELINE, head(3, "2026-04-26T10:30:00Z"));
+        assert_eq!(heads.pipeline.unwrap().report_id, 3, "newer deployment");
+        assert_eq!(heads.status.unwrap().report_id, 2, "cron is the newer drift view");
+    }
+
+    #[test]
+    fn equal_times_go_to_the_later_report() {
+        let heads = Heads::default()
+            .advance(CRON, head(1, "2026-04-26T11:00:00Z"))
+            .advance(CRON, head(2, "2026-04-26T11:00:00Z"));
+        assert_eq!(heads.status.unwrap().report_id, 2);
+    }
+
+    #[test]
+    fn heartbeat_moves_only_the_cron_check() {
+        let heads = Heads::default()
+            .advance(PIPELINE, head(1, "2026-04-26T10:00:00Z"))
+            .advance(HEARTBEAT, head(2, "2026-04-26T11:00:00Z"));
+        assert_eq!(heads.status.unwrap().report_id, 1);
+        assert_eq!(heads.cron_check.unwrap().report_id, 2);
+    }
+}

@@ -1,0 +1,17 @@
+//! The vocabulary of the service: validated names, statuses, timestamps, reports and the rules
+//! that merge reports into a host's current state. No HTTP, no SQL.
+
+mod merge;
+mod names;
+mod report;
+mod status;
+mod timestamp;
+
+pub use merge::{Facets, Head, Heads};
+pub use names::{HostName, ServerGroup, MAX_NAME_LEN};
+pub use report::{
+    ChangedFiles, Deployment, HistoryEntry, HistoryFilter, HostState, Observation, Report,
+    MAX_CHANGED_FILES, MAX_MESSAGE_LEN, MAX_PATH_LEN, MAX_TEXT_LEN,
+};
+pub use status::{ReportKind, Status};
+pub use timestamp::Timestamp;

@@ -1,0 +1,13 @@
+//! gitops-status: per-host GitOps sync status for Grafana, with an SQLite audit history.
+//!
+//! `domain` holds the vocabulary and merge rules, `store` all SQL, `api` the HTTP handlers,
+//! `app` the server; `cli`, `config` and `telemetry` wire them up for `main`.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod openapi;
+pub mod store;
+pub mod telemetry;

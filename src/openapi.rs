@@ -1,0 +1,49 @@
+//! The OpenAPI document: general information here, paths and schemas collected from the
+//! handlers that `api::configure` registers.
+
+use actix_web::App;
+use utoipa::openapi::OpenApi as Spec;
+use utoipa::OpenApi;
+use utoipa_actix_web::AppExt;
+
+use crate::api;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "gitops-status",
+        description = "Per-host GitOps sync status for Grafana, with an SQLite audit history.\n\n\
+            CI pipelines and cron drift checks POST reports; Grafana's Infinity datasource reads \
+            the current state of every host from `GET /status`; every accepted report is kept in \
+            `GET /history`.\n\n\
+            Every error has the same JSON body (`ErrorBody`): `success: false`, an `error` \
+            sentence and `details` naming each offending field. Timestamps in responses are \
+            RFC 3339 UTC with millisecond precision.",
+        license(name = "MIT"),
+    ),
+    tags(
+        (name = "reports", description = "Write endpoints for CI pipelines and cron drift checks"),
+        (name = "status", description = "The current state of every host, for Grafana"),
+        (name = "history", description = "The audit trail: every accepted report"),
+        (name = "v1", description = "The v1 single-object API, kept for existing pipelines"),
+        (name = "probes", description = "Liveness and readiness"),
+    ),
+    components(schemas(api::error::ErrorBody, api::error::FieldProblem))
+)]
+struct ApiDoc;
+
+/// The whole document, as served at /api-docs/openapi.json.
+pub fn spec() -> Spec {
+    let (_, paths) = App::new()
+        .into_utoipa_app()
+        .configure(api::configure)
+        .split_for_parts();
+    let mut spec = ApiDoc::openapi();
+    spec.merge(paths);
+    spec
+}
+
+/// The document as YAML: what `gitops-status openapi` prints and openapi.yaml holds.
+pub fn yaml() -> anyhow::Result<String> {
+    Ok(spec().to_yaml()?)
+}

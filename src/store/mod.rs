@@ -1,0 +1,120 @@
+//! Everything SQL. One writer connection serialises every write (so concurrent POSTs queue
+//! instead of meeting SQLITE_BUSY), a pool of read-only connections serves the GETs, and WAL
+//! lets them run side by side. Migrations in `migrations/` run at start-up.
+
+mod read;
+mod rows;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+use crate::domain::{HostName, ServerGroup};
+
+pub use write::{Recorded, RequestMeta};
+
+/// How long a request may wait for the writer before it is answered 503.
+const WRITER_QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long SQLite retries a locked database (another process, a checkpoint) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no host {server_group}/{host}")]
+    UnknownHost {
+        server_group: ServerGroup,
+        host: HostName,
+    },
+    #[error("timed out waiting for the database")]
+    Timeout,
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    #[error("stored data does not match the schema: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::PoolTimedOut => StoreError::Timeout,
+            other => StoreError::Database(other),
+        }
+    }
+}
+
+/// The database: a single writer and a read pool over one SQLite file.
+#[derive(Clone, Debug)]
+pub struct Store {
+    writer: SqlitePool,
+    readers: SqlitePool,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating it and its parent folders if needed) and migrates the database.
+    pub async fn open(path: &Path, read_connections: u32) -> anyhow::Result<Store> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create the folder {}", parent.display()))?;
+        }
+        let base = SqliteConnectOptions::new()
+            .filename(path)
+            .busy_timeout(BUSY_TIMEOUT);
+        let writer_options = base
+            .clone()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk (WAL fsynced) before we answer 2xx.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .optimize_on_close(true, 400);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(WRITER_QUEUE_TIMEOUT)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(writer_options)
+            .await
+            .with_context(|| format!("cannot open the database {}", path.display()))?;
+        sqlx::migrate!()
+            .run(&writer)
+            .await
+            .with_context(|| format!("cannot migrate the database {}", path.display()))?;
+        // Readers open after the writer so the file exists and is already in WAL mode.
+        let readers = SqlitePoolOptions::new()
+            .max_connections(read_connections.max(1))
+            .acquire_timeout(WRITER_QUEUE_TIMEOUT)
+            .connect_with(base.read_only(true))
+            .await
+            .with_context(|| format!("cannot open the database {} for reading", path.display()))?;
+        Ok(Store {
+            writer,
+            readers,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Readiness: the schema answers a query through the read pool.
+    pub async fn check(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1 FROM current_status LIMIT 1")
+            .fetch_optional(&self.readers)
+            .await?;
+        Ok(())
+    }
+
+    /// Waits for in-flight queries, then closes every connection. Closing the last connection
+    /// checkpoints the WAL into the main file.
+    pub async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+}

@@ -1,0 +1,128 @@
+//! The read path: current state from the `current_status` view and the audit trail from
+//! `reports`. Reads use the read-only pool and never wait for the writer.
+
+use sqlx::{QueryBuilder, Sqlite, SqliteExecutor};
+
+use crate::domain::{HistoryEntry, HistoryFilter, HostName, HostState, ServerGroup};
+
+use super::rows::{HostStateRow, ReportRow};
+use super::{Store, StoreError};
+
+/// The current state of one host (an indexed lookup plus primary-key joins).
+pub(super) async fn fetch_host_state<'e>(
+    executor: impl SqliteExecutor<'e>,
+    group: &str,
+    host: &str,
+) -> Result<Option<HostState>, StoreError> {
+    let row = sqlx::query_as!(
+        HostStateRow,
+        r#"SELECT project_name, repo_name, server_group AS "server_group!", server_type,
+                  environment, host AS "host!", status AS "status!",
+                  changed_files AS "changed_files!", validation_status, validation_message,
+                  last_pipeline_run, last_cron_check, commit_sha, branch, updated_by,
+                  timestamp AS "timestamp!", status_observed_at AS "status_observed_at!"
+           FROM current_status
+           WHERE server_group = ?1 AND host = ?2"#,
+        group,
+        host,
+    )
+    .fetch_optional(executor)
+    .await?;
+    row.map(HostState::try_from).transpose()
+}
+
+impl Store {
+    /// Every host, or every host of one group, ordered by group and host.
+    #[tracing::instrument(skip_all)]
+    pub async fn host_states(
+        &self,
+        group: Option<&ServerGroup>,
+    ) -> Result<Vec<HostState>, StoreError> {
+        let group = group.map(ServerGroup::as_str);
+        let rows = sqlx::query_as!(
+            HostStateRow,
+            r#"SELECT project_name, repo_name, server_group AS "server_group!", server_type,
+                      environment, host AS "host!", status AS "status!",
+                      changed_files AS "changed_files!", validation_status, validation_message,
+                      last_pipeline_run, last_cron_check, commit_sha, branch, updated_by,
+                      timestamp AS "timestamp!", status_observed_at AS "status_observed_at!"
+               FROM current_status
+               WHERE ?1 IS NULL OR server_group = ?1
+               ORDER BY server_group, host"#,
+            group,
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter().map(HostState::try_from).collect()
+    }
+
+    /// One host's current state, None when the host was never reported.
+    #[tracing::instrument(skip_all)]
+    pub async fn host_state(
+        &self,
+        group: &ServerGroup,
+        host: &HostName,
+    ) -> Result<Option<HostState>, StoreError> {
+        fetch_host_state(&self.readers, group.as_str(), host.as_str()).await
+    }
+
+    /// The host that received the most recent v1 report, None before the first one.
+    #[tracing::instrument(skip_all)]
+    pub async fn latest_legacy_host(&self) -> Result<Option<HostState>, StoreError> {
+        let mut conn = self.readers.acquire().await?;
+        let key = sqlx::query!(
+            "SELECT server_group, host FROM reports WHERE kind = 'legacy' ORDER BY id DESC LIMIT 1"
+        )
+        .fetch_optional(&mut *conn)
+        .await?;
+        match key {
+            Some(key) => fetch_host_state(&mut *conn, &key.server_group, &key.host).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The audit trail, newest first.
+    #[tracing::instrument(skip_all)]
+    pub async fn history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryEntry>, StoreError> {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT id, received_at, kind, server_group, host, status, changed_files,
+                    project_name, repo_name, server_type, environment, validation_status,
+                    validation_message, commit_sha, branch, updated_by, last_pipeline_run,
+                    last_cron_check, drift_count, observed_at, client_addr, forwarded_for,
+                    user_agent, raw_body
+             FROM reports WHERE 1 = 1",
+        );
+        if let Some(group) = &filter.server_group {
+            query
+                .push(" AND server_group = ")
+                .push_bind(group.as_str().to_owned());
+        }
+        if let Some(host) = &filter.host {
+            query.push(" AND host = ").push_bind(host.as_str().to_owned());
+        }
+        if let Some(kind) = filter.kind {
+            query.push(" AND kind = ").push_bind(kind.as_str());
+        }
+        if let Some(status) = filter.status {
+            query.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(from) = filter.from {
+            query.push(" AND received_at >= ").push_bind(from.to_string());
+        }
+        if let Some(to) = filter.to {
+            query.push(" AND received_at <= ").push_bind(to.to_string());
+        }
+        if let Some(before) = filter.before {
+            query.push(" AND id < ").push_bind(before);
+        }
+        // SQLite integers are signed 64-bit; an offset beyond that matches nothing anyway.
+        let offset = i64::try_from(filter.offset).unwrap_or(i64::MAX);
+        query
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(filter.limit))
+            .push(" OFFSET ")
+            .push_bind(offset);
+        let rows: Vec<ReportRow> = query.build_query_as().fetch_all(&self.readers).await?;
+        rows.into_iter().map(HistoryEntry::try_from).collect()
+    }
+}
