@@ -6,7 +6,12 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "gitops-status", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "gitops-status",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -46,7 +51,12 @@ pub struct ServeArgs {
     pub api_port: Option<String>,
 
     /// SQLite database file; parent folders are created.
-    #[arg(long, env = "GITOPS_STATUS_DB", value_name = "PATH", default_value = "data/gitops-status.db")]
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_DB",
+        value_name = "PATH",
+        default_value = "data/gitops-status.db"
+    )]
     pub db: PathBuf,
 
     /// Log format (the level comes from RUST_LOG, default info).
@@ -54,11 +64,21 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
 
     /// Seconds a client timestamp may lie ahead of the server clock before the report is refused.
-    #[arg(long, env = "GITOPS_STATUS_MAX_FUTURE_SKEW", value_name = "SECONDS", default_value_t = 300)]
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_MAX_FUTURE_SKEW",
+        value_name = "SECONDS",
+        default_value_t = 300
+    )]
     pub max_future_skew: u32,
 
     /// Read-only database connections serving GET requests.
-    #[arg(long, env = "GITOPS_STATUS_READ_CONNECTIONS", value_name = "N", default_value_t = 4)]
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_READ_CONNECTIONS",
+        value_name = "N",
+        default_value_t = 4
+    )]
     pub read_connections: u32,
 
     /// HTTP worker threads [default: the number of CPUs available to the process]
@@ -66,6 +86,11 @@ pub struct ServeArgs {
     pub workers: Option<usize>,
 
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
-    #[arg(long, env = "GITOPS_STATUS_SHUTDOWN_TIMEOUT", value_name = "SECONDS", default_value_t = 20)]
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_SHUTDOWN_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 20
+    )]
     pub shutdown_timeout: u64,
 }

@@ -103,23 +103,21 @@ mod tests {
         assert_eq!(s.listen, "127.0.0.1:5001".parse().unwrap());
         let s = settings(&["--api-host", "::1"]).unwrap();
         assert_eq!(s.listen, "[::1]:5000".parse().unwrap());
-        let s = settings(&[
-            "--listen",
-            "127.0.0.1:1",
-            "--api-host",
-            "10.0.0.1",
-        ])
-        .unwrap();
+        let s = settings(&["--listen", "127.0.0.1:1", "--api-host", "10.0.0.1"]).unwrap();
         assert_eq!(s.listen.port(), 1, "the project's own option wins");
     }
 
     #[test]
     fn bad_values_name_flag_and_variable() {
-        let err = settings(&["--listen", "localhost"]).unwrap_err().to_string();
+        let err = settings(&["--listen", "localhost"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--listen / GITOPS_STATUS_LISTEN"), "{err}");
         let err = settings(&["--api-port", "http"]).unwrap_err().to_string();
         assert!(err.contains("API_PORT"), "{err}");
-        let err = settings(&["--read-connections", "0"]).unwrap_err().to_string();
+        let err = settings(&["--read-connections", "0"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("GITOPS_STATUS_READ_CONNECTIONS"), "{err}");
     }
 }

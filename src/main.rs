@@ -2,7 +2,7 @@
 
 use clap::Parser;
 
-use gitops_status::app::{shutdown_signal, Application};
+use gitops_status::app::{Application, ShutdownSignals};
 use gitops_status::cli::{Cli, Command};
 use gitops_status::config::Settings;
 use gitops_status::{openapi, telemetry};
@@ -18,13 +18,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let settings = Settings::try_from(args)?;
             telemetry::init(settings.log_format);
+            let signals = ShutdownSignals::install()?;
             let app = Application::build(&settings).await?;
             let handle = app.handle();
             tokio::spawn(async move {
-                match shutdown_signal().await {
-                    Ok(signal) => tracing::info!(signal, "shutting down: finishing in-flight requests"),
-                    Err(err) => tracing::error!(error = %err, "cannot listen for signals; stopping"),
-                }
+                let signal = signals.recv().await;
+                tracing::info!(signal, "shutting down: finishing in-flight requests");
                 handle.stop(true).await;
             });
             app.run_until_stopped().await

@@ -31,7 +31,8 @@ fn is_json(content_type: &str) -> bool {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 impl FromRequest for JsonObject {
@@ -59,12 +60,14 @@ impl FromRequest for JsonObject {
                     ))
                 }
             }
-            let bytes = body.await.map_err(|err| match err.as_error::<PayloadError>() {
-                Some(PayloadError::Overflow) => ApiError::PayloadTooLarge {
-                    limit: MAX_BODY_BYTES,
-                },
-                _ => ApiError::MalformedJson(format!("cannot read the request body: {err}")),
-            })?;
+            let bytes = body
+                .await
+                .map_err(|err| match err.as_error::<PayloadError>() {
+                    Some(PayloadError::Overflow) => ApiError::PayloadTooLarge {
+                        limit: MAX_BODY_BYTES,
+                    },
+                    _ => ApiError::MalformedJson(format!("cannot read the request body: {err}")),
+                })?;
             let raw = String::from_utf8(bytes.to_vec())
                 .map_err(|_| ApiError::MalformedJson("the body is not UTF-8".to_owned()))?;
             if raw.trim().is_empty() {
@@ -318,7 +321,12 @@ mod tests {
         let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["server_group", "host", "changed_files[1]", "changed_files[3]"]
+            [
+                "server_group",
+                "host",
+                "changed_files[1]",
+                "changed_files[3]"
+            ]
         );
         assert_eq!(problems[1].problem, "must be a string, got a number");
     }

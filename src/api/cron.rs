@@ -37,7 +37,10 @@ pub struct CronReportBody {
     last_cron_check: Option<String>,
 }
 
-pub(super) fn parse(body: &JsonObject, max_future_skew: time::Duration) -> Result<Report, ApiError> {
+pub(super) fn parse(
+    body: &JsonObject,
+    max_future_skew: time::Duration,
+) -> Result<Report, ApiError> {
     let mut f = Fields::new(&body.fields, max_future_skew);
     let server_group = f.required("server_group", ServerGroup::parse);
     let host = f.required("host", HostName::parse);
@@ -86,6 +89,9 @@ pub async fn post_cron(
     body: JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let report = parse(&body, ctx.max_future_skew)?;
-    let recorded = ctx.store.record(&report, &request_meta(&req, body.raw)).await?;
+    let recorded = ctx
+        .store
+        .record(&report, &request_meta(&req, body.raw))
+        .await?;
     Ok(accepted(recorded))
 }

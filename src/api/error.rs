@@ -101,9 +101,9 @@ impl From<StoreError> for ApiError {
                 "no host {server_group}/{host}: cron reports need a host that a pipeline \
                  (POST /status/pipeline) or v1 report (POST /api/status) created"
             )),
-            StoreError::Timeout => ApiError::Unavailable(
-                "the database did not answer in time; retry later".to_owned(),
-            ),
+            StoreError::Timeout => {
+                ApiError::Unavailable("the database did not answer in time; retry later".to_owned())
+            }
             other => ApiError::internal(other),
         }
     }

@@ -44,7 +44,9 @@ pub async fn ready(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError>
         Err(err) => {
             let reason = error_chain(&err);
             tracing::warn!(error = %reason, "readiness check failed");
-            Err(ApiError::Unavailable(format!("database not ready: {reason}")))
+            Err(ApiError::Unavailable(format!(
+                "database not ready: {reason}"
+            )))
         }
     }
 }

@@ -6,9 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::domain::{
-    HistoryEntry, HistoryFilter, HostName, ReportKind, ServerGroup, Status, Timestamp,
-};
+use crate::domain::{HistoryEntry, HistoryFilter, ReportKind, Status, Timestamp};
 
 use super::error::{ApiError, ErrorBody, FieldProblem};
 use super::status::{parse_group, parse_host, SyncStatus};
@@ -235,11 +233,8 @@ where
     }
 }
 
-fn filter(
-    query: &HistoryQuery,
-    server_group: Option<ServerGroup>,
-    host: Option<HostName>,
-) -> Result<HistoryFilter, ApiError> {
+/// The filter the query asks for; the caller adds server_group and host.
+fn filter(query: &HistoryQuery) -> Result<HistoryFilter, ApiError> {
     let mut problems = Vec::new();
     let p = &mut problems;
     let kind = param(p, "kind", query.kind.as_deref(), ReportKind::parse);
@@ -276,8 +271,8 @@ fn filter(
         return Err(ApiError::Unprocessable(problems));
     }
     Ok(HistoryFilter {
-        server_group,
-        host,
+        server_group: None,
+        host: None,
         kind,
         status,
         from,
@@ -323,9 +318,16 @@ pub async fn history(
 ) -> Result<HttpResponse, ApiError> {
     let group = hosts.server_group.as_deref().map(parse_group).transpose();
     let host = hosts.host.as_deref().map(parse_host).transpose();
-    let (group, host) = both(group, host)?;
-    let filter = filter(&query, group, host)?;
-    respond(&ctx, filter).await
+    let ((server_group, host), filter) = both(both(group, host), filter(&query))?;
+    respond(
+        &ctx,
+        HistoryFilter {
+            server_group,
+            host,
+            ..filter
+        },
+    )
+    .await
 }
 
 /// The audit trail of one host, newest first (the same parameters as `GET /history`).
@@ -352,7 +354,15 @@ pub async fn host_history(
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (group, host) = path.into_inner();
-    let (group, host) = both(parse_group(&group), parse_host(&host))?;
-    let filter = filter(&query, Some(group), Some(host))?;
-    respond(&ctx, filter).await
+    let ((group, host), filter) =
+        both(both(parse_group(&group), parse_host(&host)), filter(&query))?;
+    respond(
+        &ctx,
+        HistoryFilter {
+            server_group: Some(group),
+            host: Some(host),
+            ..filter
+        },
+    )
+    .await
 }

@@ -153,7 +153,10 @@ fn file_entry(item: &Value) -> Result<String, (Option<&'static str>, String)> {
     }
 }
 
-pub(super) fn parse(body: &JsonObject, max_future_skew: time::Duration) -> Result<Report, ApiError> {
+pub(super) fn parse(
+    body: &JsonObject,
+    max_future_skew: time::Duration,
+) -> Result<Report, ApiError> {
     let mut f = Fields::new(&body.fields, max_future_skew);
     let server_group = f.required("repo", ServerGroup::parse);
     let host = f.required("server", HostName::parse);
@@ -203,7 +206,10 @@ pub async fn post_v1_status(
     body: JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let report = parse(&body, ctx.max_future_skew)?;
-    let recorded = ctx.store.record(&report, &request_meta(&req, body.raw)).await?;
+    let recorded = ctx
+        .store
+        .record(&report, &request_meta(&req, body.raw))
+        .await?;
     Ok(HttpResponse::Ok().json(V1Accepted {
         success: true,
         message: "Status updated successfully".to_owned(),
@@ -242,9 +248,11 @@ pub async fn get_v1_status(
     query: web::Query<V1Query>,
 ) -> Result<HttpResponse, ApiError> {
     let state = match (&query.repo, &query.server) {
-        (None, None) => ctx.store.latest_legacy_host().await?.ok_or_else(|| {
-            ApiError::NotFound("no v1 report has been received yet".to_owned())
-        })?,
+        (None, None) => {
+            ctx.store.latest_legacy_host().await?.ok_or_else(|| {
+                ApiError::NotFound("no v1 report has been received yet".to_owned())
+            })?
+        }
         (Some(repo), Some(server)) => {
             let (group, host) = both(
                 ServerGroup::parse(repo).map_err(|p| ApiError::field("repo", p)),

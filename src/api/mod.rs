@@ -7,6 +7,7 @@ pub mod cron;
 pub mod error;
 pub mod health;
 pub mod history;
+pub mod index;
 pub mod legacy;
 pub mod pipeline;
 pub mod status;
@@ -45,7 +46,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(legacy::post_v1_status)
         .service(legacy::get_v1_status)
         .service(health::health)
-        .service(health::ready);
+        .service(health::ready)
+        .service(index::index);
 }
 
 /// Merges two validations so one 422 names the problems of both.

@@ -4,7 +4,9 @@
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use utoipa::ToSchema;
 
-use crate::domain::{Deployment, HostName, Observation, Report, ServerGroup, Status, MAX_MESSAGE_LEN};
+use crate::domain::{
+    Deployment, HostName, Observation, Report, ServerGroup, Status, MAX_MESSAGE_LEN,
+};
 
 use super::body::{string_entry, Fields, JsonObject};
 use super::error::{ApiError, ErrorBody};
@@ -67,7 +69,10 @@ pub struct PipelineReportBody {
     last_pipeline_run: Option<String>,
 }
 
-pub(super) fn parse(body: &JsonObject, max_future_skew: time::Duration) -> Result<Report, ApiError> {
+pub(super) fn parse(
+    body: &JsonObject,
+    max_future_skew: time::Duration,
+) -> Result<Report, ApiError> {
     let mut f = Fields::new(&body.fields, max_future_skew);
     let server_group = f.required("server_group", ServerGroup::parse);
     let host = f.required("host", HostName::parse);
@@ -128,6 +133,9 @@ pub async fn post_pipeline(
     body: JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let report = parse(&body, ctx.max_future_skew)?;
-    let recorded = ctx.store.record(&report, &request_meta(&req, body.raw)).await?;
+    let recorded = ctx
+        .store
+        .record(&report, &request_meta(&req, body.raw))
+        .await?;
     Ok(accepted(recorded))
 }

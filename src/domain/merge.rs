@@ -137,7 +137,11 @@ mod tests {
             .advance(CRON, head(2, "2026-04-26T11:00:00Z"))
             .advance(PIPELINE, head(3, "2026-04-26T10:30:00Z"));
         assert_eq!(heads.pipeline.unwrap().report_id, 3, "newer deployment");
-        assert_eq!(heads.status.unwrap().report_id, 2, "cron is the newer drift view");
+        assert_eq!(
+            heads.status.unwrap().report_id,
+            2,
+            "cron is the newer drift view"
+        );
     }
 
     #[test]

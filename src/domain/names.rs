@@ -67,7 +67,13 @@ mod tests {
 
     #[test]
     fn accepts_seed_names() {
-        for name in ["rsyslog-prod", "rsyslog-01", "splunk-indexer-01", "a.b_c-D9", "rsyslog"] {
+        for name in [
+            "rsyslog-prod",
+            "rsyslog-01",
+            "splunk-indexer-01",
+            "a.b_c-D9",
+            "rsyslog",
+        ] {
             assert!(ServerGroup::parse(name).is_ok(), "{name}");
             assert!(HostName::parse(name).is_ok(), "{name}");
         }
@@ -76,7 +82,9 @@ mod tests {
     #[test]
     fn refuses_empty_long_and_unsafe_names() {
         assert!(HostName::parse("").unwrap_err().contains("empty"));
-        assert!(HostName::parse(&"a".repeat(129)).unwrap_err().contains("128"));
+        assert!(HostName::parse(&"a".repeat(129))
+            .unwrap_err()
+            .contains("128"));
         assert!(HostName::parse(&"a".repeat(128)).is_ok());
         assert!(HostName::parse("web 01").unwrap_err().contains("' '"));
         assert!(HostName::parse("a/b").is_err());

@@ -129,8 +129,14 @@ mod tests {
         assert_eq!(a, b);
         assert!(Timestamp::parse_query("-1000").is_ok());
         assert!(Timestamp::parse_query("99999999999999999999").is_err());
-        assert!(Timestamp::parse_query("999999999999999").is_err(), "year > 9999");
-        assert!(Timestamp::parse_query("99999999999999").is_ok(), "year 5138");
+        assert!(
+            Timestamp::parse_query("999999999999999").is_err(),
+            "year > 9999"
+        );
+        assert!(
+            Timestamp::parse_query("99999999999999").is_ok(),
+            "year 5138"
+        );
         assert!(Timestamp::parse_query("12abc").is_err());
     }
 

@@ -98,7 +98,9 @@ impl Store {
                 .push_bind(group.as_str().to_owned());
         }
         if let Some(host) = &filter.host {
-            query.push(" AND host = ").push_bind(host.as_str().to_owned());
+            query
+                .push(" AND host = ")
+                .push_bind(host.as_str().to_owned());
         }
         if let Some(kind) = filter.kind {
             query.push(" AND kind = ").push_bind(kind.as_str());
@@ -107,7 +109,9 @@ impl Store {
             query.push(" AND status = ").push_bind(status.as_str());
         }
         if let Some(from) = filter.from {
-            query.push(" AND received_at >= ").push_bind(from.to_string());
+            query
+                .push(" AND received_at >= ")
+                .push_bind(from.to_string());
         }
         if let Some(to) = filter.to {
             query.push(" AND received_at <= ").push_bind(to.to_string());

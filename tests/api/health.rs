@@ -1,0 +1,66 @@
+use serde_json::json;
+
+use crate::helpers::{expect, expect_error, seed_pipeline, spawn_app};
+
+#[tokio::test]
+async fn health_and_ready_answer_200() {
+    let app = spawn_app().await;
+
+    assert_eq!(
+        expect(app.get("/health").await, 200).await,
+        json!({"status": "ok"})
+    );
+    assert_eq!(
+        expect(app.get("/ready").await, 200).await,
+        json!({"status": "ready"})
+    );
+    let index = expect(app.get("/").await, 200).await;
+    assert_eq!(index["service"], "gitops-status");
+}
+
+#[tokio::test]
+async fn sabotaged_database_gives_clean_json_errors_and_not_ready() {
+    let app = spawn_app().await;
+    expect(app.pipeline(seed_pipeline()).await, 201).await;
+
+    // Someone with sqlite3 drops the schema under the running server.
+    app.db()
+        .execute("DROP VIEW current_status; DROP TABLE hosts; DROP TABLE reports;")
+        .await
+        .expect("sabotage");
+
+    let details = expect_error(app.get("/status").await, 500).await;
+    assert!(details.is_empty());
+    let body = expect(app.get("/history").await, 500).await;
+    assert_eq!(
+        body["error"], "internal error",
+        "no SQL detail leaks to clients"
+    );
+    expect_error(app.pipeline(seed_pipeline()).await, 500).await;
+    expect_error(app.get("/status/rsyslog-prod/rsyslog-01").await, 500).await;
+    let ready = expect(app.get("/ready").await, 503).await;
+    assert_eq!(ready["success"], json!(false));
+    assert!(
+        ready["error"].as_str().unwrap().contains("no such table"),
+        "{ready}"
+    );
+    assert_eq!(
+        expect(app.get("/health").await, 200).await,
+        json!({"status": "ok"})
+    );
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_stops_start_up_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("garbage.db");
+    std::fs::write(&path, vec![0x5a; 64 * 1024]).unwrap();
+    let settings = gitops_status::config::Settings::new("127.0.0.1:0".parse().unwrap(), path);
+
+    let err = match gitops_status::app::Application::build(&settings).await {
+        Ok(_) => panic!("started on garbage"),
+        Err(err) => format!("{err:#}"),
+    };
+
+    assert!(err.contains("not a database"), "{err}");
+}

@@ -1,0 +1,329 @@
+//! The test harness: a real server over HTTP on a free port, with a fresh SQLite file per test.
+//! `spawn_app` runs the server in this process; `ServerProcess` runs the real binary, for
+//! signals, kill -9 and restarts.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gitops_status::app::Application;
+use gitops_status::config::Settings;
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    pub db_path: PathBuf,
+    /// Keeps the temporary folder alive for the life of the app.
+    pub _dir: TempDir,
+}
+
+/// Starts the server in-process on 127.0.0.1:0 with a new database in a temp folder.
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    spawn_app_in(dir).await
+}
+
+pub async fn spawn_app_in(dir: TempDir) -> TestApp {
+    let db_path = dir.path().join("data").join("gitops-status.db");
+    let mut settings = Settings::new("127.0.0.1:0".parse().unwrap(), db_path.clone());
+    settings.workers = Some(2);
+    let app = Application::build(&settings).await.expect("server starts");
+    let address = app.address();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        db_path,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: &str) -> Response {
+        let mut request = self.client.post(self.url(path)).body(body.to_owned());
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// GET that must answer 200 with JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.expect("JSON body")
+    }
+
+    pub async fn pipeline(&self, body: Value) -> Response {
+        self.post_json("/status/pipeline", &body).await
+    }
+
+    pub async fn cron(&self, body: Value) -> Response {
+        self.post_json("/status/cron", &body).await
+    }
+
+    pub async fn v1(&self, body: Value) -> Response {
+        self.post_json("/api/status", &body).await
+    }
+
+    /// The current state of one host (must exist).
+    pub async fn host(&self, group: &str, host: &str) -> Value {
+        self.get_json(&format!("/status/{group}/{host}")).await
+    }
+
+    pub async fn history(&self, query: &str) -> Vec<Value> {
+        let value = self.get_json(&format!("/history{query}")).await;
+        value.as_array().expect("history is an array").clone()
+    }
+
+    /// Direct access to the database file, as an operator with sqlite3 would have.
+    pub fn db(&self) -> db::Db {
+        db::Db::open(&self.db_path)
+    }
+}
+
+/// Expects a status code and returns the JSON body.
+pub async fn expect(response: Response, status: u16) -> Value {
+    let actual = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+}
+
+/// Expects the uniform error body with this status and returns the (field, problem) pairs.
+pub async fn expect_error(response: Response, status: u16) -> Vec<(String, String)> {
+    let body = expect(response, status).await;
+    assert_eq!(body["success"], json!(false), "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+    body["details"]
+        .as_array()
+        .unwrap_or_else(|| panic!("details is an array: {body}"))
+        .iter()
+        .map(|d| {
+            (
+                d["field"].as_str().unwrap().to_owned(),
+                d["problem"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The seed 003 pipeline example.
+pub fn seed_pipeline() -> Value {
+    json!({
+        "project_name": "gitops-for-servers",
+        "repo_name": "rsyslog",
+        "server_group": "rsyslog-prod",
+        "server_type": "rsyslog",
+        "environment": "prod",
+        "host": "rsyslog-01",
+        "status": "synced",
+        "changed_files": [],
+        "validation_status": "passed",
+        "validation_message": "rsyslog syntax validation passed",
+        "commit_sha": "abc1234567890",
+        "branch": "master",
+        "updated_by": "woodpecker",
+        "last_pipeline_run": "2026-04-26T10:30:00Z"
+    })
+}
+
+/// A minimal pipeline report for a host at a time.
+pub fn pipeline_at(group: &str, host: &str, status: &str, time: &str) -> Value {
+    json!({"server_group": group, "host": host, "status": status, "last_pipeline_run": time})
+}
+
+/// A cron report for a host at a time.
+pub fn cron_at(group: &str, host: &str, status: &str, files: &[&str], time: &str) -> Value {
+    json!({
+        "server_group": group, "host": host, "status": status,
+        "changed_files": files, "last_cron_check": time
+    })
+}
+
+/// The real binary, started with `--log-format json` and a listen address of 127.0.0.1:0.
+pub struct ServerProcess {
+    pub child: Child,
+    pub address: SocketAddr,
+    pub logs: Arc<Mutex<Vec<String>>>,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_gitops-status")
+}
+
+impl ServerProcess {
+    /// Starts `gitops-status serve` on `db` and waits for its "listening" log line.
+    pub fn start(db: &Path) -> ServerProcess {
+        let mut command = Command::new(binary());
+        command.args(["serve", "--listen", "127.0.0.1:0", "--workers", "2", "--db"]);
+        command.arg(db);
+        Self::start_command(command)
+    }
+
+    /// Starts a prepared command (it must log JSON to stdout) and waits until it listens.
+    pub fn start_command(mut command: Command) -> ServerProcess {
+        command
+            .env("GITOPS_STATUS_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command.spawn().expect("binary starts");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = Arc::clone(&logs);
+        // Drain stdout for the whole life of the process so the pipe never fills up.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(event) = serde_json::from_str::<Value>(&line) {
+                    if event["message"] == "listening" {
+                        let addr = event["addr"].as_str().unwrap_or_default().to_owned();
+                        let _ = tx.send(addr);
+                    }
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "server did not log 'listening'; logs: {:?}",
+                    logs.lock().unwrap()
+                );
+            }
+        };
+        ServerProcess {
+            child,
+            address: addr.parse().expect("listen address"),
+            logs,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.id() as i32)
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(self.pid(), signal).expect("signal delivered");
+    }
+
+    /// Waits for the process to exit (bounded) and returns its exit code.
+    pub fn wait(&mut self) -> Option<i32> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server did not exit; logs: {:?}",
+                self.logs.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// sqlite3-like access to the database file for assertions and sabotage, through sqlx so no
+/// second SQLite library is linked.
+pub mod db {
+    use std::path::{Path, PathBuf};
+
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::{Connection, SqliteConnection};
+
+    pub struct Db {
+        path: PathBuf,
+    }
+
+    impl Db {
+        pub fn open(path: &Path) -> Db {
+            Db {
+                path: path.to_owned(),
+            }
+        }
+
+        pub async fn connect(&self) -> SqliteConnection {
+            let options = SqliteConnectOptions::new()
+                .filename(&self.path)
+                .foreign_keys(false);
+            SqliteConnection::connect_with(&options)
+                .await
+                .expect("open the database file")
+        }
+
+        /// Runs a statement, returning the error message on failure.
+        pub async fn execute(&self, sql: &str) -> Result<(), String> {
+            let mut conn = self.connect().await;
+            let result = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(&mut conn)
+                .await;
+            result.map(drop).map_err(|e| e.to_string())
+        }
+
+        /// A single integer from a query.
+        pub async fn scalar(&self, sql: &str) -> i64 {
+            let mut conn = self.connect().await;
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned()))
+                .fetch_one(&mut conn)
+                .await
+                .expect("scalar query")
+        }
+
+        /// A single text value from a query.
+        pub async fn text(&self, sql: &str) -> String {
+            let mut conn = self.connect().await;
+            sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql.to_owned()))
+                .fetch_one(&mut conn)
+                .await
+                .expect("text query")
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Black-box tests: every test talks HTTP to a real server on a free port, backed by a fresh
+//! SQLite file. All integration tests live in this one binary.
+
+mod concurrency;
+mod cron;
+mod errors;
+mod health;
+mod helpers;
+mod history;
+mod legacy;
+mod lifecycle;
+mod openapi;
+mod ordering;
+mod pipeline;
+mod status;
+mod storage;
+mod validation;

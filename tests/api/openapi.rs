@@ -1,0 +1,112 @@
+use std::path::Path;
+use std::process::Command;
+
+use crate::helpers::{binary, spawn_app};
+
+/// `gitops-status openapi` prints exactly the committed openapi.yaml.
+/// `UPDATE_OPENAPI=1 cargo test` rewrites the file instead.
+#[test]
+fn committed_openapi_yaml_is_what_the_binary_prints() {
+    let output = Command::new(binary()).arg("openapi").output().unwrap();
+    assert!(output.status.success());
+    let printed = String::from_utf8(output.stdout).unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.yaml");
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &printed).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == printed,
+        "openapi.yaml differs from `gitops-status openapi`; run `UPDATE_OPENAPI=1 cargo test openapi` and commit it"
+    );
+}
+
+#[tokio::test]
+async fn served_spec_is_the_generated_spec() {
+    let app = spawn_app().await;
+
+    let served = app.get_json("/api-docs/openapi.json").await;
+
+    let generated = serde_json::to_value(gitops_status::openapi::spec()).unwrap();
+    assert_eq!(served, generated);
+}
+
+#[tokio::test]
+async fn swagger_ui_is_served_and_points_at_the_spec() {
+    let app = spawn_app().await;
+
+    let page = app.get("/swagger-ui/").await;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("swagger-ui"));
+    let init = app.get("/swagger-ui/swagger-initializer.js").await;
+    assert_eq!(init.status(), 200);
+    assert!(init
+        .text()
+        .await
+        .unwrap()
+        .contains("/api-docs/openapi.json"));
+}
+
+#[test]
+fn every_endpoint_is_documented_with_json_errors() {
+    let spec = serde_json::to_value(gitops_status::openapi::spec()).unwrap();
+    let paths = spec["paths"].as_object().unwrap();
+    let mut operations: Vec<String> = paths
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(move |method| format!("{} {path}", method.to_uppercase()))
+        })
+        .collect();
+    operations.sort();
+    assert_eq!(
+        operations,
+        [
+            "GET /",
+            "GET /api/status",
+            "GET /health",
+            "GET /history",
+            "GET /ready",
+            "GET /status",
+            "GET /status.json",
+            "GET /status/{server_group}",
+            "GET /status/{server_group}/{host}",
+            "GET /status/{server_group}/{host}/history",
+            "POST /api/status",
+            "POST /status/cron",
+            "POST /status/pipeline",
+        ]
+    );
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            for (code, response) in operation["responses"].as_object().unwrap() {
+                let schema = &response["content"]["application/json"]["schema"];
+                assert!(
+                    !schema.is_null(),
+                    "{method} {path} {code} has a JSON schema"
+                );
+                if code.starts_with('4') || code.starts_with('5') {
+                    assert_eq!(
+                        schema["$ref"], "#/components/schemas/ErrorBody",
+                        "{method} {path} {code}"
+                    );
+                }
+            }
+        }
+    }
+    let schemas = &spec["components"]["schemas"];
+    for name in [
+        "PipelineReportBody",
+        "CronReportBody",
+        "V1StatusBody",
+        "HostStatus",
+        "V1Status",
+        "HistoryRow",
+        "ErrorBody",
+    ] {
+        assert!(!schemas[name]["example"].is_null(), "{name} has an example");
+    }
+}

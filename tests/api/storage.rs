@@ -1,0 +1,151 @@
+//! What an operator sees with sqlite3: names, modes and the guarantees the schema enforces.
+
+use serde_json::json;
+
+use crate::helpers::{cron_at, expect, seed_pipeline, spawn_app};
+
+#[tokio::test]
+async fn schema_has_the_documented_names_and_wal() {
+    let app = spawn_app().await;
+    let db = app.db();
+
+    for (kind, name) in [
+        ("table", "reports"),
+        ("table", "hosts"),
+        ("view", "current_status"),
+    ] {
+        let sql =
+            format!("SELECT count(*) FROM sqlite_schema WHERE type = '{kind}' AND name = '{name}'");
+        assert_eq!(db.scalar(&sql).await, 1, "{kind} {name}");
+    }
+    assert_eq!(db.text("PRAGMA journal_mode").await, "wal");
+}
+
+#[tokio::test]
+async fn reports_are_append_only() {
+    let app = spawn_app().await;
+    expect(app.pipeline(seed_pipeline()).await, 201).await;
+    let db = app.db();
+
+    let update = db
+        .execute("UPDATE reports SET status = 'failed'")
+        .await
+        .unwrap_err();
+    assert!(update.contains("append-only"), "{update}");
+    let delete = db.execute("DELETE FROM reports").await.unwrap_err();
+    assert!(delete.contains("append-only"), "{delete}");
+    assert_eq!(db.scalar("SELECT count(*) FROM reports").await, 1);
+}
+
+/// An INSERT of a valid pipeline row, with some columns replaced or added.
+fn insert(changes: &[(&str, &str)]) -> String {
+    let mut columns = vec![
+        "received_at",
+        "kind",
+        "server_group",
+        "host",
+        "status",
+        "observed_at",
+        "raw_body",
+    ];
+    let mut values = vec![
+        "'2026-04-26T10:00:00.000Z'",
+        "'pipeline'",
+        "'g'",
+        "'h'",
+        "'synced'",
+        "'2026-04-26T10:00:00.000Z'",
+        "'{}'",
+    ];
+    for (column, value) in changes {
+        match columns.iter().position(|c| c == column) {
+            Some(i) => values[i] = value,
+            None => {
+                columns.push(column);
+                values.push(value);
+            }
+        }
+    }
+    format!(
+        "INSERT INTO reports ({}) VALUES ({})",
+        columns.join(", "),
+        values.join(", ")
+    )
+}
+
+#[tokio::test]
+async fn schema_refuses_values_the_api_would_refuse() {
+    let app = spawn_app().await;
+    let db = app.db();
+
+    assert!(db.execute(&insert(&[])).await.is_ok(), "a valid row");
+    for change in [
+        ("raw_body", "'not json'"),
+        ("changed_files", "'not json'"),
+        ("changed_files", "'{\"a\": 1}'"),
+        ("drift_count", "-1"),
+        ("last_pipeline_run", "'2026-04-26 10:00'"),
+        ("server_group", "'a b'"),
+        ("status", "'green'"),
+        ("kind", "'cron'"),
+    ] {
+        let refused = match change.0 {
+            // A cron row may not carry pipeline-only members.
+            "kind" => insert(&[change, ("commit_sha", "'x'")]),
+            _ => insert(&[change]),
+        };
+        assert!(
+            db.execute(&refused).await.is_err(),
+            "{change:?} must be refused"
+        );
+    }
+}
+
+#[tokio::test]
+async fn current_status_view_matches_the_api() {
+    let app = spawn_app().await;
+    expect(app.pipeline(seed_pipeline()).await, 201).await;
+    expect(
+        app.cron(cron_at(
+            "rsyslog-prod",
+            "rsyslog-01",
+            "out_of_sync",
+            &["/etc/a"],
+            "2026-04-26T11:00:00Z",
+        ))
+        .await,
+        200,
+    )
+    .await;
+
+    let db = app.db();
+    let row = db
+        .text(
+            "SELECT json_object('status', status, 'changed_files', json(changed_files), \
+               'count', changed_files_count, 'commit', commit_sha, 'cron', last_cron_check, \
+               'timestamp', timestamp) FROM current_status",
+        )
+        .await;
+    let host = app.host("rsyslog-prod", "rsyslog-01").await;
+    let row: serde_json::Value = serde_json::from_str(&row).unwrap();
+    assert_eq!(
+        row,
+        json!({
+            "status": host["status"], "changed_files": host["changed_files"],
+            "count": host["changed_files_count"], "commit": host["commit_sha"],
+            "cron": host["last_cron_check"], "timestamp": host["timestamp"]
+        })
+    );
+}
+
+#[tokio::test]
+async fn an_acknowledged_report_is_visible_to_another_connection_at_once() {
+    let app = spawn_app().await;
+
+    let body = expect(app.pipeline(seed_pipeline()).await, 201).await;
+
+    let id = body["report_id"].as_i64().unwrap();
+    let sql =
+        format!("SELECT count(*) FROM reports WHERE id = {id} AND commit_sha = 'abc1234567890'");
+    assert_eq!(app.db().scalar(&sql).await, 1);
+}
