@@ -74,7 +74,7 @@ pub enum ApiError {
     Unprocessable(Vec<FieldProblem>),
     #[error("{0}")]
     Unavailable(String),
-    #[error("internal error")]
+    #[error("internal error; the server log has the details")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 

@@ -11,6 +11,7 @@ use crate::domain::{HostName, HostState, Observation, Report, ServerGroup, Statu
 
 use super::body::{json_type, Fields, JsonObject};
 use super::error::{ApiError, ErrorBody};
+use super::status::outcome;
 use super::{both, request_meta, AppContext};
 
 /// A v1 sync status.
@@ -212,7 +213,7 @@ pub async fn post_v1_status(
         .await?;
     Ok(HttpResponse::Ok().json(V1Accepted {
         success: true,
-        message: "Status updated successfully".to_owned(),
+        message: outcome(&recorded),
         report_id: recorded.report_id,
         status: recorded.state.into(),
     }))

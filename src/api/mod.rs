@@ -177,3 +177,80 @@ impl actix_web::Responder for ApiError {
         actix_web::ResponseError::error_response(&self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+    use utoipa::openapi::{RefOr, Schema};
+    use utoipa::PartialSchema;
+
+    use super::body::JsonObject;
+    use super::error::ApiError;
+    use crate::domain::Report;
+
+    type Parse = fn(&JsonObject, time::Duration) -> Result<Report, ApiError>;
+
+    fn documented_members<T: PartialSchema>() -> Vec<String> {
+        match T::schema() {
+            RefOr::T(Schema::Object(object)) => object.properties.keys().cloned().collect(),
+            _ => panic!("not an object schema"),
+        }
+    }
+
+    fn body(value: &Value) -> JsonObject {
+        JsonObject {
+            fields: value.as_object().unwrap().clone(),
+            raw: value.to_string(),
+        }
+    }
+
+    /// The body schemas document what the parsers read: every documented member is read
+    /// (a value of the wrong type for it is refused, naming it).
+    fn assert_parser_reads_every_documented_member(
+        members: Vec<String>,
+        valid: Value,
+        parse: Parse,
+    ) {
+        let skew = time::Duration::minutes(5);
+        assert!(parse(&body(&valid), skew).is_ok(), "the valid body parses");
+        assert!(!members.is_empty());
+        for member in members {
+            let mut invalid = valid.clone();
+            invalid[&member] = json!({"not": "valid for any member"});
+            match parse(&body(&invalid), skew) {
+                Err(ApiError::Unprocessable(problems)) => assert!(
+                    problems.iter().any(|p| p.field == member),
+                    "{member} not named in {problems:?}"
+                ),
+                other => panic!("{member}: expected 422, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn pipeline_parser_reads_every_documented_member() {
+        assert_parser_reads_every_documented_member(
+            documented_members::<super::pipeline::PipelineReportBody>(),
+            json!({"server_group": "g", "host": "h", "status": "synced"}),
+            super::pipeline::parse,
+        );
+    }
+
+    #[test]
+    fn cron_parser_reads_every_documented_member() {
+        assert_parser_reads_every_documented_member(
+            documented_members::<super::cron::CronReportBody>(),
+            json!({"server_group": "g", "host": "h"}),
+            super::cron::parse,
+        );
+    }
+
+    #[test]
+    fn v1_parser_reads_every_documented_member() {
+        assert_parser_reads_every_documented_member(
+            documented_members::<super::legacy::V1StatusBody>(),
+            json!({"repo": "g", "server": "h", "sync_status": "SYNCED"}),
+            super::legacy::parse,
+        );
+    }
+}

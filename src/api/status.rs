@@ -131,18 +131,22 @@ pub struct ReportAccepted {
     pub status: HostStatus,
 }
 
-/// 201 when the report created the host, 200 otherwise.
-pub(super) fn accepted(recorded: Recorded) -> HttpResponse {
-    let message = if recorded.applied {
+/// What an accepted report did, for the `message` of the answer.
+pub(super) fn outcome(recorded: &Recorded) -> String {
+    if recorded.applied {
         "Status updated successfully".to_owned()
     } else {
         "Report recorded in history; the current state already holds a newer observation, \
          so it was not changed"
             .to_owned()
-    };
+    }
+}
+
+/// 201 when the report created the host, 200 otherwise.
+pub(super) fn accepted(recorded: Recorded) -> HttpResponse {
     let body = ReportAccepted {
         success: true,
-        message,
+        message: outcome(&recorded),
         report_id: recorded.report_id,
         status: recorded.state.into(),
     };

@@ -33,7 +33,7 @@ async fn sabotaged_database_gives_clean_json_errors_and_not_ready() {
     assert!(details.is_empty());
     let body = expect(app.get("/history").await, 500).await;
     assert_eq!(
-        body["error"], "internal error",
+        body["error"], "internal error; the server log has the details",
         "no SQL detail leaks to clients"
     );
     expect_error(app.pipeline(seed_pipeline()).await, 500).await;

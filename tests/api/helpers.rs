@@ -317,6 +317,19 @@ pub mod db {
                 .expect("scalar query")
         }
 
+        /// The `detail` lines of `EXPLAIN QUERY PLAN sql`.
+        pub async fn query_plan(&self, sql: &str) -> Vec<String> {
+            use sqlx::Row;
+            let mut conn = self.connect().await;
+            sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                .fetch_all(&mut conn)
+                .await
+                .expect("query plan")
+                .iter()
+                .map(|row| row.get::<String, _>("detail"))
+                .collect()
+        }
+
         /// A single text value from a query.
         pub async fn text(&self, sql: &str) -> String {
             let mut conn = self.connect().await;

@@ -12,6 +12,7 @@ mod lifecycle;
 mod openapi;
 mod ordering;
 mod pipeline;
+mod seeds;
 mod status;
 mod storage;
 mod validation;

@@ -149,3 +149,28 @@ async fn an_acknowledged_report_is_visible_to_another_connection_at_once() {
         format!("SELECT count(*) FROM reports WHERE id = {id} AND commit_sha = 'abc1234567890'");
     assert_eq!(app.db().scalar(&sql).await, 1);
 }
+
+#[tokio::test]
+async fn current_status_never_scans_the_history() {
+    let app = spawn_app().await;
+    let db = app.db();
+
+    for sql in [
+        "SELECT * FROM current_status ORDER BY server_group, host",
+        "SELECT * FROM current_status WHERE server_group = 'g' AND host = 'h'",
+    ] {
+        let plan = db.query_plan(sql).await;
+        // Only `hosts` is walked; every report is found by primary key.
+        let reports: Vec<&String> = plan
+            .iter()
+            .filter(|d| !d.contains(" h ") && !d.ends_with(" h"))
+            .collect();
+        assert_eq!(reports.len(), 5, "{plan:?}");
+        assert!(
+            reports
+                .iter()
+                .all(|d| d.contains("USING INTEGER PRIMARY KEY")),
+            "{sql}: {plan:?}"
+        );
+    }
+}
