@@ -73,13 +73,13 @@ pub(super) fn parse(
     request_body(content = CronReportBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Accepted", body = ReportAccepted),
-        (status = 400, description = "The body is not JSON", body = ErrorBody),
-        (status = 404, description = "The host does not exist; nothing was stored", body = ErrorBody),
-        (status = 413, description = "The body is larger than 1 MiB", body = ErrorBody),
-        (status = 415, description = "The Content-Type is not application/json", body = ErrorBody),
-        (status = 422, description = "Members are missing or invalid; `details` names each", body = ErrorBody),
-        (status = 500, description = "Database failure; nothing was stored", body = ErrorBody),
-        (status = 503, description = "The database is overloaded; nothing was stored", body = ErrorBody),
+        (status = 400, description = "The body is not JSON", body = ErrorBody, example = super::error::examples::malformed_json),
+        (status = 404, description = "The host does not exist; nothing was stored", body = ErrorBody, example = super::error::examples::unknown_host),
+        (status = 413, description = "The body is larger than 1 MiB", body = ErrorBody, example = super::error::examples::too_large),
+        (status = 415, description = "The Content-Type is not application/json", body = ErrorBody, example = super::error::examples::media_type),
+        (status = 422, description = "Members are missing or invalid; `details` names each", body = ErrorBody, example = super::error::examples::invalid_report),
+        (status = 500, description = "Database failure; nothing was stored", body = ErrorBody, example = super::error::examples::internal),
+        (status = 503, description = "The database is overloaded; nothing was stored", body = ErrorBody, example = super::error::examples::overloaded),
     )
 )]
 #[post("/status/cron")]

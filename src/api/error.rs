@@ -161,3 +161,114 @@ impl ResponseError for ApiError {
         })
     }
 }
+
+/// Error bodies for the OpenAPI document, rendered from real `ApiError`s so the examples show
+/// exactly what clients receive.
+pub mod examples {
+    use serde_json::Value;
+
+    use super::{ApiError, ErrorBody, FieldProblem};
+    use crate::api::body::MAX_BODY_BYTES;
+
+    fn render(err: ApiError) -> Value {
+        let details = match &err {
+            ApiError::Unprocessable(problems) => problems.clone(),
+            _ => Vec::new(),
+        };
+        let body = ErrorBody {
+            success: false,
+            error: err.to_string(),
+            details,
+        };
+        serde_json::to_value(body).unwrap_or_default()
+    }
+
+    pub fn malformed_json() -> Value {
+        render(ApiError::MalformedJson(
+            "expected `:` at line 1 column 16".to_owned(),
+        ))
+    }
+
+    pub fn too_large() -> Value {
+        render(ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        })
+    }
+
+    pub fn media_type() -> Value {
+        render(ApiError::UnsupportedMediaType(
+            "Content-Type must be application/json, got application/x-www-form-urlencoded"
+                .to_owned(),
+        ))
+    }
+
+    pub fn invalid_report() -> Value {
+        render(ApiError::Unprocessable(vec![
+            FieldProblem::new("server_group", "is required"),
+            FieldProblem::new(
+                "status",
+                "must be one of synced, out_of_sync, failed, unknown (any case); got \"in_sync\"",
+            ),
+            FieldProblem::new("changed_files[1]", "must be a string, got a number"),
+        ]))
+    }
+
+    pub fn invalid_name() -> Value {
+        render(ApiError::field(
+            "server_group",
+            "may contain only letters, digits, `.`, `_` and `-`; found ' '",
+        ))
+    }
+
+    pub fn invalid_query() -> Value {
+        render(ApiError::Unprocessable(vec![
+            FieldProblem::new(
+                "limit",
+                "must be a whole number from 1 to 1000; got \"5000\"",
+            ),
+            FieldProblem::new(
+                "from",
+                "`yesterday` is neither epoch milliseconds nor an RFC 3339 timestamp",
+            ),
+        ]))
+    }
+
+    pub fn bad_query() -> Value {
+        render(ApiError::BadQuery("duplicate field `limit`".to_owned()))
+    }
+
+    pub fn unknown_host() -> Value {
+        let (Ok(server_group), Ok(host)) = (
+            crate::domain::ServerGroup::parse("rsyslog-prod"),
+            crate::domain::HostName::parse("rsyslog-99"),
+        ) else {
+            return Value::Null;
+        };
+        render(ApiError::from(crate::store::StoreError::UnknownHost {
+            server_group,
+            host,
+        }))
+    }
+
+    pub fn host_not_found() -> Value {
+        render(ApiError::NotFound(
+            "no host rsyslog-prod/rsyslog-99".to_owned(),
+        ))
+    }
+
+    pub fn internal() -> Value {
+        render(ApiError::Internal("example".into()))
+    }
+
+    pub fn overloaded() -> Value {
+        render(ApiError::from(crate::store::StoreError::Timeout))
+    }
+
+    pub fn not_ready() -> Value {
+        render(ApiError::Unavailable(
+            "database not ready: database error: error returned from database: \
+             (code: 1) no such table: current_status"
+                .to_owned(),
+        ))
+    }
+}

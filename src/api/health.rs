@@ -32,7 +32,7 @@ pub async fn health() -> HttpResponse {
     tag = "probes",
     responses(
         (status = 200, description = "The database answers", body = Probe),
-        (status = 503, description = "The database does not answer; `error` says why", body = ErrorBody),
+        (status = 503, description = "The database does not answer; `error` says why", body = ErrorBody, example = super::error::examples::not_ready),
     )
 )]
 #[get("/ready")]

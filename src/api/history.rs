@@ -305,9 +305,9 @@ async fn respond(ctx: &AppContext, filter: HistoryFilter) -> Result<HttpResponse
     ),
     responses(
         (status = 200, description = "Matching reports, newest first", body = Vec<HistoryRow>),
-        (status = 400, description = "The query string cannot be read", body = ErrorBody),
-        (status = 422, description = "Invalid parameters; `details` names each", body = ErrorBody),
-        (status = 500, description = "Database failure", body = ErrorBody),
+        (status = 400, description = "The query string cannot be read", body = ErrorBody, example = super::error::examples::bad_query),
+        (status = 422, description = "Invalid parameters; `details` names each", body = ErrorBody, example = super::error::examples::invalid_query),
+        (status = 500, description = "Database failure", body = ErrorBody, example = super::error::examples::internal),
     )
 )]
 #[get("/history")]
@@ -342,9 +342,9 @@ pub async fn history(
     ),
     responses(
         (status = 200, description = "The host's reports, newest first", body = Vec<HistoryRow>),
-        (status = 400, description = "The query string cannot be read", body = ErrorBody),
-        (status = 422, description = "Invalid parameters; `details` names each", body = ErrorBody),
-        (status = 500, description = "Database failure", body = ErrorBody),
+        (status = 400, description = "The query string cannot be read", body = ErrorBody, example = super::error::examples::bad_query),
+        (status = 422, description = "Invalid parameters; `details` names each", body = ErrorBody, example = super::error::examples::invalid_query),
+        (status = 500, description = "Database failure", body = ErrorBody, example = super::error::examples::internal),
     )
 )]
 #[get("/status/{server_group}/{host}/history")]

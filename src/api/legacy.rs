@@ -123,6 +123,19 @@ impl From<HostState> for V1Status {
 
 /// The answer to an accepted v1 report.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "success": true,
+    "message": "Status updated successfully",
+    "report_id": 43,
+    "status": {
+        "repo": "rsyslog",
+        "server": "rsyslog-lab",
+        "sync_status": "OUT_OF_SYNC",
+        "drift_count": 2,
+        "files": [{"name": "rsyslog.conf"}, {"name": "rsyslog.d/30-lab.conf"}],
+        "last_check": "2026-04-21T10:32:15.000Z"
+    }
+}))]
 pub struct V1Accepted {
     /// Always true.
     pub success: bool,
@@ -192,12 +205,12 @@ pub(super) fn parse(
     request_body(content = V1StatusBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Accepted", body = V1Accepted),
-        (status = 400, description = "The body is not JSON", body = ErrorBody),
-        (status = 413, description = "The body is larger than 1 MiB", body = ErrorBody),
-        (status = 415, description = "The Content-Type is not application/json", body = ErrorBody),
-        (status = 422, description = "Members are missing or invalid; `details` names each", body = ErrorBody),
-        (status = 500, description = "Database failure; nothing was stored", body = ErrorBody),
-        (status = 503, description = "The database is overloaded; nothing was stored", body = ErrorBody),
+        (status = 400, description = "The body is not JSON", body = ErrorBody, example = super::error::examples::malformed_json),
+        (status = 413, description = "The body is larger than 1 MiB", body = ErrorBody, example = super::error::examples::too_large),
+        (status = 415, description = "The Content-Type is not application/json", body = ErrorBody, example = super::error::examples::media_type),
+        (status = 422, description = "Members are missing or invalid; `details` names each", body = ErrorBody, example = super::error::examples::invalid_report),
+        (status = 500, description = "Database failure; nothing was stored", body = ErrorBody, example = super::error::examples::internal),
+        (status = 503, description = "The database is overloaded; nothing was stored", body = ErrorBody, example = super::error::examples::overloaded),
     )
 )]
 #[post("/api/status")]
@@ -238,9 +251,9 @@ pub struct V1Query {
     params(V1Query),
     responses(
         (status = 200, description = "The host's state as a v1 object", body = V1Status),
-        (status = 404, description = "No such host, or no v1 report yet", body = ErrorBody),
-        (status = 422, description = "Invalid or incomplete parameters", body = ErrorBody),
-        (status = 500, description = "Database failure", body = ErrorBody),
+        (status = 404, description = "No such host, or no v1 report yet", body = ErrorBody, example = super::error::examples::host_not_found),
+        (status = 422, description = "Invalid or incomplete parameters", body = ErrorBody, example = super::error::examples::invalid_name),
+        (status = 500, description = "Database failure", body = ErrorBody, example = super::error::examples::internal),
     )
 )]
 #[get("/api/status")]

@@ -120,6 +120,30 @@ impl From<HostState> for HostStatus {
 
 /// The answer to an accepted v2 report.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "success": true,
+    "message": "Status updated successfully",
+    "report_id": 42,
+    "status": {
+        "project_name": "gitops-for-servers",
+        "repo_name": "rsyslog",
+        "server_group": "rsyslog-prod",
+        "server_type": "rsyslog",
+        "environment": "prod",
+        "host": "rsyslog-01",
+        "status": "out_of_sync",
+        "changed_files_count": 2,
+        "changed_files": ["/etc/rsyslog.conf", "/etc/rsyslog.d/50-default.conf"],
+        "validation_status": "passed",
+        "validation_message": "rsyslog syntax validation passed",
+        "last_pipeline_run": "2026-04-26T10:30:00.000Z",
+        "last_cron_check": "2026-04-26T11:00:00.000Z",
+        "commit_sha": "abc1234567890",
+        "branch": "master",
+        "updated_by": "woodpecker",
+        "timestamp": "2026-04-26T11:00:00.412Z"
+    }
+}))]
 pub struct ReportAccepted {
     /// Always true.
     pub success: bool,
@@ -178,7 +202,7 @@ async fn all_hosts(ctx: &AppContext) -> Result<HttpResponse, ApiError> {
     tag = "status",
     responses(
         (status = 200, description = "One row per host; [] before the first report", body = Vec<HostStatus>),
-        (status = 500, description = "Database failure", body = ErrorBody),
+        (status = 500, description = "Database failure", body = ErrorBody, example = super::error::examples::internal),
     )
 )]
 #[get("/status")]
@@ -191,7 +215,7 @@ pub async fn list_status(ctx: web::Data<AppContext>) -> Result<HttpResponse, Api
     tag = "status",
     responses(
         (status = 200, description = "One row per host; [] before the first report", body = Vec<HostStatus>),
-        (status = 500, description = "Database failure", body = ErrorBody),
+        (status = 500, description = "Database failure", body = ErrorBody, example = super::error::examples::internal),
     )
 )]
 #[get("/status.json")]
@@ -208,8 +232,8 @@ pub async fn list_status_json(ctx: web::Data<AppContext>) -> Result<HttpResponse
     params(("server_group" = String, Path, description = "e.g. rsyslog-prod", example = "rsyslog-prod")),
     responses(
         (status = 200, description = "The group's hosts; [] for an unknown group", body = Vec<HostStatus>),
-        (status = 422, description = "The group name is not valid", body = ErrorBody),
-        (status = 500, description = "Database failure", body = ErrorBody),
+        (status = 422, description = "The group name is not valid", body = ErrorBody, example = super::error::examples::invalid_name),
+        (status = 500, description = "Database failure", body = ErrorBody, example = super::error::examples::internal),
     )
 )]
 #[get("/status/{server_group}")]
@@ -232,9 +256,9 @@ pub async fn group_status(
     ),
     responses(
         (status = 200, description = "The host's current state", body = HostStatus),
-        (status = 404, description = "No report was ever accepted for this host", body = ErrorBody),
-        (status = 422, description = "A name is not valid", body = ErrorBody),
-        (status = 500, description = "Database failure", body = ErrorBody),
+        (status = 404, description = "No report was ever accepted for this host", body = ErrorBody, example = super::error::examples::host_not_found),
+        (status = 422, description = "A name is not valid", body = ErrorBody, example = super::error::examples::invalid_name),
+        (status = 500, description = "Database failure", body = ErrorBody, example = super::error::examples::internal),
     )
 )]
 #[get("/status/{server_group}/{host}")]
