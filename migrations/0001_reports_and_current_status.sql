@@ -114,6 +114,7 @@ SELECT
     p.updated_by                                         AS updated_by,
     l.received_at                                        AS timestamp,
     s.observed_at                                        AS status_observed_at,
+    f.drift_count                                        AS reported_drift_count,
     h.last_report_id                                     AS last_report_id
 FROM hosts h
 JOIN reports s ON s.id = h.status_report_id

@@ -4,7 +4,7 @@
 use std::net::{SocketAddr, TcpListener};
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{from_fn, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use utoipa_actix_web::AppExt;
@@ -50,7 +50,9 @@ impl Application {
                     SwaggerUi::new("/swagger-ui/{_:.*}")
                         .url("/api-docs/openapi.json", spec.clone()),
                 )
+                .service(web::redirect("/swagger-ui", "/swagger-ui/"))
                 .default_service(web::to(api::fallback))
+                .wrap(ErrorHandlers::new().default_handler(api::json_error_body))
                 .wrap(from_fn(api::log_request))
         })
         .listen(listener)?

@@ -18,6 +18,32 @@ use super::error::{ApiError, FieldProblem};
 /// The largest request body accepted, in bytes (1 MiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// A server group or host name: 1–128 letters, digits, `.`, `_` and `-`, but not `.` or `..`
+/// (names are URL path segments). The schema of what `ServerGroup::parse` accepts.
+#[derive(utoipa::ToSchema)]
+#[schema(
+    pattern = r"^(?!\.{1,2}$)[A-Za-z0-9._-]{1,128}$",
+    example = "rsyslog-prod"
+)]
+#[allow(dead_code)] // documents request bodies
+pub struct Name(String);
+
+/// A status: synced, out_of_sync, failed or unknown, in any case (v1 clients send SYNCED,
+/// OUT_OF_SYNC, UNKNOWN). The schema of what `Status::parse` accepts.
+#[derive(utoipa::ToSchema)]
+#[schema(
+    pattern = "^([sS][yY][nN][cC][eE][dD]|[oO][uU][tT]_[oO][fF]_[sS][yY][nN][cC]|[fF][aA][iI][lL][eE][dD]|[uU][nN][kK][nN][oO][wW][nN])$",
+    example = "synced"
+)]
+#[allow(dead_code)] // documents request bodies
+pub struct StatusInput(String);
+
+/// A file path of at most 4096 characters.
+#[derive(utoipa::ToSchema)]
+#[schema(max_length = 4096, example = "/etc/rsyslog.conf")]
+#[allow(dead_code)] // documents request bodies
+pub struct FilePath(String);
+
 /// A JSON object request body and its exact text.
 pub struct JsonObject {
     pub fields: Map<String, Value>,

@@ -6,9 +6,9 @@ use utoipa::ToSchema;
 
 use crate::domain::{HostName, Observation, Report, ServerGroup, Status};
 
-use super::body::{string_entry, Fields, JsonObject};
+use super::body::{string_entry, Fields, FilePath, JsonObject, Name, StatusInput};
 use super::error::{ApiError, ErrorBody};
-use super::status::{accepted, ReportAccepted, SyncStatus};
+use super::status::{accepted, ReportAccepted};
 use super::{request_meta, AppContext};
 
 /// A drift report. Members not listed here are accepted and kept in the history's raw body.
@@ -23,16 +23,16 @@ use super::{request_meta, AppContext};
 }))]
 pub struct CronReportBody {
     /// The host's group; the host must exist already.
-    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$")]
-    server_group: String,
-    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$")]
-    host: String,
-    /// The drift status found (any case is accepted). Left out, the status is not changed.
-    status: Option<SyncStatus>,
-    /// Files that drifted: at most 10000 strings of at most 4096 characters. Left out with a
-    /// status, it means none.
-    changed_files: Option<Vec<String>>,
-    /// When the check ran: RFC 3339 with a time zone. Left out, the server's time is used.
+    server_group: Name,
+    host: Name,
+    /// The drift status found: synced, out_of_sync, failed or unknown, in any case. Left out,
+    /// the status is not changed.
+    status: Option<StatusInput>,
+    /// Files that drifted. Left out with a status, it means none.
+    #[schema(max_items = 10000)]
+    changed_files: Option<Vec<FilePath>>,
+    /// When the check ran: RFC 3339 with a time zone, at most the allowed clock skew ahead of
+    /// the server. Left out, the server's time is used.
     #[schema(format = DateTime)]
     last_cron_check: Option<String>,
 }
@@ -66,8 +66,9 @@ pub(super) fn parse(
 ///
 /// The host must exist (created by a pipeline or v1 report): an unknown host gets 404 and
 /// nothing is stored. The report never touches commit_sha, branch, validation_* or the other
-/// deployment fields. A check older than what the host already holds is kept in the history
-/// only. A 2xx means the report is committed to disk.
+/// deployment fields. Each of status, changed_files and last_cron_check moves only when the
+/// check is at least as new as the observation the host holds for it; the answer's `message`
+/// names the parts that kept a newer observation. A 2xx means the report is committed to disk.
 #[utoipa::path(
     tag = "reports",
     request_body(content = CronReportBody, content_type = "application/json"),
@@ -79,7 +80,7 @@ pub(super) fn parse(
         (status = 415, description = "The Content-Type is not application/json", body = ErrorBody, example = super::error::examples::media_type),
         (status = 422, description = "Members are missing or invalid; `details` names each", body = ErrorBody, example = super::error::examples::invalid_report),
         (status = 500, description = "Database failure; nothing was stored", body = ErrorBody, example = super::error::examples::internal),
-        (status = 503, description = "The database is overloaded; nothing was stored", body = ErrorBody, example = super::error::examples::overloaded),
+        (status = 503, description = "The database is busy (overloaded, or locked by another connection); nothing was stored", body = ErrorBody, example = super::error::examples::overloaded),
     )
 )]
 #[post("/status/cron")]

@@ -1,6 +1,8 @@
-//! The one error type of the HTTP API and its JSON body. Every failure a client can see, from
-//! a handler, an extractor, an unknown route or a wrong method, is answered with `ErrorBody`.
-//! Internal causes are logged with their whole chain and never sent to the client.
+//! The one error type of the HTTP API and its JSON body. Every failure the application
+//! answers, from a handler, an extractor, an unknown route, a wrong method or a mounted
+//! service, carries `ErrorBody` (only requests too malformed to reach the application, such
+//! as a broken request line, get actix's bare 400). Internal causes are logged with their
+//! whole chain and never sent to the client.
 
 use std::fmt::Write as _;
 
@@ -103,6 +105,12 @@ impl From<StoreError> for ApiError {
             )),
             StoreError::Timeout => {
                 ApiError::Unavailable("the database did not answer in time; retry later".to_owned())
+            }
+            err @ StoreError::Busy(_) => {
+                tracing::warn!(error = %error_chain(&err), "database busy");
+                ApiError::Unavailable(
+                    "the database is locked by another connection; retry later".to_owned(),
+                )
             }
             other => ApiError::internal(other),
         }

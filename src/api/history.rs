@@ -10,7 +10,7 @@ use crate::domain::{HistoryEntry, HistoryFilter, ReportKind, Status, Timestamp};
 
 use super::error::{ApiError, ErrorBody, FieldProblem};
 use super::status::{parse_group, parse_host, SyncStatus};
-use super::{both, AppContext};
+use super::{both, non_empty, AppContext};
 
 /// Rows per page when `limit` is not given.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -170,7 +170,8 @@ impl TryFrom<HistoryEntry> for HistoryRow {
 }
 
 /// Filters and paging shared by both history endpoints. Values are read as text and
-/// validated here, so every bad parameter is named in one 422.
+/// validated here, so every bad parameter is named in one 422. An empty value (`?kind=`) is
+/// the same as leaving the parameter out, as Grafana sends for an empty variable.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
@@ -180,8 +181,8 @@ pub struct HistoryQuery {
     /// Only reports with this status (v1 or v2 spelling, any case).
     #[param(value_type = Option<String>)]
     status: Option<String>,
-    /// Only reports received at or after this instant: RFC 3339, or milliseconds since the
-    /// epoch as Grafana's `${__timeFrom}` sends.
+    /// Only reports received at or after this instant: RFC 3339 (URL-encode a `+` offset as
+    /// `%2B`), or milliseconds since the epoch as Grafana's `${__timeFrom}` sends.
     #[param(value_type = Option<String>, example = "2026-04-26T00:00:00Z")]
     from: Option<String>,
     /// Only reports received at or before this instant (same forms as `from`).
@@ -237,26 +238,26 @@ where
 fn filter(query: &HistoryQuery) -> Result<HistoryFilter, ApiError> {
     let mut problems = Vec::new();
     let p = &mut problems;
-    let kind = param(p, "kind", query.kind.as_deref(), ReportKind::parse);
-    let status = param(p, "status", query.status.as_deref(), Status::parse);
-    let from = param(p, "from", query.from.as_deref(), Timestamp::parse_query);
-    let to = param(p, "to", query.to.as_deref(), Timestamp::parse_query);
+    let kind = param(p, "kind", non_empty(&query.kind), ReportKind::parse);
+    let status = param(p, "status", non_empty(&query.status), Status::parse);
+    let from = param(p, "from", non_empty(&query.from), Timestamp::parse_query);
+    let to = param(p, "to", non_empty(&query.to), Timestamp::parse_query);
     let limit = param(
         p,
         "limit",
-        query.limit.as_deref(),
+        non_empty(&query.limit),
         whole(1..=MAX_LIMIT, "a whole number from 1 to 1000"),
     );
     let offset = param(
         p,
         "offset",
-        query.offset.as_deref(),
+        non_empty(&query.offset),
         whole(0.., "a whole number from 0"),
     );
     let before = param(
         p,
         "before",
-        query.before.as_deref(),
+        non_empty(&query.before),
         whole(1.., "a report id (a whole number from 1)"),
     );
     if let (Some(from), Some(to)) = (from, to) {
@@ -299,8 +300,8 @@ async fn respond(ctx: &AppContext, filter: HistoryFilter) -> Result<HttpResponse
 #[utoipa::path(
     tag = "history",
     params(
-        ("server_group" = Option<String>, Query, description = "Only this server group"),
-        ("host" = Option<String>, Query, description = "Only this host name"),
+        ("server_group" = Option<String>, Query, description = "Only this server group (empty: all)"),
+        ("host" = Option<String>, Query, description = "Only this host name (empty: all)"),
         HistoryQuery,
     ),
     responses(
@@ -316,8 +317,8 @@ pub async fn history(
     hosts: web::Query<HostFilter>,
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let group = hosts.server_group.as_deref().map(parse_group).transpose();
-    let host = hosts.host.as_deref().map(parse_host).transpose();
+    let group = non_empty(&hosts.server_group).map(parse_group).transpose();
+    let host = non_empty(&hosts.host).map(parse_host).transpose();
     let ((server_group, host), filter) = both(both(group, host), filter(&query))?;
     respond(
         &ctx,

@@ -9,10 +9,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{HostName, HostState, Observation, Report, ServerGroup, Status};
 
-use super::body::{json_type, Fields, JsonObject};
+use super::body::{json_type, Fields, FilePath, JsonObject, Name, StatusInput};
 use super::error::{ApiError, ErrorBody};
 use super::status::outcome;
-use super::{both, request_meta, AppContext};
+use super::{both, non_empty, request_meta, AppContext};
 
 /// A v1 sync status.
 #[derive(Clone, Copy, Debug, Serialize, ToSchema)]
@@ -42,13 +42,13 @@ pub struct V1File {
     pub name: String,
 }
 
-/// A v1 `files` entry: `{"name": "…"}` or a plain string.
+/// A v1 `files` entry: `{"name": "…"}` or a plain string (at most 4096 characters).
 #[allow(dead_code)] // documents the body; `parse` reads it from the JSON object
 #[derive(ToSchema)]
 #[serde(untagged)]
 pub enum V1FileEntry {
     Object(V1File),
-    Path(String),
+    Path(FilePath),
 }
 
 /// A v1 report (seed 004). Members not listed here are accepted and kept in the history.
@@ -64,19 +64,20 @@ pub enum V1FileEntry {
 }))]
 pub struct V1StatusBody {
     /// Repository name; stored as the server_group.
-    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$")]
-    repo: String,
+    repo: Name,
     /// Server name; stored as the host.
-    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$")]
-    server: String,
+    server: Name,
     /// SYNCED, OUT_OF_SYNC, UNKNOWN (or FAILED), in any case.
-    sync_status: V1SyncStatus,
-    /// Number of drifted files as the client counted them; kept in the history.
-    #[schema(minimum = 0, maximum = 4294967295_u64)]
+    sync_status: StatusInput,
+    /// Number of drifted files as the client counted them; `GET /api/status` returns it
+    /// while these files are the host's current ones.
+    #[schema(minimum = 0, maximum = 4294967295_u64, format = Int64)]
     drift_count: Option<u32>,
-    /// Drifted files, as objects or strings (at most 10000 of at most 4096 characters).
+    /// Drifted files, as objects or strings.
+    #[schema(max_items = 10000)]
     files: Option<Vec<V1FileEntry>>,
-    /// When the drift check ran: RFC 3339 with a time zone. Left out, the server's time is used.
+    /// When the drift check ran: RFC 3339 with a time zone, at most the allowed clock skew
+    /// ahead of the server. Left out, the server's time is used.
     #[schema(format = DateTime)]
     last_check: Option<String>,
 }
@@ -96,8 +97,9 @@ pub struct V1Status {
     pub server: String,
     /// The host's current status in v1 spelling.
     pub sync_status: V1SyncStatus,
-    /// The number of `files`.
-    pub drift_count: usize,
+    /// The drift_count the v1 client sent with the current files; otherwise the number of
+    /// `files`.
+    pub drift_count: i64,
     pub files: Vec<V1File>,
     /// When the current status was observed.
     #[schema(format = DateTime)]
@@ -110,7 +112,9 @@ impl From<HostState> for V1Status {
             repo: s.server_group.to_string(),
             server: s.host.to_string(),
             sync_status: s.status.into(),
-            drift_count: s.changed_files.len(),
+            drift_count: s
+                .reported_drift_count
+                .unwrap_or_else(|| i64::try_from(s.changed_files.len()).unwrap_or(i64::MAX)),
             files: s
                 .changed_files
                 .into_iter()
@@ -210,7 +214,7 @@ pub(super) fn parse(
         (status = 415, description = "The Content-Type is not application/json", body = ErrorBody, example = super::error::examples::media_type),
         (status = 422, description = "Members are missing or invalid; `details` names each", body = ErrorBody, example = super::error::examples::invalid_report),
         (status = 500, description = "Database failure; nothing was stored", body = ErrorBody, example = super::error::examples::internal),
-        (status = 503, description = "The database is overloaded; nothing was stored", body = ErrorBody, example = super::error::examples::overloaded),
+        (status = 503, description = "The database is busy (overloaded, or locked by another connection); nothing was stored", body = ErrorBody, example = super::error::examples::overloaded),
     )
 )]
 #[post("/api/status")]
@@ -232,7 +236,7 @@ pub async fn post_v1_status(
     }))
 }
 
-/// Which host `GET /api/status` shows.
+/// Which host `GET /api/status` shows. Empty values are the same as none.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct V1Query {
@@ -261,7 +265,7 @@ pub async fn get_v1_status(
     ctx: web::Data<AppContext>,
     query: web::Query<V1Query>,
 ) -> Result<HttpResponse, ApiError> {
-    let state = match (&query.repo, &query.server) {
+    let state = match (non_empty(&query.repo), non_empty(&query.server)) {
         (None, None) => {
             ctx.store.latest_legacy_host().await?.ok_or_else(|| {
                 ApiError::NotFound("no v1 report has been received yet".to_owned())

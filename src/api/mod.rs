@@ -16,8 +16,9 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
 use actix_web::http::Method;
-use actix_web::middleware::Next;
+use actix_web::middleware::{ErrorHandlerResponse, Next};
 use actix_web::{error::InternalError, web, HttpRequest, HttpResponse};
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -63,6 +64,12 @@ pub(crate) fn both<A, B>(
         }
         (Err(err), _) | (_, Err(err)) => Err(err),
     }
+}
+
+/// A query parameter's value, with an empty value counted as absent: Grafana sends `?host=`
+/// for an empty dashboard variable.
+pub(crate) fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
 }
 
 /// Who sent the request, for the audit trail.
@@ -145,6 +152,36 @@ pub fn path_error(err: actix_web::error::PathError, _: &HttpRequest) -> actix_we
     let api = ApiError::field("(path)", err.to_string());
     let response = actix_web::ResponseError::error_response(&api);
     InternalError::from_response(err, response).into()
+}
+
+/// Gives error responses that actix or a mounted service (Swagger UI) produced without a body
+/// the API's JSON error shape, so clients meet one error format everywhere.
+pub fn json_error_body<B>(
+    response: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(
+            response.map_into_left_body(),
+        ));
+    }
+    let status = response.status();
+    let error = match status.canonical_reason() {
+        Some(reason) => format!("{reason}: {}", response.request().path()),
+        None => format!("HTTP {}", status.as_u16()),
+    };
+    let (request, _) = response.into_parts();
+    let body = HttpResponse::build(status).json(error::ErrorBody {
+        success: false,
+        error,
+        details: Vec::new(),
+    });
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(request, body).map_into_right_body(),
+    ))
 }
 
 /// One log line per request: method, route template, status, latency. Probes log at DEBUG.

@@ -8,9 +8,9 @@ use crate::domain::{
     Deployment, HostName, Observation, Report, ServerGroup, Status, MAX_MESSAGE_LEN,
 };
 
-use super::body::{string_entry, Fields, JsonObject};
+use super::body::{string_entry, Fields, FilePath, JsonObject, Name, StatusInput};
 use super::error::{ApiError, ErrorBody};
-use super::status::{accepted, ReportAccepted, SyncStatus};
+use super::status::{accepted, ReportAccepted};
 use super::{request_meta, AppContext};
 
 /// A deployment report. Members not listed here are accepted and kept in the history's raw
@@ -34,34 +34,42 @@ use super::{request_meta, AppContext};
     "last_pipeline_run": "2026-04-26T10:30:00Z"
 }))]
 pub struct PipelineReportBody {
-    /// Project identifier (≤ 256 characters).
+    /// Project identifier.
+    #[schema(max_length = 256)]
     project_name: Option<String>,
-    /// Repository name (≤ 256 characters).
+    /// Repository name.
+    #[schema(max_length = 256)]
     repo_name: Option<String>,
     /// Logical group, e.g. `rsyslog-prod`: 1–128 letters, digits, `.`, `_`, `-`.
-    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$")]
-    server_group: String,
-    /// Type of server: rsyslog, splunk, nginx, … (≤ 256 characters).
+    server_group: Name,
+    /// Type of server: rsyslog, splunk, nginx, …
+    #[schema(max_length = 256)]
     server_type: Option<String>,
-    /// prod, staging, dev, … (≤ 256 characters).
+    /// prod, staging, dev, …
+    #[schema(max_length = 256)]
     environment: Option<String>,
     /// Host name, e.g. `rsyslog-01`: 1–128 letters, digits, `.`, `_`, `-`.
-    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$")]
-    host: String,
-    /// The host's sync status after the deployment (any case is accepted).
-    status: SyncStatus,
-    /// Paths that differ from Git: at most 10000 strings of at most 4096 characters. Left out
-    /// with a status, it means none.
-    changed_files: Option<Vec<String>>,
-    /// Validation result: passed, failed, skipped, … (≤ 256 characters).
+    host: Name,
+    /// The host's sync status after the deployment: synced, out_of_sync, failed or unknown, in
+    /// any case.
+    status: StatusInput,
+    /// Paths that differ from Git. Left out with a status, it means none.
+    #[schema(max_items = 10000)]
+    changed_files: Option<Vec<FilePath>>,
+    /// Validation result: passed, failed, skipped, …
+    #[schema(max_length = 256)]
     validation_status: Option<String>,
-    /// Validator output (≤ 65536 characters).
+    /// Validator output.
+    #[schema(max_length = 65536)]
     validation_message: Option<String>,
-    /// Git commit deployed (≤ 256 characters).
+    /// Git commit deployed.
+    #[schema(max_length = 256)]
     commit_sha: Option<String>,
-    /// Git branch deployed (≤ 256 characters).
+    /// Git branch deployed.
+    #[schema(max_length = 256)]
     branch: Option<String>,
-    /// Who or what triggered the update: woodpecker, jenkins, … (≤ 256 characters).
+    /// Who or what triggered the update: woodpecker, jenkins, …
+    #[schema(max_length = 256)]
     updated_by: Option<String>,
     /// When the pipeline ran: RFC 3339 with a time zone, at most the allowed clock skew ahead
     /// of the server. Left out, the server's time is used.
@@ -108,10 +116,11 @@ pub(super) fn parse(
 
 /// Record a deployment report from a CI pipeline.
 ///
-/// Creates the host when it is new. The report sets the host's deployment fields and its sync
-/// status, unless the host already holds a newer observation (by `last_pipeline_run` for the
-/// deployment fields, by observation time for the status): then it is kept in the history
-/// only. A 2xx means the report is committed to disk.
+/// Creates the host when it is new. The report sets the host's deployment fields (unless the
+/// host holds a newer `last_pipeline_run`) and its status and changed_files (unless the host
+/// holds a newer observation of them, e.g. from a later cron check); the answer's `message`
+/// names the parts that kept a newer observation. Every accepted report is in the history.
+/// A 2xx means the report is committed to disk.
 #[utoipa::path(
     tag = "reports",
     request_body(content = PipelineReportBody, content_type = "application/json"),
@@ -123,7 +132,7 @@ pub(super) fn parse(
         (status = 415, description = "The Content-Type is not application/json", body = ErrorBody, example = super::error::examples::media_type),
         (status = 422, description = "Members are missing or invalid; `details` names each", body = ErrorBody, example = super::error::examples::invalid_report),
         (status = 500, description = "Database failure; nothing was stored", body = ErrorBody, example = super::error::examples::internal),
-        (status = 503, description = "The database is overloaded; nothing was stored", body = ErrorBody, example = super::error::examples::overloaded),
+        (status = 503, description = "The database is busy (overloaded, or locked by another connection); nothing was stored", body = ErrorBody, example = super::error::examples::overloaded),
     )
 )]
 #[post("/status/pipeline")]

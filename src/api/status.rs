@@ -70,7 +70,8 @@ pub struct HostStatus {
     pub status: SyncStatus,
     /// The length of `changed_files`.
     pub changed_files_count: usize,
-    /// Files that differ from Git according to the report the status comes from.
+    /// Files that differ from Git, from the newest report that carried a status or a file
+    /// list (a status without a list means none).
     pub changed_files: Vec<String>,
     #[schema(required = true)]
     pub validation_status: Option<String>,
@@ -147,7 +148,8 @@ impl From<HostState> for HostStatus {
 pub struct ReportAccepted {
     /// Always true.
     pub success: bool,
-    /// Says whether the report moved the host's current state or only joined the history.
+    /// `Status updated successfully`, or which parts of the state already held newer
+    /// observations (then the report is in the history but did not move those parts).
     pub message: String,
     /// The id of the report's row in the history (`GET /history`, table `reports`).
     pub report_id: i64,
@@ -157,12 +159,17 @@ pub struct ReportAccepted {
 
 /// What an accepted report did, for the `message` of the answer.
 pub(super) fn outcome(recorded: &Recorded) -> String {
-    if recorded.applied {
+    if !recorded.changed {
+        "Report recorded in history; the host already holds newer observations, so its \
+         state was not changed"
+            .to_owned()
+    } else if recorded.kept_newer.is_empty() {
         "Status updated successfully".to_owned()
     } else {
-        "Report recorded in history; the current state already holds a newer observation, \
-         so it was not changed"
-            .to_owned()
+        format!(
+            "Status updated; newer observations were kept for: {}",
+            recorded.kept_newer.join(", ")
+        )
     }
 }
 

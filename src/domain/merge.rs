@@ -68,6 +68,23 @@ impl Heads {
     }
 }
 
+impl Heads {
+    /// The parts of the state (by field name) that a report with these facets, stored as
+    /// `new`, carried but did not move because a newer observation was already there.
+    pub fn kept_newer(self, facets: Facets, new: Head) -> Vec<&'static str> {
+        [
+            ("status", facets.status, self.status),
+            ("changed_files", facets.files, self.files),
+            ("deployment", facets.pipeline, self.pipeline),
+            ("last_cron_check", facets.cron_check, self.cron_check),
+        ]
+        .into_iter()
+        .filter(|(_, carried, head)| *carried && *head != Some(new))
+        .map(|(name, _, _)| name)
+        .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +167,24 @@ mod tests {
             .advance(CRON, head(1, "2026-04-26T11:00:00Z"))
             .advance(CRON, head(2, "2026-04-26T11:00:00Z"));
         assert_eq!(heads.status.unwrap().report_id, 2);
+    }
+
+    #[test]
+    fn kept_newer_names_the_parts_a_late_report_could_not_move() {
+        let before = Heads::default()
+            .advance(PIPELINE, head(1, "2026-04-26T10:00:00Z"))
+            .advance(CRON, head(2, "2026-04-26T11:00:00Z"));
+        let late_pipeline = head(3, "2026-04-26T10:30:00Z");
+        let after = before.advance(PIPELINE, late_pipeline);
+        assert_eq!(
+            after.kept_newer(PIPELINE, late_pipeline),
+            ["status", "changed_files"]
+        );
+        let fresh = head(4, "2026-04-26T12:00:00Z");
+        assert!(after
+            .advance(CRON, fresh)
+            .kept_newer(CRON, fresh)
+            .is_empty());
     }
 
     #[test]

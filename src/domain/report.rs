@@ -143,6 +143,8 @@ pub struct HostState {
     pub timestamp: Timestamp,
     /// The observation time of the report the current `status` comes from.
     pub status_observed_at: Timestamp,
+    /// The v1 `drift_count` of the report the current `changed_files` come from, if it sent one.
+    pub reported_drift_count: Option<i64>,
 }
 
 /// One row of the audit trail.

@@ -23,7 +23,7 @@ impl Status {
     pub fn parse(value: &str) -> Result<Self, String> {
         Self::ALL
             .into_iter()
-            .find(|s| s.as_str().eq_ignore_ascii_case(value.trim()))
+            .find(|s| s.as_str().eq_ignore_ascii_case(value))
             .ok_or_else(|| {
                 format!(
                     "must be one of synced, out_of_sync, failed, unknown (any case); got {value:?}"
@@ -112,6 +112,7 @@ mod tests {
         assert_eq!(Status::parse("failed").unwrap(), Status::Failed);
         assert!(Status::parse("in_sync").unwrap_err().contains("in_sync"));
         assert!(Status::parse("").is_err());
+        assert!(Status::parse(" synced").is_err());
     }
 
     #[test]

@@ -19,19 +19,25 @@ pub struct Timestamp(OffsetDateTime);
 impl Timestamp {
     /// The server clock, now.
     pub fn now() -> Self {
-        Self::from_datetime(OffsetDateTime::now_utc())
+        let now = OffsetDateTime::now_utc();
+        Self(now.replace_millisecond(now.millisecond()).unwrap_or(now))
     }
 
     /// Parses RFC 3339 with any offset and any number of fractional digits; the result is UTC,
     /// truncated to milliseconds. Years outside 0000–9999 cannot be written in RFC 3339.
     pub fn parse_rfc3339(text: &str) -> Result<Self, String> {
-        let parsed = OffsetDateTime::parse(text.trim(), &Rfc3339).map_err(|_| {
+        let parsed = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
             format!(
                 "`{}` is not an RFC 3339 timestamp with a time zone, e.g. 2026-04-26T10:30:00Z",
                 shorten(text)
             )
         })?;
-        Ok(Self::from_datetime(parsed))
+        Self::from_datetime(parsed).ok_or_else(|| {
+            format!(
+                "`{}` lies outside the years 0000–9999 in UTC",
+                shorten(text)
+            )
+        })
     }
 
     /// Milliseconds since the Unix epoch (what Grafana's `${__timeFrom}` sends).
@@ -39,8 +45,7 @@ impl Timestamp {
         let nanos = i128::from(millis) * 1_000_000;
         OffsetDateTime::from_unix_timestamp_nanos(nanos)
             .ok()
-            .filter(|t| (0..=9999).contains(&t.year()))
-            .map(Self::from_datetime)
+            .and_then(Self::from_datetime)
             .ok_or_else(|| format!("{millis} ms since the epoch is outside the years 0000–9999"))
     }
 
@@ -53,20 +58,27 @@ impl Timestamp {
                 .map_err(|_| format!("`{}` is too large for epoch milliseconds", shorten(text)))?;
             return Self::from_epoch_millis(millis);
         }
-        Self::parse_rfc3339(text).map_err(|_| {
+        // In a query string an unencoded `+` arrives as a space: `…12:00:00 02:00`.
+        let repaired = text.replacen(' ', "+", 1);
+        Self::parse_rfc3339(&repaired).map_err(|_| {
             format!(
-                "`{}` is neither epoch milliseconds nor an RFC 3339 timestamp",
+                "`{}` is neither epoch milliseconds nor an RFC 3339 timestamp \
+                 (write `+` in an offset as %2B)",
                 shorten(text)
             )
         })
     }
 
-    fn from_datetime(value: OffsetDateTime) -> Self {
-        let utc = value.to_offset(UtcOffset::UTC);
-        let millis = utc.millisecond();
+    /// UTC, truncated to milliseconds; None when the UTC year is outside 0000–9999 (an offset
+    /// can push `9999-12-31T23:30:00-01:00` into year 10000).
+    fn from_datetime(value: OffsetDateTime) -> Option<Self> {
+        let utc = value.checked_to_offset(UtcOffset::UTC)?;
+        if !(0..=9999).contains(&utc.year()) {
+            return None;
+        }
         // Truncation cannot fail: the value stays on the same second.
-        let truncated = utc.replace_millisecond(millis).unwrap_or(utc);
-        Self(truncated)
+        let truncated = utc.replace_millisecond(utc.millisecond()).unwrap_or(utc);
+        Some(Self(truncated))
     }
 
     /// How far this instant lies after `other` (negative when before).
@@ -138,6 +150,25 @@ mod tests {
             "year 5138"
         );
         assert!(Timestamp::parse_query("12abc").is_err());
+    }
+
+    #[test]
+    fn offsets_cannot_leave_the_four_digit_years() {
+        assert!(Timestamp::parse_rfc3339("9999-12-31T23:30:00-01:00").is_err());
+        assert!(Timestamp::parse_rfc3339("0000-01-01T00:30:00+01:00").is_err());
+        assert!(Timestamp::parse_rfc3339("9999-12-31T23:30:00+01:00").is_ok());
+        assert!(Timestamp::parse_query("9999-12-31T23:30:00-01:00").is_err());
+    }
+
+    #[test]
+    fn query_repairs_a_plus_decoded_as_space() {
+        let spaced = Timestamp::parse_query("2026-04-26T12:30:00 02:00").unwrap();
+        assert_eq!(spaced.to_string(), "2026-04-26T10:30:00.000Z");
+    }
+
+    #[test]
+    fn surrounding_whitespace_is_not_a_timestamp() {
+        assert!(Timestamp::parse_rfc3339(" 2026-04-26T10:30:00Z").is_err());
     }
 
     #[test]

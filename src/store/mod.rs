@@ -31,6 +31,9 @@ pub enum StoreError {
     },
     #[error("timed out waiting for the database")]
     Timeout,
+    /// Another connection (an operator's sqlite3, say) held a lock past the busy timeout.
+    #[error("the database is locked by another connection")]
+    Busy(#[source] sqlx::Error),
     #[error("database error")]
     Database(#[source] sqlx::Error),
     #[error("stored data does not match the schema: {0}")]
@@ -39,8 +42,15 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
+        // SQLITE_BUSY (5) and SQLITE_LOCKED (6), in any extended form.
+        let busy = err
+            .as_database_error()
+            .and_then(|e| e.code())
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 5 | 6));
         match err {
             sqlx::Error::PoolTimedOut => StoreError::Timeout,
+            other if busy => StoreError::Busy(other),
             other => StoreError::Database(other),
         }
     }
@@ -52,6 +62,39 @@ pub struct Store {
     writer: SqlitePool,
     readers: SqlitePool,
     path: PathBuf,
+}
+
+/// Logs the durability settings the writer actually runs with (read back from SQLite, not
+/// from our options), so an operator and the tests can see them.
+async fn log_settings(writer: &SqlitePool) -> anyhow::Result<()> {
+    let mut conn = writer.acquire().await?;
+    let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut *conn)
+        .await?;
+    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(&mut *conn)
+        .await?;
+    let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(&mut *conn)
+        .await?;
+    let busy_timeout_ms: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+        .fetch_one(&mut *conn)
+        .await?;
+    let synchronous = match synchronous {
+        0 => "off",
+        1 => "normal",
+        2 => "full",
+        3 => "extra",
+        _ => "unknown",
+    };
+    tracing::info!(
+        journal_mode,
+        synchronous,
+        foreign_keys = foreign_keys == 1,
+        busy_timeout_ms,
+        "database opened"
+    );
+    Ok(())
 }
 
 impl Store {
@@ -85,6 +128,7 @@ impl Store {
             .run(&writer)
             .await
             .with_context(|| format!("cannot migrate the database {}", path.display()))?;
+        log_settings(&writer).await?;
         // Readers open after the writer so the file exists and is already in WAL mode.
         let readers = SqlitePoolOptions::new()
             .max_connections(read_connections.max(1))

@@ -20,7 +20,8 @@ pub(super) async fn fetch_host_state<'e>(
                   environment, host AS "host!", status AS "status!",
                   changed_files AS "changed_files!", validation_status, validation_message,
                   last_pipeline_run, last_cron_check, commit_sha, branch, updated_by,
-                  timestamp AS "timestamp!", status_observed_at AS "status_observed_at!"
+                  timestamp AS "timestamp!", status_observed_at AS "status_observed_at!",
+                  reported_drift_count
            FROM current_status
            WHERE server_group = ?1 AND host = ?2"#,
         group,
@@ -45,7 +46,8 @@ impl Store {
                       environment, host AS "host!", status AS "status!",
                       changed_files AS "changed_files!", validation_status, validation_message,
                       last_pipeline_run, last_cron_check, commit_sha, branch, updated_by,
-                      timestamp AS "timestamp!", status_observed_at AS "status_observed_at!"
+                      timestamp AS "timestamp!", status_observed_at AS "status_observed_at!",
+                      reported_drift_count
                FROM current_status
                WHERE ?1 IS NULL OR server_group = ?1
                ORDER BY server_group, host"#,

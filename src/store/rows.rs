@@ -51,6 +51,7 @@ pub(super) struct HostStateRow {
     pub updated_by: Option<String>,
     pub timestamp: String,
     pub status_observed_at: String,
+    pub reported_drift_count: Option<i64>,
 }
 
 impl TryFrom<HostStateRow> for HostState {
@@ -81,6 +82,7 @@ impl TryFrom<HostStateRow> for HostState {
             last_cron_check: optional_timestamp("last_cron_check", row.last_cron_check.as_deref())?,
             timestamp: timestamp("timestamp", &row.timestamp)?,
             status_observed_at: timestamp("status_observed_at", &row.status_observed_at)?,
+            reported_drift_count: row.reported_drift_count,
         })
     }
 }

@@ -26,9 +26,11 @@ pub struct Recorded {
     pub report_id: i64,
     /// The report created the host.
     pub created: bool,
-    /// The report moved at least one facet of the host's current state (false when a newer
-    /// observation was already there).
-    pub applied: bool,
+    /// The report moved at least one part of the host's current state.
+    pub changed: bool,
+    /// Parts the report carried but did not move, because the host already held a newer
+    /// observation there (`status`, `changed_files`, `deployment`, `last_cron_check`).
+    pub kept_newer: Vec<&'static str>,
     pub state: HostState,
 }
 
@@ -69,6 +71,7 @@ impl Store {
             None => (true, Heads::default()),
         };
         let after = before.advance(report.facets(), new);
+        let kept_newer = after.kept_newer(report.facets(), new);
         let (Some(status), Some(files)) = (after.status, after.files) else {
             return Err(StoreError::Corrupt(format!(
                 "host {group}/{host} would have no status report"
@@ -117,7 +120,8 @@ impl Store {
         Ok(Recorded {
             report_id,
             created,
-            applied: after != before,
+            changed: after != before,
+            kept_newer,
             state,
         })
     }

@@ -64,3 +64,28 @@ async fn a_file_that_is_not_a_database_stops_start_up_with_a_clear_message() {
 
     assert!(err.contains("not a database"), "{err}");
 }
+
+#[tokio::test]
+async fn writes_wait_for_an_outside_lock_then_answer_503_while_reads_go_on() {
+    use sqlx::Connection;
+    let app = spawn_app().await;
+    expect(app.pipeline(seed_pipeline()).await, 201).await;
+    // An operator's sqlite3 session holds the write lock past the 5 s busy timeout.
+    let mut operator = app.db().connect().await;
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut operator)
+        .await
+        .unwrap();
+
+    let details = expect_error(app.pipeline(seed_pipeline()).await, 503).await;
+    assert!(details.is_empty());
+    assert_eq!(app.get_json("/status").await.as_array().unwrap().len(), 1);
+
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut operator)
+        .await
+        .unwrap();
+    operator.close().await.unwrap();
+    expect(app.pipeline(seed_pipeline()).await, 200).await;
+    assert_eq!(app.db().scalar("SELECT count(*) FROM reports").await, 2);
+}

@@ -171,48 +171,85 @@ async fn host_history_is_the_same_for_one_host() {
     expect_error(app.get("/status/rsyslog-prod/a%20b/history").await, 422).await;
 }
 
+/// Reports received an hour apart, written straight into the file so their received_at is
+/// known; returns their ids.
+async fn hourly_reports(app: &TestApp) -> Vec<i64> {
+    let db = app.db();
+    for hour in 10..15 {
+        let sql = format!(
+            "INSERT INTO reports (received_at, kind, server_group, host, status, observed_at, raw_body)
+             VALUES ('2026-04-26T{hour}:00:00.000Z', 'pipeline', 'g', 'h', 'synced',
+                     '2026-04-26T{hour}:00:00.000Z', '{{}}')"
+        );
+        db.execute(&sql).await.unwrap();
+    }
+    ids(&app.history("").await)
+}
+
 #[tokio::test]
-async fn time_range_accepts_rfc3339_and_epoch_milliseconds() {
+async fn time_range_bounds_received_at_inclusively_in_rfc3339_or_epoch_ms() {
     let app = spawn_app().await;
-    mixed_history(&app).await;
-    let all = app.history("").await;
-    let received: Vec<&str> = all
-        .iter()
-        .map(|r| r["received_at"].as_str().unwrap())
-        .collect();
-    let (from, to) = (received[3], received[1]);
-    let expected: Vec<i64> = all
-        .iter()
-        .filter(|r| {
-            let t = r["received_at"].as_str().unwrap();
-            t >= from && t <= to
-        })
-        .map(|r| r["id"].as_i64().unwrap())
-        .collect();
-    assert!(expected.len() >= 3);
-
-    let by_text = app.history(&format!("?from={from}&to={to}")).await;
-    assert_eq!(ids(&by_text), expected);
-
-    let millis = |t: &str| {
-        let parsed =
-            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).unwrap();
-        (parsed.unix_timestamp_nanos() / 1_000_000).to_string()
-    };
-    let by_millis = app
-        .history(&format!("?from={}&to={}", millis(from), millis(to)))
-        .await;
-    assert_eq!(ids(&by_millis), expected);
-
-    assert_eq!(app.history("?to=2000-01-01T00:00:00Z").await.len(), 0);
-    assert_eq!(app.history("?from=0").await.len(), all.len());
-    let offset = app
-        .history(&format!("?from={}", from.replace('Z', "%2B00:00")))
-        .await;
+    let ids_newest_first = hourly_reports(&app).await;
     assert_eq!(
-        ids(&offset)[ids(&offset).len() - 1],
-        expected[expected.len() - 1]
+        ids_newest_first,
+        [5, 4, 3, 2, 1],
+        "10:00 is id 1 … 14:00 is id 5"
     );
+
+    let range = |query: &str| {
+        let app = &app;
+        let query = query.to_owned();
+        async move { ids(&app.history(&query).await) }
+    };
+    assert_eq!(
+        range("?from=2026-04-26T11:00:00Z&to=2026-04-26T13:00:00Z").await,
+        [4, 3, 2]
+    );
+    assert_eq!(range("?from=2026-04-26T11:00:00.001Z").await, [5, 4, 3]);
+    assert_eq!(range("?to=2026-04-26T10:59:59.999Z").await, [1]);
+    // 13:00+02:00 is 11:00Z; `+` URL-encoded, and unencoded (it arrives as a space).
+    assert_eq!(
+        range("?from=2026-04-26T13:00:00%2B02:00&to=2026-04-26T11:00:00Z").await,
+        [2]
+    );
+    assert_eq!(
+        range("?from=2026-04-26T13:00:00+02:00&to=2026-04-26T11:00:00Z").await,
+        [2]
+    );
+    // Grafana's ${__timeFrom}/${__timeTo}: 11:00Z and 13:00Z in epoch milliseconds.
+    assert_eq!(
+        range("?from=1777201200000&to=1777208400000").await,
+        [4, 3, 2]
+    );
+    assert_eq!(
+        range("?from=1777201200000&to=2026-04-26T13:00:00Z&kind=pipeline").await,
+        [4, 3, 2]
+    );
+    assert_eq!(range("?to=2000-01-01T00:00:00Z").await, Vec::<i64>::new());
+}
+
+#[tokio::test]
+async fn empty_parameters_mean_no_filter() {
+    let app = spawn_app().await;
+    let all = hourly_reports(&app).await;
+
+    let query = "?server_group=&host=&kind=&status=&from=&to=&limit=&offset=&before=";
+    assert_eq!(ids(&app.history(query).await), all);
+    let host = app.get_json(&format!("/status/g/h/history{query}")).await;
+    assert_eq!(ids(host.as_array().unwrap()), all);
+}
+
+#[tokio::test]
+async fn timestamps_pushed_out_of_range_by_their_offset_are_422() {
+    let app = spawn_app().await;
+
+    let details = expect_error(
+        app.get("/history?from=9999-12-31T23:30:00-01:00").await,
+        422,
+    )
+    .await;
+
+    assert_eq!(details[0].0, "from");
 }
 
 #[tokio::test]
@@ -300,7 +337,7 @@ async fn invalid_history_parameters_are_each_named() {
     let app = spawn_app().await;
 
     let details = expect_error(
-        app.get("/history?kind=deploy&status=green&from=yesterday&to=x&limit=-1&offset=a&before=0&server_group=a%20b&host=")
+        app.get("/history?kind=deploy&status=green&from=yesterday&to=x&limit=-1&offset=a&before=0&server_group=a%20b&host=a/b")
             .await,
         422,
     )

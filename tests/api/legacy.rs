@@ -184,3 +184,61 @@ async fn invalid_v1_reports_name_each_field() {
     );
     assert_eq!(app.db().scalar("SELECT count(*) FROM reports").await, 0);
 }
+
+#[tokio::test]
+async fn late_v1_report_is_kept_but_does_not_roll_the_state_back() {
+    let app = spawn_app().await;
+    expect(app.v1(seed_v1_drift()).await, 200).await;
+
+    let mut late = seed_v1_drift();
+    late["sync_status"] = json!("SYNCED");
+    late["files"] = json!([]);
+    late["last_check"] = json!("2026-04-21T09:00:00Z");
+    let body = expect(app.v1(late).await, 200).await;
+
+    assert!(
+        body["message"].as_str().unwrap().contains("not changed"),
+        "{body}"
+    );
+    assert_eq!(body["status"]["sync_status"], "OUT_OF_SYNC");
+    assert_eq!(app.history("?kind=legacy").await.len(), 2);
+}
+
+#[tokio::test]
+async fn v1_drift_count_round_trips_even_when_it_differs_from_the_files() {
+    let app = spawn_app().await;
+    let mut report = seed_v1_drift();
+    report["drift_count"] = json!(5);
+    report["files"] = json!([]);
+
+    let body = expect(app.v1(report).await, 200).await;
+
+    assert_eq!(body["status"]["drift_count"], 5);
+    assert_eq!(app.get_json("/api/status").await["drift_count"], 5);
+    assert_eq!(
+        app.host("rsyslog", "rsyslog-lab").await["changed_files_count"],
+        0
+    );
+    // Once a v2 report brings the files, the count is theirs.
+    expect(
+        app.cron(
+            json!({"server_group": "rsyslog", "host": "rsyslog-lab", "status": "out_of_sync",
+                        "changed_files": ["a", "b"], "last_cron_check": "2026-04-22T00:00:00Z"}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(app.get_json("/api/status").await["drift_count"], 2);
+}
+
+#[tokio::test]
+async fn empty_v1_query_values_mean_no_choice() {
+    let app = spawn_app().await;
+    expect(app.v1(seed_v1_drift()).await, 200).await;
+
+    assert_eq!(
+        app.get_json("/api/status?repo=&server=").await["server"],
+        "rsyslog-lab"
+    );
+}

@@ -210,6 +210,25 @@ async fn sigterm_lets_an_in_flight_request_finish() {
     assert_eq!(history.as_array().unwrap().len(), 1);
 }
 
+#[test]
+fn the_writer_runs_with_wal_and_synchronous_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("x.db"));
+
+    let logs = server.logs.lock().unwrap().clone();
+    let opened: Value = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["message"] == "database opened")
+        .expect("a 'database opened' log line");
+    assert_eq!(opened["journal_mode"], "wal");
+    assert_eq!(opened["synchronous"], "full");
+    assert_eq!(opened["foreign_keys"], true);
+    assert_eq!(opened["busy_timeout_ms"], 5000);
+}
+
+/// Proves that a 2xx comes after the commit: kill -9 leaves the OS page cache intact, so this
+/// cannot tell synchronous=FULL from NORMAL (power loss could); the pragma is asserted above.
 #[tokio::test]
 async fn kill_9_under_write_load_loses_no_acknowledged_report() {
     let dir = tempfile::tempdir().unwrap();

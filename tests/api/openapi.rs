@@ -39,6 +39,9 @@ async fn swagger_ui_is_served_and_points_at_the_spec() {
     let page = app.get("/swagger-ui/").await;
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("swagger-ui"));
+    let bare = app.client.get(app.url("/swagger-ui")).send().await.unwrap();
+    assert_eq!(bare.url().path(), "/swagger-ui/", "redirected to the UI");
+    crate::helpers::expect_error(app.get("/swagger-ui/no-such-file.js").await, 404).await;
     let init = app.get("/swagger-ui/swagger-initializer.js").await;
     assert_eq!(init.status(), 200);
     assert!(init

@@ -197,3 +197,76 @@ async fn shuffled_reports_end_at_the_newest_observation() {
     assert_eq!(host["last_cron_check"], "2026-04-26T10:29:00.000Z");
     assert_eq!(app.history("?kind=cron").await.len(), 30);
 }
+
+#[tokio::test]
+async fn report_without_a_time_counts_as_now() {
+    let app = spawn_app().await;
+    expect(
+        app.pipeline(pipeline_at("g", "h", "synced", "2026-04-26T10:00:00Z"))
+            .await,
+        201,
+    )
+    .await;
+    expect(
+        app.cron(cron_at(
+            "g",
+            "h",
+            "out_of_sync",
+            &["/a"],
+            "2026-04-26T11:00:00Z",
+        ))
+        .await,
+        200,
+    )
+    .await;
+
+    // No last_cron_check: stamped with the server clock, which is after 11:00 on 2026-04-26.
+    let body = expect(
+        app.cron(
+            json!({"server_group": "g", "host": "h", "status": "synced", "changed_files": []}),
+        )
+        .await,
+        200,
+    )
+    .await;
+
+    assert_eq!(body["status"]["status"], "synced");
+    let row = &app.history("").await[0];
+    assert_eq!(row["last_cron_check"], json!(null), "as sent");
+    assert_eq!(body["status"]["last_cron_check"], row["received_at"]);
+}
+
+#[tokio::test]
+async fn partly_late_report_says_which_parts_kept_newer_observations() {
+    let app = spawn_app().await;
+    expect(
+        app.pipeline(pipeline_at("g", "h", "synced", "2026-04-26T10:00:00Z"))
+            .await,
+        201,
+    )
+    .await;
+    expect(
+        app.cron(cron_at(
+            "g",
+            "h",
+            "out_of_sync",
+            &["/a"],
+            "2026-04-26T11:00:00Z",
+        ))
+        .await,
+        200,
+    )
+    .await;
+
+    let body = expect(
+        app.pipeline(pipeline_at("g", "h", "synced", "2026-04-26T10:30:00Z"))
+            .await,
+        200,
+    )
+    .await;
+
+    assert_eq!(
+        body["message"],
+        "Status updated; newer observations were kept for: status, changed_files"
+    );
+}
