@@ -17,8 +17,9 @@ use crate::api;
             the current state of every host from `GET /status`; every accepted report is kept in \
             `GET /history`.\n\n\
             Every error has the same JSON body (`ErrorBody`): `success: false`, an `error` \
-            sentence and `details` naming each offending field. Timestamps in responses are \
-            RFC 3339 UTC with millisecond precision.",
+            sentence and `details` naming each offending field. A path the API does not have \
+            answers 404; a known path with another method answers 405 with an `Allow` header. \
+            Timestamps in responses are RFC 3339 UTC with millisecond precision.",
         license(name = "MIT"),
     ),
     tags(
