@@ -1,0 +1,247 @@
+"""Checks the Helm chart without a cluster: lint, render with every value file, validate
+every manifest strictly against the Kubernetes schemas, and assert what the chart promises.
+
+Run with the CI venv (helm-python-sdk, kubernetes-validate, PyYAML):
+    python charts/check.py
+Exits 1 on the first failure with what went wrong.
+"""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import helm_python
+import kubernetes_validate
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "charts" / "gitops-status"
+KUBE_VERSION = "1.30.0"
+RELEASE, NAMESPACE = "gitops-status", "observability-stack"
+URL_PREFIX = f"http://{RELEASE}.{NAMESPACE}.svc.cluster.local"
+
+
+def fail(message):
+    print(f"FAIL: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def check(condition, message):
+    if not condition:
+        fail(message)
+
+
+def value_files():
+    """(label, values) for the defaults and every file in ci/."""
+    yield "defaults", {}
+    for path in sorted((CHART / "ci").glob("*.yaml")):
+        yield f"ci/{path.name}", yaml.safe_load(path.read_text()) or {}
+
+
+def lint(label, values):
+    report = helm_python.lint(
+        str(CHART), values, strict=True, kube_version=f"v{KUBE_VERSION}", namespace=NAMESPACE
+    )
+    problems = [m for m in report.get("messages", []) if m.get("severity", 0) >= 2]
+    problems += [{"error": e} for e in report.get("errors", []) or []]
+    check(not problems, f"helm lint ({label}): {problems}")
+
+
+def render(values):
+    """Rendered manifests as {template: [documents]} and the NOTES text."""
+    chart = helm_python.Chart.load(str(CHART))
+    try:
+        chart.validate_schema(values)
+        rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    finally:
+        chart.close()
+    manifests, notes = {}, ""
+    for template, text in rendered.items():
+        if template.endswith("NOTES.txt"):
+            notes = text
+            continue
+        docs = [d for d in yaml.safe_load_all(text) if d]
+        if docs:
+            manifests[template] = docs
+    return manifests, notes
+
+
+def validate(label, manifests):
+    count = 0
+    for template, docs in manifests.items():
+        for doc in docs:
+            try:
+                kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+            except Exception as err:  # noqa: BLE001 - every kind of failure is a CI failure
+                fail(f"{label}: {template} ({doc.get('kind')}) is not valid Kubernetes "
+                     f"{KUBE_VERSION}: {err}")
+            count += 1
+    return count
+
+
+def by_kind(manifests):
+    kinds = {}
+    for docs in manifests.values():
+        for doc in docs:
+            kinds.setdefault(doc["kind"], []).append(doc)
+    return kinds
+
+
+def env_of(container):
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+def assert_promises(label, values, manifests, notes):
+    """What the chart README promises, checked on the rendered objects."""
+    kinds = by_kind(manifests)
+    merged = helm_python.Chart.load(str(CHART))
+    try:
+        v = merged.merge_values(values)
+    finally:
+        merged.close()
+    (deployment,) = kinds["Deployment"]
+    spec = deployment["spec"]
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    env = env_of(container)
+
+    check(spec["replicas"] == 1, f"{label}: replicas {spec['replicas']}")
+    check(spec["strategy"] == {"type": "Recreate"}, f"{label}: strategy {spec['strategy']}")
+    check(pod["automountServiceAccountToken"] is False, f"{label}: token automounted")
+    psc, csc = pod["securityContext"], container["securityContext"]
+    check(psc["runAsNonRoot"] and psc["runAsUser"] == 65532 and psc["runAsGroup"] == 65532
+          and psc["fsGroup"] == 65532, f"{label}: pod securityContext {psc}")
+    check(psc["seccompProfile"] == {"type": "RuntimeDefault"}, f"{label}: seccomp {psc}")
+    check(csc["readOnlyRootFilesystem"] is True and csc["allowPrivilegeEscalation"] is False
+          and csc["capabilities"] == {"drop": ["ALL"]}, f"{label}: container securityContext {csc}")
+    check(container["livenessProbe"]["httpGet"]["path"] == "/health", f"{label}: liveness")
+    check(container["readinessProbe"]["httpGet"]["path"] == "/ready", f"{label}: readiness")
+    check("startupProbe" in container, f"{label}: no startup probe")
+    check(pod["terminationGracePeriodSeconds"] > int(env["GITOPS_STATUS_SHUTDOWN_TIMEOUT"]),
+          f"{label}: grace period not longer than the shutdown timeout")
+    check(env["GITOPS_STATUS_DB"] == "/data/gitops-status.db", f"{label}: db {env}")
+    check(env["GITOPS_STATUS_LISTEN"] == "0.0.0.0:5000", f"{label}: listen {env}")
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    check(mounts.get("data") == "/data", f"{label}: /data not mounted: {mounts}")
+    volumes = {vol["name"]: vol for vol in pod["volumes"]}
+
+    (service,) = kinds["Service"]
+    (port,) = service["spec"]["ports"]
+    check(service["spec"]["type"] == v["service"]["type"], f"{label}: service type")
+    check(port["port"] == v["service"]["port"] and port["targetPort"] == "http",
+          f"{label}: service port {port}")
+    check(container["ports"][0]["containerPort"] == 5000, f"{label}: container port")
+
+    claims = kinds.get("PersistentVolumeClaim", [])
+    persistence = v["persistence"]
+    if not persistence["enabled"]:
+        check("emptyDir" in volumes["data"] and not claims, f"{label}: expected an emptyDir")
+        check("history" in notes and "LOST" in notes, f"{label}: NOTES lack the persistence warning")
+    elif persistence["existingClaim"]:
+        check(not claims, f"{label}: a claim rendered despite existingClaim")
+        check(volumes["data"]["persistentVolumeClaim"]["claimName"] == persistence["existingClaim"],
+              f"{label}: existing claim not mounted")
+    else:
+        (claim,) = claims
+        check(volumes["data"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"],
+              f"{label}: claim not mounted")
+        check(claim["spec"]["accessModes"] == persistence["accessModes"], f"{label}: access modes")
+        check("LOST" not in notes, f"{label}: persistence warning with persistence on")
+    for needle in ("/status", "/swagger-ui/", "curl", "/status/pipeline"):
+        check(needle in notes, f"{label}: NOTES lack {needle!r}")
+
+    if v["grafana"]["dashboard"]["enabled"]:
+        (dashboard,) = [c for c in kinds["ConfigMap"] if c["metadata"]["name"].endswith("-dashboard")]
+        check(dashboard["metadata"]["labels"].get("grafana_dashboard") == "1",
+              f"{label}: dashboard label")
+        board = json.loads(dashboard["data"]["gitops-status.json"])
+        urls = [t["url"] for p in board["panels"] for t in p.get("targets", [])]
+        check(urls and all(u.startswith(URL_PREFIX) for u in urls), f"{label}: dashboard URLs {urls}")
+        uids = {t["datasource"]["uid"] for p in board["panels"] for t in p.get("targets", [])}
+        check(uids == {v["grafana"]["dashboard"]["datasourceUid"]}, f"{label}: datasource uids {uids}")
+        check({"Current state"} <= {p["title"] for p in board["panels"]}, f"{label}: panels")
+    if v["grafana"]["datasource"]["enabled"]:
+        (source,) = [c for c in kinds["ConfigMap"] if c["metadata"]["name"].endswith("-datasource")]
+        provisioning = yaml.safe_load(source["data"]["gitops-status-datasource.yaml"])
+        (ds,) = provisioning["datasources"]
+        check(ds["type"] == "yesoreyeram-infinity-datasource", f"{label}: datasource type")
+        check(ds["url"] in ds["jsonData"]["allowedHosts"], f"{label}: URL not an allowed host")
+    if v["networkPolicy"]["enabled"]:
+        (policy,) = kinds["NetworkPolicy"]
+        check(policy["spec"]["ingress"][0]["from"], f"{label}: NetworkPolicy admits everyone")
+
+
+def assert_every_option_is_reachable():
+    """Every GITOPS_STATUS_* variable the binary reads is set by the deployment template."""
+    cli = (ROOT / "src" / "cli.rs").read_text()
+    variables = set(re.findall(r'env = "(GITOPS_STATUS_[A-Z_]+)"', cli))
+    check(variables, "no GITOPS_STATUS_ variables found in src/cli.rs")
+    template = (CHART / "templates" / "deployment.yaml").read_text()
+    missing = sorted(var for var in variables if var not in template)
+    check(not missing, f"options without a chart value: {missing}")
+    readme = (CHART / "README.md").read_text()
+    keys = set(re.findall(r"^\| `([A-Za-z0-9_.]+)` \|", readme, re.M))
+    defaults = helm_python.Chart.load(str(CHART))
+    try:
+        leaves = set(flatten(defaults.values))
+    finally:
+        defaults.close()
+    undocumented = sorted(k for k in leaves if not any(k == d or k.startswith(d + ".") for d in keys))
+    check(not undocumented, f"values missing from the chart README table: {undocumented}")
+
+
+def flatten(values, prefix=""):
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            yield from flatten(value, path + ".")
+        else:
+            yield path
+
+
+def assert_schema_refuses(values, why):
+    chart = helm_python.Chart.load(str(CHART))
+    try:
+        chart.validate_schema(values)
+    except helm_python.HelmValuesError as err:
+        print(f"  refused as expected ({why}): {' '.join(str(err).split())[:140]}")
+        return
+    finally:
+        chart.close()
+    fail(f"values.schema.json accepted {values} ({why})")
+
+
+def assert_render_refuses(values, why):
+    try:
+        render(values)
+    except (helm_python.HelmRenderError, helm_python.HelmValuesError) as err:
+        print(f"  refused as expected ({why}): {' '.join(str(err).split())[:140]}")
+        return
+    fail(f"the chart rendered {values} ({why})")
+
+
+def main():
+    total = 0
+    for label, values in value_files():
+        lint(label, values)
+        manifests, notes = render(values)
+        total += validate(label, manifests)
+        assert_promises(label, values, manifests, notes)
+        kinds = sorted(d["kind"] for docs in manifests.values() for d in docs)
+        print(f"ok  {label}: lint clean; {len(kinds)} manifests valid for Kubernetes "
+              f"{KUBE_VERSION} (strict): {', '.join(kinds)}")
+    assert_every_option_is_reachable()
+    print("ok  every service option is set by the chart; every value is in the chart README")
+    assert_schema_refuses({"service": {"port": "eighty"}}, "service.port is a string")
+    assert_schema_refuses({"replicaCount": 2}, "two writers on one SQLite file")
+    assert_schema_refuses({"persistence": {"enabled": "yes"}}, "persistence.enabled is a string")
+    assert_schema_refuses({"persistance": {"enabled": False}}, "misspelt key")
+    assert_render_refuses({"terminationGracePeriodSeconds": 10}, "grace period below shutdown timeout")
+    assert_render_refuses({"networkPolicy": {"enabled": True, "writers": [], "readers": []}},
+                          "NetworkPolicy without sources")
+    print(f"chart: ok ({total} manifests validated)")
+
+
+if __name__ == "__main__":
+    main()

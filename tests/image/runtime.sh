@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Runs the release binary the way the container image runs it, without a container engine:
+# as UID/GID 65532 with no capabilities, on a read-only root file system (the working
+# directory included), with only the data directory writable. Checks that it serves,
+# persists across a restart, stops cleanly on SIGTERM, and fails clearly when asked to write
+# outside the data directory.
+#
+# Needs root (for unshare and setpriv), util-linux and curl. Usage: tests/image/runtime.sh BINARY
+set -euo pipefail
+
+binary=$(realpath "${1:?usage: $0 path/to/release/gitops-status}")
+uid=65532
+work=$(mktemp -d)
+app=$work/app          # stands in for the image's read-only file system
+data=$work/data        # stands in for the /data volume
+mkdir -p "$app" "$data"
+install -m 0555 "$binary" "$app/gitops-status"
+chown "$uid:$uid" "$data"
+chmod 0700 "$data"
+chmod 0555 "$app"
+chmod 0755 "$work"
+server_pid=
+cleanup() {
+    if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -KILL "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; [[ -f $work/log ]] && sed 's/^/  server: /' "$work/log" >&2; exit 1; }
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+base=http://127.0.0.1:$port
+
+# Starts the binary in a private mount namespace where / is read-only and only $data is
+# writable, as the unprivileged image user; extra arguments go to `gitops-status serve`.
+start() {
+    unshare --mount --propagation private -- /bin/sh -c '
+        mount --bind "$1" "$1" && mount -o remount,bind,ro / || exit 97
+        cd "$2" || exit 98
+        shift 2
+        exec setpriv --reuid '"$uid"' --regid '"$uid"' --clear-groups --no-new-privs \
+            --inh-caps=-all --bounding-set=-all -- ./gitops-status serve "$@"
+    ' sh "$data" "$app" "$@" >"$work/log" 2>&1 &
+    server_pid=$!
+}
+
+wait_ready() {
+    for _ in $(seq 1 300); do
+        curl -fsS "$base/ready" >/dev/null 2>&1 && return 0
+        kill -0 "$server_pid" 2>/dev/null || fail "server exited before it was ready"
+        sleep 0.1
+    done
+    fail "server not ready after 30 s"
+}
+
+stop() {
+    kill -TERM "$server_pid"
+    local code=0
+    wait "$server_pid" || code=$?
+    server_pid=
+    [[ $code -eq 0 ]] || fail "exit code $code after SIGTERM"
+}
+
+export GITOPS_STATUS_LISTEN=127.0.0.1:$port GITOPS_STATUS_DB=$data/gitops-status.db
+
+echo "runtime: serving as uid $uid on a read-only root"
+start
+wait_ready
+user=$(awk '/^Uid:/ {print $2}' "/proc/$server_pid/status")
+[[ $user == "$uid" ]] || fail "server runs as uid $user"
+caps=$(awk '/^CapEff:/ {print $2}' "/proc/$server_pid/status")
+[[ $caps == 0000000000000000 ]] || fail "server has capabilities $caps"
+code=$(curl -s -o "$work/answer" -w '%{http_code}' -X POST "$base/status/pipeline" \
+    -H 'Content-Type: application/json' \
+    -d '{"server_group":"rsyslog-prod","host":"rsyslog-01","status":"synced","commit_sha":"abc1234"}')
+[[ $code == 201 ]] || fail "POST answered $code: $(cat "$work/answer")"
+stop
+[[ -f $data/gitops-status.db ]] || fail "no database in the data directory"
+[[ ! -e $data/gitops-status.db-wal ]] || fail "WAL left behind after SIGTERM"
+[[ -z $(ls -A "$app" | grep -v '^gitops-status$') ]] || fail "something was written to the working directory"
+
+echo "runtime: restart keeps the state"
+start
+wait_ready
+state=$(curl -fsS "$base/status/rsyslog-prod/rsyslog-01")
+[[ $state == *'"commit_sha":"abc1234"'* ]] || fail "state lost across restart: $state"
+rows=$(curl -fsS "$base/history" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+[[ $rows == 1 ]] || fail "history has $rows rows after restart"
+stop
+
+echo "runtime: a database outside the data directory is refused clearly"
+# /tmp is world-writable on the host; only the read-only root stops the write.
+elsewhere=/tmp/gitops-status-runtime-$$
+for db in relative/gitops-status.db "$elsewhere/gitops-status.db"; do
+    code=0
+    start --db "$db"
+    wait "$server_pid" || code=$?
+    server_pid=
+    [[ $code -ne 0 ]] || fail "started with its database at $db, outside the data directory"
+    grep -q "cannot create the folder" "$work/log" || fail "unclear start-up error for $db"
+    [[ ! -e $elsewhere ]] || fail "wrote $elsewhere"
+done
+
+echo "runtime: ok"
