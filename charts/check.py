@@ -221,6 +221,17 @@ def assert_render_refuses(values, why):
     fail(f"the chart rendered {values} ({why})")
 
 
+def argocd_example_values():
+    """The helm values of the Argo CD Application shown in the chart README."""
+    readme = (CHART / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, re.S)
+    apps = [yaml.safe_load(b) for b in blocks if "kind: Application" in b]
+    check(len(apps) == 1, "the chart README shows one Argo CD Application")
+    source = apps[0]["spec"]["source"]
+    check(source["path"] == "charts/gitops-status", f"Argo CD path {source['path']}")
+    return yaml.safe_load(source["helm"]["values"])
+
+
 def main():
     total = 0
     for label, values in value_files():
@@ -231,6 +242,12 @@ def main():
         kinds = sorted(d["kind"] for docs in manifests.values() for d in docs)
         print(f"ok  {label}: lint clean; {len(kinds)} manifests valid for Kubernetes "
               f"{KUBE_VERSION} (strict): {', '.join(kinds)}")
+    label, values = "README's Argo CD Application", argocd_example_values()
+    lint(label, values)
+    manifests, notes = render(values)
+    total += validate(label, manifests)
+    assert_promises(label, values, manifests, notes)
+    print(f"ok  {label}: renders and validates")
     assert_every_option_is_reachable()
     print("ok  every service option is set by the chart; every value is in the chart README")
     assert_schema_refuses({"service": {"port": "eighty"}}, "service.port is a string")
@@ -238,6 +255,8 @@ def main():
     assert_schema_refuses({"persistence": {"enabled": "yes"}}, "persistence.enabled is a string")
     assert_schema_refuses({"persistance": {"enabled": False}}, "misspelt key")
     assert_render_refuses({"terminationGracePeriodSeconds": 10}, "grace period below shutdown timeout")
+    assert_render_refuses({"replicaCount": 1, "statusJson": {"repo": "rsyslog", "server": "rsyslog-lab"}},
+                          "the seeds' Application values: statusJson is gone")
     assert_render_refuses({"networkPolicy": {"enabled": True, "writers": [], "readers": []}},
                           "NetworkPolicy without sources")
     print(f"chart: ok ({total} manifests validated)")
