@@ -120,6 +120,9 @@ def assert_promises(label, values, manifests, notes):
     check("startupProbe" in container, f"{label}: no startup probe")
     check(pod["terminationGracePeriodSeconds"] > int(env["GITOPS_STATUS_SHUTDOWN_TIMEOUT"]),
           f"{label}: grace period not longer than the shutdown timeout")
+    # The image's ENTRYPOINT is `gitops-status serve`; arguments would follow it.
+    check("args" not in container and "command" not in container,
+          f"{label}: the container overrides the image's entrypoint")
     check(env["GITOPS_STATUS_DB"] == "/data/gitops-status.db", f"{label}: db {env}")
     check(env["GITOPS_STATUS_LISTEN"] == "0.0.0.0:5000", f"{label}: listen {env}")
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
