@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use crate::domain::{HostName, Observation, Report, ServerGroup, Status};
 
 use super::body::{string_entry, Fields, FilePath, JsonObject, Name, StatusInput};
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, ReportErrors};
 use super::status::{accepted, ReportAccepted};
 use super::{request_meta, AppContext};
 
@@ -74,13 +74,8 @@ pub(super) fn parse(
     request_body(content = CronReportBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Accepted", body = ReportAccepted),
-        (status = 400, description = "The body is not JSON", body = ErrorBody, example = super::error::examples::malformed_json),
+        ReportErrors,
         (status = 404, description = "The host does not exist; nothing was stored", body = ErrorBody, example = super::error::examples::unknown_host),
-        (status = 413, description = "The body is larger than 1 MiB", body = ErrorBody, example = super::error::examples::too_large),
-        (status = 415, description = "The Content-Type is not application/json", body = ErrorBody, example = super::error::examples::media_type),
-        (status = 422, description = "Members are missing or invalid; `details` names each", body = ErrorBody, example = super::error::examples::invalid_report),
-        (status = 500, description = "Database failure; nothing was stored", body = ErrorBody, example = super::error::examples::internal),
-        (status = 503, description = "The database is busy (overloaded, or locked by another connection); nothing was stored", body = ErrorBody, example = super::error::examples::overloaded),
     )
 )]
 #[post("/status/cron")]

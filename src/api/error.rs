@@ -4,12 +4,16 @@
 //! as a broken request line, get actix's bare 400). Internal causes are logged with their
 //! whole chain and never sent to the client.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::{Ref, RefOr};
 use utoipa::ToSchema;
 
 use crate::store::StoreError;
@@ -278,5 +282,56 @@ pub mod examples {
              (code: 1) no such table: current_status"
                 .to_owned(),
         ))
+    }
+}
+
+/// The error responses every report endpoint (POST) documents, with examples rendered from
+/// real errors: `responses(..., ReportErrors)` in a `#[utoipa::path]`.
+pub struct ReportErrors;
+
+impl utoipa::IntoResponses for ReportErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        [
+            ("400", "The body is not JSON", examples::malformed_json()),
+            (
+                "413",
+                "The body is larger than 1 MiB",
+                examples::too_large(),
+            ),
+            (
+                "415",
+                "The Content-Type is not application/json",
+                examples::media_type(),
+            ),
+            (
+                "422",
+                "Members are missing or invalid; `details` names each",
+                examples::invalid_report(),
+            ),
+            (
+                "500",
+                "Database failure; nothing was stored",
+                examples::internal(),
+            ),
+            (
+                "503",
+                "The database is busy (overloaded, or locked by another connection); \
+                 nothing was stored",
+                examples::overloaded(),
+            ),
+        ]
+        .into_iter()
+        .map(|(status, description, example)| {
+            let content = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .example(Some(example))
+                .build();
+            let response = ResponseBuilder::new()
+                .description(description)
+                .content("application/json", content)
+                .build();
+            (status.to_owned(), RefOr::T(response))
+        })
+        .collect()
     }
 }

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::domain::{HostName, HostState, Observation, Report, ServerGroup, Status};
 
 use super::body::{json_type, Fields, FilePath, JsonObject, Name, StatusInput};
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, ReportErrors};
 use super::status::outcome;
 use super::{both, non_empty, request_meta, AppContext};
 
@@ -209,12 +209,7 @@ pub(super) fn parse(
     request_body(content = V1StatusBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Accepted", body = V1Accepted),
-        (status = 400, description = "The body is not JSON", body = ErrorBody, example = super::error::examples::malformed_json),
-        (status = 413, description = "The body is larger than 1 MiB", body = ErrorBody, example = super::error::examples::too_large),
-        (status = 415, description = "The Content-Type is not application/json", body = ErrorBody, example = super::error::examples::media_type),
-        (status = 422, description = "Members are missing or invalid; `details` names each", body = ErrorBody, example = super::error::examples::invalid_report),
-        (status = 500, description = "Database failure; nothing was stored", body = ErrorBody, example = super::error::examples::internal),
-        (status = 503, description = "The database is busy (overloaded, or locked by another connection); nothing was stored", body = ErrorBody, example = super::error::examples::overloaded),
+        ReportErrors,
     )
 )]
 #[post("/api/status")]

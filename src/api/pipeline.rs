@@ -9,7 +9,7 @@ use crate::domain::{
 };
 
 use super::body::{string_entry, Fields, FilePath, JsonObject, Name, StatusInput};
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ReportErrors};
 use super::status::{accepted, ReportAccepted};
 use super::{request_meta, AppContext};
 
@@ -127,12 +127,7 @@ pub(super) fn parse(
     responses(
         (status = 201, description = "Accepted; the report created the host", body = ReportAccepted),
         (status = 200, description = "Accepted", body = ReportAccepted),
-        (status = 400, description = "The body is not JSON", body = ErrorBody, example = super::error::examples::malformed_json),
-        (status = 413, description = "The body is larger than 1 MiB", body = ErrorBody, example = super::error::examples::too_large),
-        (status = 415, description = "The Content-Type is not application/json", body = ErrorBody, example = super::error::examples::media_type),
-        (status = 422, description = "Members are missing or invalid; `details` names each", body = ErrorBody, example = super::error::examples::invalid_report),
-        (status = 500, description = "Database failure; nothing was stored", body = ErrorBody, example = super::error::examples::internal),
-        (status = 503, description = "The database is busy (overloaded, or locked by another connection); nothing was stored", body = ErrorBody, example = super::error::examples::overloaded),
+        ReportErrors,
     )
 )]
 #[post("/status/pipeline")]
