@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "gitops-status"
 KUBE_VERSION = "1.30.0"
 RELEASE, NAMESPACE = "gitops-status", "observability-stack"
-URL_PREFIX = f"http://{RELEASE}.{NAMESPACE}.svc.cluster.local"
+# Where the seeds' pipelines and Grafana call the old server (seeds 000, 002).
+SEED_URL = "http://gitops-status-server.observability-stack.svc.cluster.local"
 
 
 def fail(message):
@@ -48,12 +49,12 @@ def lint(label, values):
     check(not problems, f"helm lint ({label}): {problems}")
 
 
-def render(values):
+def render(values, release=RELEASE, namespace=NAMESPACE):
     """Rendered manifests as {template: [documents]} and the NOTES text."""
     chart = helm_python.Chart.load(str(CHART))
     try:
         chart.validate_schema(values)
-        rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        rendered = chart.render(values, name=release, namespace=namespace, is_install=True)
     finally:
         chart.close()
     manifests, notes = {}, ""
@@ -92,8 +93,16 @@ def env_of(container):
     return {e["name"]: e.get("value") for e in container.get("env", [])}
 
 
-def assert_promises(label, values, manifests, notes):
-    """What the chart README promises, checked on the rendered objects."""
+def service_url(service, namespace):
+    """The in-cluster base URL of a rendered Service."""
+    port = service["spec"]["ports"][0]["port"]
+    host = f"{service['metadata']['name']}.{namespace}.svc.cluster.local"
+    return f"http://{host}" if port == 80 else f"http://{host}:{port}"
+
+
+def assert_promises(label, values, manifests, notes, namespace=NAMESPACE):
+    """What the chart README promises, checked on the rendered objects; returns the
+    in-cluster URL of the Service."""
     kinds = by_kind(manifests)
     merged = helm_python.Chart.load(str(CHART))
     try:
@@ -115,9 +124,10 @@ def assert_promises(label, values, manifests, notes):
     check(psc["seccompProfile"] == {"type": "RuntimeDefault"}, f"{label}: seccomp {psc}")
     check(csc["readOnlyRootFilesystem"] is True and csc["allowPrivilegeEscalation"] is False
           and csc["capabilities"] == {"drop": ["ALL"]}, f"{label}: container securityContext {csc}")
-    check(container["livenessProbe"]["httpGet"]["path"] == "/health", f"{label}: liveness")
-    check(container["readinessProbe"]["httpGet"]["path"] == "/ready", f"{label}: readiness")
-    check("startupProbe" in container, f"{label}: no startup probe")
+    for probe, path in (("livenessProbe", "/health"), ("readinessProbe", "/ready"),
+                        ("startupProbe", "/health")):
+        get = container[probe]["httpGet"]
+        check(get == {"path": path, "port": "http"}, f"{label}: {probe} {get}")
     check(pod["terminationGracePeriodSeconds"] > int(env["GITOPS_STATUS_SHUTDOWN_TIMEOUT"]),
           f"{label}: grace period not longer than the shutdown timeout")
     # The image's ENTRYPOINT is `gitops-status serve`; arguments would follow it.
@@ -131,6 +141,8 @@ def assert_promises(label, values, manifests, notes):
 
     (service,) = kinds["Service"]
     (port,) = service["spec"]["ports"]
+    url = service_url(service, namespace)
+    check(service["spec"]["selector"] == spec["selector"]["matchLabels"], f"{label}: selector")
     check(service["spec"]["type"] == v["service"]["type"], f"{label}: service type")
     check(port["port"] == v["service"]["port"] and port["targetPort"] == "http",
           f"{label}: service port {port}")
@@ -151,7 +163,7 @@ def assert_promises(label, values, manifests, notes):
               f"{label}: claim not mounted")
         check(claim["spec"]["accessModes"] == persistence["accessModes"], f"{label}: access modes")
         check("LOST" not in notes, f"{label}: persistence warning with persistence on")
-    for needle in ("/status", "/swagger-ui/", "curl", "/status/pipeline"):
+    for needle in (f"{url}/status", f"{url}/swagger-ui/", f"curl -fsS -X POST {url}/status/pipeline"):
         check(needle in notes, f"{label}: NOTES lack {needle!r}")
 
     if v["grafana"]["dashboard"]["enabled"]:
@@ -160,7 +172,7 @@ def assert_promises(label, values, manifests, notes):
               f"{label}: dashboard label")
         board = json.loads(dashboard["data"]["gitops-status.json"])
         urls = [t["url"] for p in board["panels"] for t in p.get("targets", [])]
-        check(urls and all(u.startswith(URL_PREFIX) for u in urls), f"{label}: dashboard URLs {urls}")
+        check(urls and all(u.startswith(url + "/") for u in urls), f"{label}: dashboard URLs {urls}")
         uids = {t["datasource"]["uid"] for p in board["panels"] for t in p.get("targets", [])}
         check(uids == {v["grafana"]["dashboard"]["datasourceUid"]}, f"{label}: datasource uids {uids}")
         check({"Current state"} <= {p["title"] for p in board["panels"]}, f"{label}: panels")
@@ -169,19 +181,30 @@ def assert_promises(label, values, manifests, notes):
         provisioning = yaml.safe_load(source["data"]["gitops-status-datasource.yaml"])
         (ds,) = provisioning["datasources"]
         check(ds["type"] == "yesoreyeram-infinity-datasource", f"{label}: datasource type")
-        check(ds["url"] in ds["jsonData"]["allowedHosts"], f"{label}: URL not an allowed host")
+        check(ds["url"] == url and ds["jsonData"]["allowedHosts"] == [url + "/"],
+              f"{label}: datasource {ds['url']} / {ds['jsonData']['allowedHosts']} for {url}")
+        check(ds["uid"] == v["grafana"]["dashboard"]["datasourceUid"], f"{label}: datasource uid")
     if v["networkPolicy"]["enabled"]:
         (policy,) = kinds["NetworkPolicy"]
-        check(policy["spec"]["ingress"][0]["from"], f"{label}: NetworkPolicy admits everyone")
+        (rule,) = policy["spec"]["ingress"]
+        check(policy["spec"]["podSelector"]["matchLabels"] == spec["selector"]["matchLabels"],
+              f"{label}: NetworkPolicy selects other pods")
+        check(rule["from"] == v["networkPolicy"]["writers"] + v["networkPolicy"]["readers"],
+              f"{label}: NetworkPolicy sources {rule['from']}")
+        check(rule["ports"] == [{"port": "http", "protocol": "TCP"}], f"{label}: NetworkPolicy ports")
+    return url
 
 
 def assert_every_option_is_reachable():
-    """Every GITOPS_STATUS_* variable the binary reads is set by the deployment template."""
+    """Every GITOPS_STATUS_* variable the binary reads (and RUST_LOG) is set in the rendered
+    container when every config value is given."""
     cli = (ROOT / "src" / "cli.rs").read_text()
-    variables = set(re.findall(r'env = "(GITOPS_STATUS_[A-Z_]+)"', cli))
-    check(variables, "no GITOPS_STATUS_ variables found in src/cli.rs")
-    template = (CHART / "templates" / "deployment.yaml").read_text()
-    missing = sorted(var for var in variables if var not in template)
+    variables = set(re.findall(r'env = "(GITOPS_STATUS_[A-Z_]+)"', cli)) | {"RUST_LOG"}
+    check(len(variables) > 1, "no GITOPS_STATUS_ variables found in src/cli.rs")
+    manifests, _ = render({"config": {"workers": 3}})
+    (deployment,) = by_kind(manifests)["Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    missing = sorted(variables - set(env_of(container)))
     check(not missing, f"options without a chart value: {missing}")
     readme = (CHART / "README.md").read_text()
     keys = set(re.findall(r"^\| `([A-Za-z0-9_.]+)` \|", readme, re.M))
@@ -224,15 +247,17 @@ def assert_render_refuses(values, why):
     fail(f"the chart rendered {values} ({why})")
 
 
-def argocd_example_values():
-    """The helm values of the Argo CD Application shown in the chart README."""
+def argocd_example():
+    """(release, namespace, values) of the Argo CD Application shown in the chart README."""
     readme = (CHART / "README.md").read_text()
     blocks = re.findall(r"```yaml\n(.*?)```", readme, re.S)
     apps = [yaml.safe_load(b) for b in blocks if "kind: Application" in b]
     check(len(apps) == 1, "the chart README shows one Argo CD Application")
     source = apps[0]["spec"]["source"]
     check(source["path"] == "charts/gitops-status", f"Argo CD path {source['path']}")
-    return yaml.safe_load(source["helm"]["values"])
+    release = source["helm"].get("releaseName", apps[0]["metadata"]["name"])
+    namespace = apps[0]["spec"]["destination"]["namespace"]
+    return release, namespace, yaml.safe_load(source["helm"]["values"])
 
 
 def main():
@@ -245,18 +270,23 @@ def main():
         kinds = sorted(d["kind"] for docs in manifests.values() for d in docs)
         print(f"ok  {label}: lint clean; {len(kinds)} manifests valid for Kubernetes "
               f"{KUBE_VERSION} (strict): {', '.join(kinds)}")
-    label, values = "README's Argo CD Application", argocd_example_values()
+    label = "README's Argo CD Application"
+    release, namespace, values = argocd_example()
     lint(label, values)
-    manifests, notes = render(values)
+    manifests, notes = render(values, release, namespace)
     total += validate(label, manifests)
-    assert_promises(label, values, manifests, notes)
-    print(f"ok  {label}: renders and validates")
+    url = assert_promises(label, values, manifests, notes, namespace)
+    check(url == SEED_URL, f"{label}: the Service answers at {url}, the seeds' clients call {SEED_URL}")
+    print(f"ok  {label}: renders, validates, and serves at the seeds' address {url}")
     assert_every_option_is_reachable()
     print("ok  every service option is set by the chart; every value is in the chart README")
     assert_schema_refuses({"service": {"port": "eighty"}}, "service.port is a string")
     assert_schema_refuses({"replicaCount": 2}, "two writers on one SQLite file")
     assert_schema_refuses({"persistence": {"enabled": "yes"}}, "persistence.enabled is a string")
     assert_schema_refuses({"persistance": {"enabled": False}}, "misspelt key")
+    assert_schema_refuses({"podLabels": {"app.kubernetes.io/name": "x"}}, "podLabels replace a selector label")
+    assert_render_refuses({"extraEnv": [{"name": "GITOPS_STATUS_DB", "value": "/tmp/x.db"}]},
+                          "extraEnv overrides a chart-managed variable")
     assert_render_refuses({"terminationGracePeriodSeconds": 10}, "grace period below shutdown timeout")
     assert_render_refuses({"replicaCount": 1, "statusJson": {"repo": "rsyslog", "server": "rsyslog-lab"}},
                           "the seeds' Application values: statusJson is gone")

@@ -15,10 +15,10 @@ app=$work/app          # stands in for the image's read-only file system
 data=$work/data        # stands in for the /data volume
 mkdir -p "$app" "$data"
 install -m 0555 "$binary" "$app/gitops-status"
-chown "$uid:$uid" "$data"
+# Both are the image user's: only the read-only mounts stop writes outside $data.
+chown "$uid:$uid" "$data" "$app"
 chmod 0700 "$data"
-chmod 0555 "$app"
-chmod 0755 "$work"
+chmod 0755 "$app" "$work"
 server_pid=
 cleanup() {
     if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
@@ -33,11 +33,17 @@ fail() { echo "FAIL: $*" >&2; [[ -f $work/log ]] && sed 's/^/  server: /' "$work
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base=http://127.0.0.1:$port
 
-# Starts the binary in a private mount namespace where / is read-only and only $data is
-# writable, as the unprivileged image user; extra arguments go to `gitops-status serve`.
+# Starts the binary in a private mount namespace where every mount is read-only but $data
+# (as an image's read-only root with one volume), as the unprivileged image user; extra
+# arguments go to `gitops-status serve`.
 start() {
     unshare --mount --propagation private -- /bin/sh -c '
-        mount --bind "$1" "$1" && mount -o remount,bind,ro / || exit 97
+        mount --bind "$1" "$1" || exit 97
+        findmnt -rn -o TARGET | while read -r target; do
+            [ "$target" = "$1" ] && continue
+            mount -o remount,bind,ro "$target" 2>/dev/null || true
+        done
+        touch /tmp/.gitops-status-rw-probe 2>/dev/null && exit 96
         cd "$2" || exit 98
         shift 2
         exec setpriv --reuid '"$uid"' --regid '"$uid"' --clear-groups --no-new-privs \
@@ -55,12 +61,23 @@ wait_ready() {
     fail "server not ready after 30 s"
 }
 
+# Waits (at most 30 s) for the server to exit; sets exit_code.
+exit_code=
+wait_exit() {
+    for _ in $(seq 1 300); do
+        kill -0 "$server_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$server_pid" 2>/dev/null && fail "server still running after 30 s"
+    exit_code=0
+    wait "$server_pid" || exit_code=$?
+    server_pid=
+}
+
 stop() {
     kill -TERM "$server_pid"
-    local code=0
-    wait "$server_pid" || code=$?
-    server_pid=
-    [[ $code -eq 0 ]] || fail "exit code $code after SIGTERM"
+    wait_exit
+    [[ $exit_code -eq 0 ]] || fail "exit code $exit_code after SIGTERM"
 }
 
 export GITOPS_STATUS_LISTEN=127.0.0.1:$port GITOPS_STATUS_DB=$data/gitops-status.db
@@ -93,14 +110,14 @@ stop
 echo "runtime: a database outside the data directory is refused clearly"
 # /tmp is world-writable on the host; only the read-only root stops the write.
 elsewhere=/tmp/gitops-status-runtime-$$
-for db in relative/gitops-status.db "$elsewhere/gitops-status.db"; do
-    code=0
+for db in relative/gitops-status.db "$elsewhere/gitops-status.db" /dev/shm/gitops-status.db; do
     start --db "$db"
-    wait "$server_pid" || code=$?
-    server_pid=
-    [[ $code -ne 0 ]] || fail "started with its database at $db, outside the data directory"
-    grep -q "cannot create the folder" "$work/log" || fail "unclear start-up error for $db"
-    [[ ! -e $elsewhere ]] || fail "wrote $elsewhere"
+    wait_exit
+    [[ $exit_code -ne 0 ]] || fail "started with its database at $db, outside the data directory"
+    grep -q -e "cannot create the folder" -e "cannot open the database" "$work/log" \
+        || fail "unclear start-up error for $db"
+    [[ ! -e $elsewhere && ! -e /dev/shm/gitops-status.db && ! -e $app/relative ]] \
+        || fail "wrote outside the data directory"
 done
 
 echo "runtime: ok"
