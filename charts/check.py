@@ -139,6 +139,17 @@ def assert_promises(label, values, manifests, notes, namespace=NAMESPACE):
     check(mounts.get("data") == "/data", f"{label}: /data not mounted: {mounts}")
     volumes = {vol["name"]: vol for vol in pod["volumes"]}
 
+    if v["auth"]["existingSecret"]:
+        secret = volumes["auth"]["secret"]
+        check(secret["secretName"] == v["auth"]["existingSecret"], f"{label}: token Secret")
+        check(mounts.get("auth") == "/etc/gitops-status/auth", f"{label}: token mount {mounts}")
+        check(env["GITOPS_STATUS_TOKENS"] == f"/etc/gitops-status/auth/{v['auth']['secretKey']}",
+              f"{label}: token path {env['GITOPS_STATUS_TOKENS']}")
+        check(env["GITOPS_STATUS_READ_REQUIRES_TOKEN"] == str(v["auth"]["readRequiresToken"]).lower(),
+              f"{label}: read-requires-token")
+    else:
+        check("GITOPS_STATUS_TOKENS" not in env and "auth" not in volumes, f"{label}: tokens without a Secret")
+
     (service,) = kinds["Service"]
     (port,) = service["spec"]["ports"]
     url = service_url(service, namespace)
@@ -184,6 +195,13 @@ def assert_promises(label, values, manifests, notes, namespace=NAMESPACE):
         check(ds["url"] == url and ds["jsonData"]["allowedHosts"] == [url + "/"],
               f"{label}: datasource {ds['url']} / {ds['jsonData']['allowedHosts']} for {url}")
         check(ds["uid"] == v["grafana"]["dashboard"]["datasourceUid"], f"{label}: datasource uid")
+        env_var = v["grafana"]["datasource"]["bearerTokenEnv"]
+        if env_var:
+            check(ds["jsonData"].get("auth_method") == "bearerToken"
+                  and ds["secureJsonData"]["bearerToken"] == f"$__env{{{env_var}}}",
+                  f"{label}: datasource bearer token {ds}")
+        else:
+            check("secureJsonData" not in ds, f"{label}: datasource has a token without bearerTokenEnv")
     if v["networkPolicy"]["enabled"]:
         (policy,) = kinds["NetworkPolicy"]
         (rule,) = policy["spec"]["ingress"]
@@ -201,7 +219,7 @@ def assert_every_option_is_reachable():
     cli = (ROOT / "src" / "cli.rs").read_text()
     variables = set(re.findall(r'env = "(GITOPS_STATUS_[A-Z_]+)"', cli)) | {"RUST_LOG"}
     check(len(variables) > 1, "no GITOPS_STATUS_ variables found in src/cli.rs")
-    manifests, _ = render({"config": {"workers": 3}})
+    manifests, _ = render({"config": {"workers": 3}, "auth": {"existingSecret": "gitops-status-tokens"}})
     (deployment,) = by_kind(manifests)["Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     missing = sorted(variables - set(env_of(container)))
@@ -290,6 +308,7 @@ def main():
     assert_render_refuses({"terminationGracePeriodSeconds": 10}, "grace period below shutdown timeout")
     assert_render_refuses({"replicaCount": 1, "statusJson": {"repo": "rsyslog", "server": "rsyslog-lab"}},
                           "the seeds' Application values: statusJson is gone")
+    assert_render_refuses({"auth": {"readRequiresToken": True}}, "read tokens without a token file")
     assert_render_refuses({"networkPolicy": {"enabled": True, "writers": [], "readers": []}},
                           "NetworkPolicy without sources")
     print(f"chart: ok ({total} manifests validated)")

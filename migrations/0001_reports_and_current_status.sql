@@ -11,6 +11,12 @@
 --
 -- Timestamps are RFC 3339 UTC text with exactly three fractional digits
 -- (2026-04-26T10:30:00.000Z), so text order is time order.
+--
+-- Every report row is chained: hash = sha256(prev_hash || canonical), where canonical is the
+-- json_object(...) of the row's content in the column order the README gives, prev_hash is
+-- the hash of the row before it (64 zeros before the first row ever), and both are lower-case
+-- hex. Each row keeps its prev_hash, so the chain stays verifiable from the first remaining
+-- row when old rows are deleted from its start.
 
 CREATE TABLE reports (
     id                 INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -42,12 +48,19 @@ CREATE TABLE reports (
     drift_count        INTEGER CHECK (drift_count IS NULL OR drift_count >= 0),
     -- The report's own time, or received_at when the client sent none: the ordering key.
     observed_at        TEXT    NOT NULL,
-    -- Who sent it: the TCP peer, the X-Forwarded-For header and the User-Agent header.
+    -- Who sent it: the name of the token that authorised the write (NULL without tokens), the
+    -- TCP peer, the X-Forwarded-For header and the User-Agent header.
+    principal          TEXT,
     client_addr        TEXT,
     forwarded_for      TEXT,
     user_agent         TEXT,
     -- The request body exactly as received.
     raw_body           TEXT    NOT NULL CHECK (json_valid(raw_body)),
+    -- The audit chain (see above).
+    prev_hash          TEXT    NOT NULL CHECK (length(prev_hash) = 64
+                                               AND prev_hash NOT GLOB '*[^0-9a-f]*'),
+    hash               TEXT    NOT NULL CHECK (length(hash) = 64
+                                               AND hash NOT GLOB '*[^0-9a-f]*'),
     CHECK (received_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z'),
     CHECK (observed_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z'),
     CHECK (last_pipeline_run IS NULL OR last_pipeline_run GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z'),

@@ -2,6 +2,8 @@
 //! can ask for port 0), serves until told to stop, then closes the database.
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{from_fn, ErrorHandlers};
@@ -11,23 +13,48 @@ use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::{self, body::MAX_BODY_BYTES, AppContext, RouteTable};
+use crate::auth::Auth;
 use crate::config::Settings;
 use crate::openapi;
-use crate::store::Store;
+use crate::store::{Store, StoreConfig};
 
 /// A bound, running server and its database.
 pub struct Application {
     server: Server,
     address: SocketAddr,
     store: Store,
+    auth: Option<Arc<Auth>>,
 }
 
 impl Application {
     /// Opens and migrates the database, binds the listener and starts serving in the background.
     pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
-        let store = Store::open(&settings.db, settings.read_connections).await?;
+        let store = Store::open(
+            &settings.db,
+            StoreConfig {
+                read_connections: settings.read_connections,
+                chain_log_every: settings.chain_log_every,
+            },
+        )
+        .await?;
+        let auth = match &settings.tokens {
+            Some(path) => {
+                let auth = Auth::load(path, settings.read_requires_token)?;
+                let count = auth.tokens().len();
+                if count == 0 {
+                    tracing::warn!(file = %path.display(), "the token file has no tokens: every write will be refused");
+                }
+                tracing::info!(file = %path.display(), tokens = count, read_requires_token = settings.read_requires_token, "writes need a bearer token");
+                Some(Arc::new(auth))
+            }
+            None => {
+                tracing::warn!("no token file (--tokens / GITOPS_STATUS_TOKENS): anyone who can reach the service may write");
+                None
+            }
+        };
         let context = web::Data::new(AppContext {
             store: store.clone(),
+            auth: auth.clone(),
             max_future_skew: settings.max_future_skew,
         });
         let spec = openapi::spec();
@@ -68,11 +95,17 @@ impl Application {
             server,
             address,
             store,
+            auth,
         })
     }
 
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The live tokens, when the server runs with a token file.
+    pub fn auth(&self) -> Option<Arc<Auth>> {
+        self.auth.clone()
     }
 
     /// Stops the server: `handle().stop(true)` finishes in-flight requests first.
@@ -110,6 +143,41 @@ impl ShutdownSignals {
         tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// Reloads the token file on SIGHUP and, every `poll`, when it changed on disk (a rotated
+/// Kubernetes Secret). A malformed file is logged and the tokens in force stay.
+/// `hangup` is SIGHUP, caught since before the server listened.
+pub async fn watch_tokens(
+    auth: Arc<Auth>,
+    poll: Option<Duration>,
+    mut hangup: tokio::signal::unix::Signal,
+) {
+    let mut ticks = poll.map(tokio::time::interval);
+    loop {
+        let trigger = tokio::select! {
+            _ = hangup.recv() => "SIGHUP",
+            _ = async {
+                match ticks.as_mut() {
+                    Some(ticks) => { ticks.tick().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {
+                if !auth.changed_on_disk() {
+                    continue;
+                }
+                "file changed"
+            }
+        };
+        match auth.reload() {
+            Ok(tokens) => {
+                tracing::info!(trigger, tokens, file = %auth.path().display(), "token file reloaded")
+            }
+            Err(err) => {
+                tracing::error!(trigger, error = %format!("{err:#}"), "token file not reloaded; the previous tokens stay in force")
+            }
         }
     }
 }

@@ -25,6 +25,14 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the OpenAPI document as YAML.
     Openapi,
+    /// Check the database and walk the audit chain: exit 0 with the number of rows verified,
+    /// exit 1 naming the first row whose content, order or presence was changed.
+    Verify(VerifyArgs),
+    /// Manage write tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -93,4 +101,63 @@ pub struct ServeArgs {
         default_value_t = 20
     )]
     pub shutdown_timeout: u64,
+
+    /// Token file (`NAME SHA256_HEX SCOPES` per line). Without it anyone who can reach the
+    /// service may write.
+    #[arg(long, env = "GITOPS_STATUS_TOKENS", value_name = "PATH")]
+    pub tokens: Option<PathBuf>,
+
+    /// Reads need a token with the read or admin scope too (needs --tokens).
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_READ_REQUIRES_TOKEN",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value = "false"
+    )]
+    pub read_requires_token: bool,
+
+    /// Seconds between checks of the token file for changes; 0: reload only on SIGHUP.
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_TOKENS_POLL_INTERVAL",
+        value_name = "SECONDS",
+        default_value_t = 30
+    )]
+    pub tokens_poll_interval: u64,
+
+    /// Log the audit chain's head (id and hash) every N reports, so it is published outside
+    /// the database; 0 turns it off.
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_CHAIN_LOG_EVERY",
+        value_name = "N",
+        default_value_t = 1000
+    )]
+    pub chain_log_every: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a new random token, then the line to append to the token file.
+    New {
+        /// The token's name, stored with every report it writes (letters, digits, . _ -).
+        name: String,
+        /// What it may do: read, admin, write:<server_group glob>; comma-separated or repeated.
+        #[arg(long, value_delimiter = ',', required = true, value_name = "SCOPE")]
+        scope: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// SQLite database file to verify (read-only; safe while the server runs).
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_DB",
+        value_name = "PATH",
+        default_value = "data/gitops-status.db"
+    )]
+    pub db: PathBuf,
 }

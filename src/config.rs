@@ -19,6 +19,13 @@ pub struct Settings {
     /// None: one per CPU.
     pub workers: Option<usize>,
     pub shutdown_timeout: Duration,
+    /// Log the audit chain's head every this many reports (0: never).
+    pub chain_log_every: u64,
+    /// The token file; None: no authentication.
+    pub tokens: Option<PathBuf>,
+    pub read_requires_token: bool,
+    /// How often to check the token file for changes; None: only on SIGHUP.
+    pub tokens_poll_interval: Option<Duration>,
 }
 
 impl Settings {
@@ -32,6 +39,10 @@ impl Settings {
             read_connections: 4,
             workers: None,
             shutdown_timeout: Duration::from_secs(20),
+            chain_log_every: 1000,
+            tokens: None,
+            read_requires_token: false,
+            tokens_poll_interval: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -68,6 +79,12 @@ impl TryFrom<ServeArgs> for Settings {
         if args.read_connections == 0 {
             bail!("--read-connections / GITOPS_STATUS_READ_CONNECTIONS: must be at least 1");
         }
+        if args.read_requires_token && args.tokens.is_none() {
+            bail!(
+                "--read-requires-token / GITOPS_STATUS_READ_REQUIRES_TOKEN needs a token file \
+                 (--tokens / GITOPS_STATUS_TOKENS)"
+            );
+        }
         if args.workers == Some(0) {
             bail!("--workers / GITOPS_STATUS_WORKERS: must be at least 1");
         }
@@ -79,6 +96,11 @@ impl TryFrom<ServeArgs> for Settings {
             read_connections: args.read_connections,
             workers: args.workers,
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+            chain_log_every: args.chain_log_every,
+            tokens: args.tokens,
+            read_requires_token: args.read_requires_token,
+            tokens_poll_interval: (args.tokens_poll_interval > 0)
+                .then(|| Duration::from_secs(args.tokens_poll_interval)),
         })
     }
 }

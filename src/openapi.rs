@@ -2,8 +2,9 @@
 //! handlers that `api::configure` registers.
 
 use actix_web::App;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::OpenApi as Spec;
-use utoipa::OpenApi;
+use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 
 use crate::api;
@@ -29,9 +30,33 @@ use crate::api;
         (name = "v1", description = "The v1 single-object API, kept for existing pipelines"),
         (name = "probes", description = "Liveness and readiness"),
     ),
-    components(schemas(api::error::ErrorBody, api::error::FieldProblem))
+    components(schemas(api::error::ErrorBody, api::error::FieldProblem)),
+    modifiers(&BearerScheme)
 )]
 struct ApiDoc;
+
+/// The `bearer` security scheme that operations name with their scopes.
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut Spec) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A token from the server's token file (`gitops-status token new`). \
+                         Writes need a `write:<glob>` scope matching the report's server_group \
+                         (or `admin`); reads need `read` (or `admin`) only when the server runs \
+                         with --read-requires-token. Without a token file no token is needed.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The whole document, as served at /api-docs/openapi.json.
 pub fn spec() -> Spec {

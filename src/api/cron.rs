@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 
 use crate::domain::{HostName, Observation, Report, ServerGroup, Status};
 
+use super::auth::Caller;
 use super::body::{string_entry, Fields, FilePath, JsonObject, Name, StatusInput};
 use super::error::{ApiError, ErrorBody, ReportErrors};
 use super::status::{accepted, ReportAccepted};
@@ -70,6 +71,7 @@ pub(super) fn parse(
 /// check is at least as new as the observation the host holds for it; the answer's `message`
 /// names the parts that kept a newer observation. A 2xx means the report is committed to disk.
 #[utoipa::path(
+    security(("bearer" = ["write:{server_group}"])),
     tag = "reports",
     request_body(content = CronReportBody, content_type = "application/json"),
     responses(
@@ -82,12 +84,14 @@ pub(super) fn parse(
 pub async fn post_cron(
     ctx: web::Data<AppContext>,
     req: HttpRequest,
+    caller: Caller,
     body: JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let report = parse(&body, ctx.max_future_skew)?;
+    let principal = caller.authorize_write(&report.server_group)?;
     let recorded = ctx
         .store
-        .record(&report, &request_meta(&req, body.raw))
+        .record(&report, &request_meta(&req, body.raw, principal))
         .await?;
     Ok(accepted(recorded))
 }

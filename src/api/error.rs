@@ -63,6 +63,15 @@ pub enum ApiError {
     /// The query string cannot be read (400).
     #[error("invalid query string: {0}")]
     BadQuery(String),
+    /// No token, or an unknown one (401 with WWW-Authenticate).
+    #[error("{message}")]
+    Unauthorized {
+        message: String,
+        invalid_token: bool,
+    },
+    /// A known token without the scope this request needs (403).
+    #[error("{message}")]
+    Forbidden { message: String, scope: String },
     #[error("{0}")]
     NotFound(String),
     #[error("method {method} is not allowed on {path}")]
@@ -136,6 +145,8 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::MalformedJson(_) | ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -156,6 +167,23 @@ impl ResponseError for ApiError {
             _ => Vec::new(),
         };
         let mut response = HttpResponse::build(status);
+        // RFC 6750: how to authenticate, and why the token was refused.
+        let challenge = match self {
+            ApiError::Unauthorized {
+                invalid_token: false,
+                ..
+            } => Some(r#"Bearer realm="gitops-status""#.to_owned()),
+            ApiError::Unauthorized { .. } => {
+                Some(r#"Bearer realm="gitops-status", error="invalid_token""#.to_owned())
+            }
+            ApiError::Forbidden { scope, .. } => Some(format!(
+                r#"Bearer realm="gitops-status", error="insufficient_scope", scope="{scope}""#
+            )),
+            _ => None,
+        };
+        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            response.insert_header((header::WWW_AUTHENTICATE, value));
+        }
         if let ApiError::MethodNotAllowed { allow, .. } = self {
             let allow = allow
                 .iter()
@@ -193,6 +221,27 @@ pub mod examples {
             details,
         };
         serde_json::to_value(body).unwrap_or_default()
+    }
+
+    pub fn unauthorized() -> Value {
+        render(ApiError::Unauthorized {
+            message: "the bearer token is not known".to_owned(),
+            invalid_token: true,
+        })
+    }
+
+    pub fn forbidden() -> Value {
+        render(ApiError::Forbidden {
+            message: "token splunk-ci may not write server_group rsyslog-prod".to_owned(),
+            scope: "write:rsyslog-prod".to_owned(),
+        })
+    }
+
+    pub fn forbidden_read() -> Value {
+        render(ApiError::Forbidden {
+            message: "token rsyslog-ci may not read (it needs the read scope)".to_owned(),
+            scope: "read".to_owned(),
+        })
     }
 
     pub fn malformed_json() -> Value {
@@ -285,42 +334,11 @@ pub mod examples {
     }
 }
 
-/// The error responses every report endpoint (POST) documents, with examples rendered from
-/// real errors: `responses(..., ReportErrors)` in a `#[utoipa::path]`.
-pub struct ReportErrors;
-
-impl utoipa::IntoResponses for ReportErrors {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        [
-            ("400", "The body is not JSON", examples::malformed_json()),
-            (
-                "413",
-                "The body is larger than 1 MiB",
-                examples::too_large(),
-            ),
-            (
-                "415",
-                "The Content-Type is not application/json",
-                examples::media_type(),
-            ),
-            (
-                "422",
-                "Members are missing or invalid; `details` names each",
-                examples::invalid_report(),
-            ),
-            (
-                "500",
-                "Database failure; nothing was stored",
-                examples::internal(),
-            ),
-            (
-                "503",
-                "The database is busy (overloaded, or locked by another connection); \
-                 nothing was stored",
-                examples::overloaded(),
-            ),
-        ]
-        .into_iter()
+/// Documented error responses with examples rendered from real errors.
+fn error_responses(
+    list: Vec<(&'static str, &'static str, serde_json::Value)>,
+) -> BTreeMap<String, RefOr<Response>> {
+    list.into_iter()
         .map(|(status, description, example)| {
             let content = ContentBuilder::new()
                 .schema(Some(Ref::from_schema_name("ErrorBody")))
@@ -333,5 +351,59 @@ impl utoipa::IntoResponses for ReportErrors {
             (status.to_owned(), RefOr::T(response))
         })
         .collect()
+}
+
+/// The error responses every report endpoint (POST) documents: `responses(..., ReportErrors)`.
+pub struct ReportErrors;
+
+impl utoipa::IntoResponses for ReportErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_responses(vec![
+            ("400", "The body is not JSON", examples::malformed_json()),
+            (
+                "401",
+                "With a token file: no bearer token, or an unknown one (WWW-Authenticate says which)",
+                examples::unauthorized(),
+            ),
+            (
+                "403",
+                "The token has no write scope for this server_group; nothing was stored",
+                examples::forbidden(),
+            ),
+            ("413", "The body is larger than 1 MiB", examples::too_large()),
+            ("415", "The Content-Type is not application/json", examples::media_type()),
+            (
+                "422",
+                "Members are missing or invalid; `details` names each",
+                examples::invalid_report(),
+            ),
+            ("500", "Database failure; nothing was stored", examples::internal()),
+            (
+                "503",
+                "The database is busy (overloaded, or locked by another connection); \
+                 nothing was stored",
+                examples::overloaded(),
+            ),
+        ])
+    }
+}
+
+/// The answers of read endpoints when the server runs with --read-requires-token.
+pub struct ReadAuthErrors;
+
+impl utoipa::IntoResponses for ReadAuthErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_responses(vec![
+            (
+                "401",
+                "With --read-requires-token: no bearer token, or an unknown one",
+                examples::unauthorized(),
+            ),
+            (
+                "403",
+                "With --read-requires-token: the token has no read scope",
+                examples::forbidden_read(),
+            ),
+        ])
     }
 }

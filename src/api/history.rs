@@ -8,7 +8,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{HistoryEntry, HistoryFilter, ReportKind, Status, Timestamp};
 
-use super::error::{ApiError, ErrorBody, FieldProblem};
+use super::auth::Reader;
+use super::error::{ApiError, ErrorBody, FieldProblem, ReadAuthErrors};
 use super::status::{parse_group, parse_host, SyncStatus};
 use super::{both, non_empty, AppContext};
 
@@ -60,6 +61,7 @@ impl From<ReportKind> for Kind {
     "last_cron_check": "2026-04-26T11:00:00.000Z",
     "drift_count": null,
     "observed_at": "2026-04-26T11:00:00.000Z",
+    "principal": "rsyslog-cron",
     "client_addr": "10.42.0.17",
     "forwarded_for": null,
     "user_agent": "curl/8.5.0",
@@ -69,7 +71,9 @@ impl From<ReportKind> for Kind {
         "status": "out_of_sync",
         "changed_files": ["/etc/rsyslog.conf", "/etc/rsyslog.d/50-default.conf"],
         "last_cron_check": "2026-04-26T11:00:00Z"
-    }
+    },
+    "prev_hash": "3b1f8e2c5d7a9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7081",
+    "hash": "9c2e4a6b8d0f1e3c5a7b9d1f3e5c7a9b1d3f5e7c9a1b3d5f7e9c1a3b5d7f9e1c"
 }))]
 pub struct HistoryRow {
     /// The report's id: increasing in the order reports were accepted.
@@ -120,6 +124,9 @@ pub struct HistoryRow {
     /// follows the newest observed_at.
     #[schema(format = DateTime)]
     pub observed_at: String,
+    /// The name of the token that authorised the write (who wrote this); null without tokens.
+    #[schema(required = true)]
+    pub principal: Option<String>,
     /// The TCP peer that sent the report.
     #[schema(required = true)]
     pub client_addr: Option<String>,
@@ -131,6 +138,12 @@ pub struct HistoryRow {
     /// The request body exactly as received, including members the API does not know.
     #[schema(value_type = Object)]
     pub raw_body: Box<RawValue>,
+    /// The audit chain: the hash of the row before this one (64 zeros before the first).
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub prev_hash: String,
+    /// sha256(prev_hash ‖ canonical content) in lower-case hex (README, Security).
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub hash: String,
 }
 
 impl TryFrom<HistoryEntry> for HistoryRow {
@@ -161,10 +174,13 @@ impl TryFrom<HistoryEntry> for HistoryRow {
             last_cron_check: e.last_cron_check.map(|t| t.to_string()),
             drift_count: e.drift_count,
             observed_at: e.observed_at.to_string(),
+            principal: e.principal,
             client_addr: e.client_addr,
             forwarded_for: e.forwarded_for,
             user_agent: e.user_agent,
             raw_body,
+            prev_hash: e.prev_hash,
+            hash: e.hash,
         })
     }
 }
@@ -298,6 +314,7 @@ async fn respond(ctx: &AppContext, filter: HistoryFilter) -> Result<HttpResponse
 /// Page with `limit` and `offset` (a page past the end is 200 with `[]`), or with `before`
 /// set to the smallest id of the previous page. `from`/`to` bound `received_at`.
 #[utoipa::path(
+    security((), ("bearer" = ["read"])),
     tag = "history",
     params(
         ("server_group" = Option<String>, Query, description = "Only this server group (empty: all)"),
@@ -305,6 +322,7 @@ async fn respond(ctx: &AppContext, filter: HistoryFilter) -> Result<HttpResponse
         HistoryQuery,
     ),
     responses(
+        ReadAuthErrors,
         (status = 200, description = "Matching reports, newest first", body = Vec<HistoryRow>),
         (status = 400, description = "The query string cannot be read", body = ErrorBody, example = super::error::examples::bad_query),
         (status = 422, description = "Invalid parameters; `details` names each", body = ErrorBody, example = super::error::examples::invalid_query),
@@ -314,6 +332,7 @@ async fn respond(ctx: &AppContext, filter: HistoryFilter) -> Result<HttpResponse
 #[get("/history")]
 pub async fn history(
     ctx: web::Data<AppContext>,
+    _reader: Reader,
     hosts: web::Query<HostFilter>,
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -335,6 +354,7 @@ pub async fn history(
 ///
 /// An unknown host gives `[]`, as its history is empty.
 #[utoipa::path(
+    security((), ("bearer" = ["read"])),
     tag = "history",
     params(
         ("server_group" = String, Path, example = "rsyslog-prod"),
@@ -342,6 +362,7 @@ pub async fn history(
         HistoryQuery,
     ),
     responses(
+        ReadAuthErrors,
         (status = 200, description = "The host's reports, newest first", body = Vec<HistoryRow>),
         (status = 400, description = "The query string cannot be read", body = ErrorBody, example = super::error::examples::bad_query),
         (status = 422, description = "Invalid parameters; `details` names each", body = ErrorBody, example = super::error::examples::invalid_query),
@@ -351,6 +372,7 @@ pub async fn history(
 #[get("/status/{server_group}/{host}/history")]
 pub async fn host_history(
     ctx: web::Data<AppContext>,
+    _reader: Reader,
     path: web::Path<(String, String)>,
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {

@@ -9,8 +9,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{HostName, HostState, Observation, Report, ServerGroup, Status};
 
+use super::auth::{Caller, Reader};
 use super::body::{json_type, Fields, FilePath, JsonObject, Name, StatusInput};
-use super::error::{ApiError, ErrorBody, ReportErrors};
+use super::error::{ApiError, ErrorBody, ReadAuthErrors, ReportErrors};
 use super::status::outcome;
 use super::{both, non_empty, request_meta, AppContext};
 
@@ -205,6 +206,7 @@ pub(super) fn parse(
 /// as last_cron_check). Always answers 200 on success, as v1 did. A 2xx means the report is
 /// committed to disk.
 #[utoipa::path(
+    security(("bearer" = ["write:{repo}"])),
     tag = "v1",
     request_body(content = V1StatusBody, content_type = "application/json"),
     responses(
@@ -216,12 +218,14 @@ pub(super) fn parse(
 pub async fn post_v1_status(
     ctx: web::Data<AppContext>,
     req: HttpRequest,
+    caller: Caller,
     body: JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let report = parse(&body, ctx.max_future_skew)?;
+    let principal = caller.authorize_write(&report.server_group)?;
     let recorded = ctx
         .store
-        .record(&report, &request_meta(&req, body.raw))
+        .record(&report, &request_meta(&req, body.raw, principal))
         .await?;
     Ok(HttpResponse::Ok().json(V1Accepted {
         success: true,
@@ -246,9 +250,11 @@ pub struct V1Query {
 /// Without parameters: the host that received the most recent v1 report. With `repo` and
 /// `server`: that host, whichever API reported it.
 #[utoipa::path(
+    security((), ("bearer" = ["read"])),
     tag = "v1",
     params(V1Query),
     responses(
+        ReadAuthErrors,
         (status = 200, description = "The host's state as a v1 object", body = V1Status),
         (status = 404, description = "No such host, or no v1 report yet", body = ErrorBody, example = super::error::examples::host_not_found),
         (status = 422, description = "Invalid or incomplete parameters", body = ErrorBody, example = super::error::examples::invalid_name),
@@ -258,6 +264,7 @@ pub struct V1Query {
 #[get("/api/status")]
 pub async fn get_v1_status(
     ctx: web::Data<AppContext>,
+    _reader: Reader,
     query: web::Query<V1Query>,
 ) -> Result<HttpResponse, ApiError> {
     let state = match (non_empty(&query.repo), non_empty(&query.server)) {

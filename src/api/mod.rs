@@ -2,6 +2,7 @@
 //! registers every handler; the OpenAPI document is collected from the same registration, so
 //! routes and spec cannot drift.
 
+pub mod auth;
 pub mod body;
 pub mod cron;
 pub mod error;
@@ -30,6 +31,8 @@ use self::error::ApiError;
 #[derive(Clone, Debug)]
 pub struct AppContext {
     pub store: Store,
+    /// The token file's tokens; None: no token file, everything open.
+    pub auth: Option<std::sync::Arc<crate::auth::Auth>>,
     /// How far after the server clock a client timestamp may lie.
     pub max_future_skew: time::Duration,
 }
@@ -73,13 +76,18 @@ pub(crate) fn non_empty(value: &Option<String>) -> Option<&str> {
 }
 
 /// Who sent the request, for the audit trail.
-pub(crate) fn request_meta(req: &HttpRequest, raw_body: String) -> RequestMeta {
+pub(crate) fn request_meta(
+    req: &HttpRequest,
+    raw_body: String,
+    principal: Option<String>,
+) -> RequestMeta {
     let header = |name: &str| {
         req.headers()
             .get(name)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     };
     RequestMeta {
+        principal,
         client_addr: req.peer_addr().map(|a| a.ip().to_string()),
         forwarded_for: header("x-forwarded-for"),
         user_agent: header("user-agent"),

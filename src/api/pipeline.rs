@@ -8,6 +8,7 @@ use crate::domain::{
     Deployment, HostName, Observation, Report, ServerGroup, Status, MAX_MESSAGE_LEN,
 };
 
+use super::auth::Caller;
 use super::body::{string_entry, Fields, FilePath, JsonObject, Name, StatusInput};
 use super::error::{ApiError, ReportErrors};
 use super::status::{accepted, ReportAccepted};
@@ -122,6 +123,7 @@ pub(super) fn parse(
 /// names the parts that kept a newer observation. Every accepted report is in the history.
 /// A 2xx means the report is committed to disk.
 #[utoipa::path(
+    security(("bearer" = ["write:{server_group}"])),
     tag = "reports",
     request_body(content = PipelineReportBody, content_type = "application/json"),
     responses(
@@ -134,12 +136,14 @@ pub(super) fn parse(
 pub async fn post_pipeline(
     ctx: web::Data<AppContext>,
     req: HttpRequest,
+    caller: Caller,
     body: JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let report = parse(&body, ctx.max_future_skew)?;
+    let principal = caller.authorize_write(&report.server_group)?;
     let recorded = ctx
         .store
-        .record(&report, &request_meta(&req, body.raw))
+        .record(&report, &request_meta(&req, body.raw, principal))
         .await?;
     Ok(accepted(recorded))
 }

@@ -9,7 +9,8 @@ use utoipa::ToSchema;
 use crate::domain::{HostName, HostState, ServerGroup, Status};
 use crate::store::Recorded;
 
-use super::error::{ApiError, ErrorBody};
+use super::auth::Reader;
+use super::error::{ApiError, ErrorBody, ReadAuthErrors};
 use super::AppContext;
 
 /// A sync status as v2 spells it.
@@ -206,27 +207,37 @@ async fn all_hosts(ctx: &AppContext) -> Result<HttpResponse, ApiError> {
 ///
 /// Point Grafana's Infinity datasource here (parser JSON or Backend, no root selector).
 #[utoipa::path(
+    security((), ("bearer" = ["read"])),
     tag = "status",
     responses(
+        ReadAuthErrors,
         (status = 200, description = "One row per host; [] before the first report", body = Vec<HostStatus>),
         (status = 500, description = "Database failure", body = ErrorBody, example = super::error::examples::internal),
     )
 )]
 #[get("/status")]
-pub async fn list_status(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError> {
+pub async fn list_status(
+    ctx: web::Data<AppContext>,
+    _reader: Reader,
+) -> Result<HttpResponse, ApiError> {
     all_hosts(&ctx).await
 }
 
 /// The same rows as `GET /status`, at the address v1 dashboards read.
 #[utoipa::path(
+    security((), ("bearer" = ["read"])),
     tag = "status",
     responses(
+        ReadAuthErrors,
         (status = 200, description = "One row per host; [] before the first report", body = Vec<HostStatus>),
         (status = 500, description = "Database failure", body = ErrorBody, example = super::error::examples::internal),
     )
 )]
 #[get("/status.json")]
-pub async fn list_status_json(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError> {
+pub async fn list_status_json(
+    ctx: web::Data<AppContext>,
+    _reader: Reader,
+) -> Result<HttpResponse, ApiError> {
     all_hosts(&ctx).await
 }
 
@@ -235,9 +246,11 @@ pub async fn list_status_json(ctx: web::Data<AppContext>) -> Result<HttpResponse
 /// A group nobody has reported is not an error: the answer is 200 with an empty array, so a
 /// dashboard variable pointing at a new group shows an empty table rather than a failure.
 #[utoipa::path(
+    security((), ("bearer" = ["read"])),
     tag = "status",
     params(("server_group" = String, Path, description = "e.g. rsyslog-prod", example = "rsyslog-prod")),
     responses(
+        ReadAuthErrors,
         (status = 200, description = "The group's hosts; [] for an unknown group", body = Vec<HostStatus>),
         (status = 422, description = "The group name is not valid", body = ErrorBody, example = super::error::examples::invalid_name),
         (status = 500, description = "Database failure", body = ErrorBody, example = super::error::examples::internal),
@@ -246,6 +259,7 @@ pub async fn list_status_json(ctx: web::Data<AppContext>) -> Result<HttpResponse
 #[get("/status/{server_group}")]
 pub async fn group_status(
     ctx: web::Data<AppContext>,
+    _reader: Reader,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let group = parse_group(&path)?;
@@ -256,12 +270,14 @@ pub async fn group_status(
 
 /// The current state of one host.
 #[utoipa::path(
+    security((), ("bearer" = ["read"])),
     tag = "status",
     params(
         ("server_group" = String, Path, description = "e.g. rsyslog-prod", example = "rsyslog-prod"),
         ("host" = String, Path, description = "e.g. rsyslog-01", example = "rsyslog-01"),
     ),
     responses(
+        ReadAuthErrors,
         (status = 200, description = "The host's current state", body = HostStatus),
         (status = 404, description = "No report was ever accepted for this host", body = ErrorBody, example = super::error::examples::host_not_found),
         (status = 422, description = "A name is not valid", body = ErrorBody, example = super::error::examples::invalid_name),
@@ -271,6 +287,7 @@ pub async fn group_status(
 #[get("/status/{server_group}/{host}")]
 pub async fn host_status(
     ctx: web::Data<AppContext>,
+    _reader: Reader,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (group, host) = path.into_inner();

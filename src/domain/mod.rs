@@ -1,6 +1,7 @@
 //! The vocabulary of the service: validated names, statuses, timestamps, reports and the rules
 //! that merge reports into a host's current state. No HTTP, no SQL.
 
+pub mod chain;
 mod merge;
 mod names;
 mod report;

@@ -163,11 +163,16 @@ pub struct HistoryEntry {
     pub drift_count: Option<i64>,
     /// The report's own time, or `received_at` when the client sent none.
     pub observed_at: Timestamp,
+    /// The name of the token that authorised the write; None without tokens.
+    pub principal: Option<String>,
     pub client_addr: Option<String>,
     pub forwarded_for: Option<String>,
     pub user_agent: Option<String>,
     /// The request body exactly as the client sent it (valid JSON).
     pub raw_body: String,
+    /// The audit chain: the previous row's hash and this row's.
+    pub prev_hash: String,
+    pub hash: String,
 }
 
 /// Which reports `GET /history` returns, newest first.

@@ -2,6 +2,7 @@
 //! instead of meeting SQLITE_BUSY), a pool of read-only connections serves the GETs, and WAL
 //! lets them run side by side. Migrations in `migrations/` run at start-up.
 
+pub mod chain;
 mod read;
 mod rows;
 mod write;
@@ -56,12 +57,22 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// How the store runs.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreConfig {
+    /// Read-only connections serving GETs.
+    pub read_connections: u32,
+    /// Log the audit chain's head every this many reports (0: never).
+    pub chain_log_every: u64,
+}
+
 /// The database: a single writer and a read pool over one SQLite file.
 #[derive(Clone, Debug)]
 pub struct Store {
     writer: SqlitePool,
     readers: SqlitePool,
     path: PathBuf,
+    chain_log_every: i64,
 }
 
 /// Logs the durability settings the writer actually runs with (read back from SQLite, not
@@ -99,7 +110,7 @@ async fn log_settings(writer: &SqlitePool) -> anyhow::Result<()> {
 
 impl Store {
     /// Opens (creating it and its parent folders if needed) and migrates the database.
-    pub async fn open(path: &Path, read_connections: u32) -> anyhow::Result<Store> {
+    pub async fn open(path: &Path, config: StoreConfig) -> anyhow::Result<Store> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create the folder {}", parent.display()))?;
@@ -129,9 +140,16 @@ impl Store {
             .await
             .with_context(|| format!("cannot migrate the database {}", path.display()))?;
         log_settings(&writer).await?;
+        let head =
+            sqlx::query!(r#"SELECT id AS "id!", hash FROM reports ORDER BY id DESC LIMIT 1"#)
+                .fetch_optional(&writer)
+                .await?;
+        if let Some(head) = head {
+            tracing::info!(id = head.id, hash = %head.hash, "audit chain head");
+        }
         // Readers open after the writer so the file exists and is already in WAL mode.
         let readers = SqlitePoolOptions::new()
-            .max_connections(read_connections.max(1))
+            .max_connections(config.read_connections.max(1))
             .acquire_timeout(WRITER_QUEUE_TIMEOUT)
             .connect_with(base.read_only(true))
             .await
@@ -140,6 +158,7 @@ impl Store {
             writer,
             readers,
             path: path.to_owned(),
+            chain_log_every: i64::try_from(config.chain_log_every).unwrap_or(i64::MAX),
         })
     }
 

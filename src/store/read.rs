@@ -90,8 +90,8 @@ impl Store {
             "SELECT id, received_at, kind, server_group, host, status, changed_files,
                     project_name, repo_name, server_type, environment, validation_status,
                     validation_message, commit_sha, branch, updated_by, last_pipeline_run,
-                    last_cron_check, drift_count, observed_at, client_addr, forwarded_for,
-                    user_agent, raw_body
+                    last_cron_check, drift_count, observed_at, principal, client_addr,
+                    forwarded_for, user_agent, raw_body, prev_hash, hash
              FROM reports WHERE 1 = 1",
         );
         if let Some(group) = &filter.server_group {

@@ -110,10 +110,13 @@ pub(super) struct ReportRow {
     pub last_cron_check: Option<String>,
     pub drift_count: Option<i64>,
     pub observed_at: String,
+    pub principal: Option<String>,
     pub client_addr: Option<String>,
     pub forwarded_for: Option<String>,
     pub user_agent: Option<String>,
     pub raw_body: String,
+    pub prev_hash: String,
+    pub hash: String,
 }
 
 impl TryFrom<ReportRow> for HistoryEntry {
@@ -156,10 +159,13 @@ impl TryFrom<ReportRow> for HistoryEntry {
             last_cron_check: optional_timestamp("last_cron_check", row.last_cron_check.as_deref())?,
             drift_count: row.drift_count,
             observed_at: timestamp("observed_at", &row.observed_at)?,
+            principal: row.principal,
             client_addr: row.client_addr,
             forwarded_for: row.forwarded_for,
             user_agent: row.user_agent,
             raw_body: row.raw_body,
+            prev_hash: row.prev_hash,
+            hash: row.hash,
         })
     }
 }

@@ -3,8 +3,9 @@
 
 use sqlx::SqliteConnection;
 
-use crate::domain::{Head, Heads, HostState, Report, Timestamp};
+use crate::domain::{chain, Head, Heads, HostState, Report, Timestamp};
 
+use super::chain::CANONICAL_VALUES;
 use super::read::fetch_host_state;
 use super::rows::timestamp;
 use super::{Store, StoreError};
@@ -12,6 +13,8 @@ use super::{Store, StoreError};
 /// What the server knows about the request besides the report itself.
 #[derive(Clone, Debug, Default)]
 pub struct RequestMeta {
+    /// The name of the token that authorised the write; None without tokens.
+    pub principal: Option<String>,
     pub client_addr: Option<String>,
     pub forwarded_for: Option<String>,
     pub user_agent: Option<String>,
@@ -60,7 +63,8 @@ impl Store {
         // Stamped under the writer lock, so received_at follows id order.
         let received_at = Timestamp::now();
         let observed_at = report.reported_at.unwrap_or(received_at);
-        let report_id = insert_report(&mut tx, report, meta, received_at, observed_at).await?;
+        let (report_id, hash) =
+            insert_report(&mut tx, report, meta, received_at, observed_at).await?;
 
         let new = Head {
             report_id,
@@ -117,6 +121,10 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("host {group}/{host} vanished")))?;
         tx.commit().await?;
+        // Published heads let an auditor detect a rewritten chain (see README, Security).
+        if self.chain_log_every > 0 && report_id % self.chain_log_every == 0 {
+            tracing::info!(id = report_id, hash = %hash, "audit chain head");
+        }
         Ok(Recorded {
             report_id,
             created,
@@ -170,13 +178,14 @@ async fn load_heads(
     Ok(Some((row.id, heads)))
 }
 
+/// Appends the report as the next link of the audit chain; returns its id and hash.
 async fn insert_report(
     conn: &mut SqliteConnection,
     report: &Report,
     meta: &RequestMeta,
     received_at: Timestamp,
     observed_at: Timestamp,
-) -> Result<i64, StoreError> {
+) -> Result<(i64, String), StoreError> {
     let kind = report.kind();
     let changed_files = report
         .changed_files()
@@ -197,16 +206,58 @@ async fn insert_report(
     let kind = kind.as_str();
     let group = report.server_group.as_str();
     let host = report.host.as_str();
-    let id = sqlx::query_scalar!(
+
+    // The chain's tip. Ids are given here, not by SQLite, because the hash covers the id; the
+    // writer lock makes this safe. sqlite_sequence remembers ids even after rows are deleted.
+    let (seq, tip): (Option<i64>, Option<String>) = sqlx::query_as(
+        "SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'reports'),
+                (SELECT hash FROM reports ORDER BY id DESC LIMIT 1)",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let id = seq.unwrap_or(0) + 1;
+    let prev_hash = tip.unwrap_or_else(|| chain::GENESIS.to_owned());
+    // SQLite renders the canonical text, exactly as `verify` and an auditor's sqlite3 will
+    // from the stored row.
+    let canonical: String = sqlx::query_scalar(sqlx::AssertSqlSafe(CANONICAL_VALUES))
+        .bind(id)
+        .bind(&received_at)
+        .bind(kind)
+        .bind(group)
+        .bind(host)
+        .bind(status)
+        .bind(&changed_files)
+        .bind(&d.project_name)
+        .bind(&d.repo_name)
+        .bind(&d.server_type)
+        .bind(&d.environment)
+        .bind(&d.validation_status)
+        .bind(&d.validation_message)
+        .bind(&d.commit_sha)
+        .bind(&d.branch)
+        .bind(&d.updated_by)
+        .bind(&last_pipeline_run)
+        .bind(&last_cron_check)
+        .bind(drift_count)
+        .bind(&observed_at)
+        .bind(&meta.principal)
+        .bind(&meta.client_addr)
+        .bind(&meta.forwarded_for)
+        .bind(&meta.user_agent)
+        .bind(&meta.raw_body)
+        .fetch_one(&mut *conn)
+        .await?;
+    let hash = chain::link(&prev_hash, &canonical);
+    sqlx::query!(
         r#"INSERT INTO reports (
-               received_at, kind, server_group, host, status, changed_files,
+               id, received_at, kind, server_group, host, status, changed_files,
                project_name, repo_name, server_type, environment,
                validation_status, validation_message, commit_sha, branch, updated_by,
                last_pipeline_run, last_cron_check, drift_count, observed_at,
-               client_addr, forwarded_for, user_agent, raw_body)
+               principal, client_addr, forwarded_for, user_agent, raw_body, prev_hash, hash)
            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                   ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)
-           RETURNING id AS "id!""#,
+                   ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"#,
+        id,
         received_at,
         kind,
         group,
@@ -226,12 +277,15 @@ async fn insert_report(
         last_cron_check,
         drift_count,
         observed_at,
+        meta.principal,
         meta.client_addr,
         meta.forwarded_for,
         meta.user_agent,
         meta.raw_body,
+        prev_hash,
+        hash,
     )
-    .fetch_one(&mut *conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(id)
+    Ok((id, hash))
 }

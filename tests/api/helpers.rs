@@ -31,9 +31,15 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_in(dir: TempDir) -> TestApp {
+    spawn_app_with(dir, |_| {}).await
+}
+
+/// Starts the server with settings adjusted by `configure` (tokens, limits, …).
+pub async fn spawn_app_with(dir: TempDir, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let db_path = dir.path().join("data").join("gitops-status.db");
     let mut settings = Settings::new("127.0.0.1:0".parse().unwrap(), db_path.clone());
     settings.workers = Some(2);
+    configure(&mut settings);
     let app = Application::build(&settings).await.expect("server starts");
     let address = app.address();
     tokio::spawn(app.run_until_stopped());
@@ -48,6 +54,27 @@ pub async fn spawn_app_in(dir: TempDir) -> TestApp {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.address, path)
+    }
+
+    /// POST with `Authorization: Bearer <token>`.
+    pub async fn post_as(&self, token: &str, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// GET with `Authorization: Bearer <token>`.
+    pub async fn get_as(&self, token: &str, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
@@ -339,4 +366,23 @@ pub mod db {
                 .expect("text query")
         }
     }
+}
+
+/// A token file in `dir` holding one fresh token per (name, scopes); returns its path and the
+/// tokens by name.
+pub fn token_file(
+    dir: &Path,
+    tokens: &[(&str, &[&str])],
+) -> (PathBuf, std::collections::HashMap<String, String>) {
+    let mut lines = vec!["# test tokens".to_owned()];
+    let mut secrets = std::collections::HashMap::new();
+    for (name, scopes) in tokens {
+        let token = gitops_status::auth::generate().unwrap();
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        lines.push(gitops_status::auth::file_line(name, &token, &scopes).unwrap());
+        secrets.insert(name.to_string(), token);
+    }
+    let path = dir.join("tokens");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    (path, secrets)
 }

@@ -5,7 +5,7 @@ use crate::helpers::{
 };
 
 /// The members of every history row.
-const HISTORY_FIELDS: [&str; 25] = [
+const HISTORY_FIELDS: [&str; 28] = [
     "id",
     "received_at",
     "kind",
@@ -27,11 +27,17 @@ const HISTORY_FIELDS: [&str; 25] = [
     "last_cron_check",
     "drift_count",
     "observed_at",
+    "principal",
     "client_addr",
     "forwarded_for",
     "user_agent",
     "raw_body",
+    "prev_hash",
+    "hash",
 ];
+
+/// A well-formed chain hash for rows written by hand.
+const PLACEHOLDER: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 fn ids(rows: &[Value]) -> Vec<i64> {
     rows.iter().map(|r| r["id"].as_i64().unwrap()).collect()
@@ -172,14 +178,15 @@ async fn host_history_is_the_same_for_one_host() {
 }
 
 /// Reports received an hour apart, written straight into the file so their received_at is
-/// known; returns their ids.
+/// known (their chain hashes are placeholders); returns their ids.
 async fn hourly_reports(app: &TestApp) -> Vec<i64> {
     let db = app.db();
     for hour in 10..15 {
         let sql = format!(
-            "INSERT INTO reports (received_at, kind, server_group, host, status, observed_at, raw_body)
+            "INSERT INTO reports (received_at, kind, server_group, host, status, observed_at,
+                                  raw_body, prev_hash, hash)
              VALUES ('2026-04-26T{hour}:00:00.000Z', 'pipeline', 'g', 'h', 'synced',
-                     '2026-04-26T{hour}:00:00.000Z', '{{}}')"
+                     '2026-04-26T{hour}:00:00.000Z', '{{}}', '{PLACEHOLDER}', '{PLACEHOLDER}')"
         );
         db.execute(&sql).await.unwrap();
     }

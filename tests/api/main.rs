@@ -1,6 +1,8 @@
 //! Black-box tests: every test talks HTTP to a real server on a free port, backed by a fresh
 //! SQLite file. All integration tests live in this one binary.
 
+mod auth;
+mod chain;
 mod concurrency;
 mod cron;
 mod errors;

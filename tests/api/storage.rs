@@ -37,6 +37,9 @@ async fn reports_are_append_only() {
     assert_eq!(db.scalar("SELECT count(*) FROM reports").await, 1);
 }
 
+/// A well-formed chain hash for rows written by hand.
+const PLACEHOLDER: &str = "'0000000000000000000000000000000000000000000000000000000000000000'";
+
 /// An INSERT of a valid pipeline row, with some columns replaced or added.
 fn insert(changes: &[(&str, &str)]) -> String {
     let mut columns = vec![
@@ -47,6 +50,8 @@ fn insert(changes: &[(&str, &str)]) -> String {
         "status",
         "observed_at",
         "raw_body",
+        "prev_hash",
+        "hash",
     ];
     let mut values = vec![
         "'2026-04-26T10:00:00.000Z'",
@@ -56,6 +61,8 @@ fn insert(changes: &[(&str, &str)]) -> String {
         "'synced'",
         "'2026-04-26T10:00:00.000Z'",
         "'{}'",
+        PLACEHOLDER,
+        PLACEHOLDER,
     ];
     for (column, value) in changes {
         match columns.iter().position(|c| c == column) {
@@ -87,6 +94,8 @@ async fn schema_refuses_values_the_api_would_refuse() {
         ("last_pipeline_run", "'2026-04-26 10:00'"),
         ("server_group", "'a b'"),
         ("status", "'green'"),
+        ("hash", "'ABC'"),
+        ("prev_hash", "'not hex'"),
         ("kind", "'cron'"),
     ] {
         let refused = match change.0 {

@@ -1,0 +1,129 @@
+//! Bearer authentication for the API: who is calling, and may they write this server_group or
+//! read. Without a token file everything is open, as in the seeds. Failures are logged with the
+//! client's address and, when known, the token's name; never with the token.
+
+use std::future::{ready, Ready};
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+
+use crate::auth::Token;
+use crate::domain::ServerGroup;
+
+use super::error::ApiError;
+use super::AppContext;
+
+/// The caller of a write endpoint: anyone (no token file) or the token it authenticated with.
+pub enum Caller {
+    Open,
+    Token { token: Token, client: String },
+}
+
+fn client_addr(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The bearer token of the request, if it sent one.
+fn bearer(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+fn context(req: &HttpRequest) -> Result<&web::Data<AppContext>, ApiError> {
+    req.app_data::<web::Data<AppContext>>().ok_or_else(|| {
+        ApiError::internal(std::io::Error::other("the application context is missing"))
+    })
+}
+
+/// Authenticates the request against the server's tokens, or 401. Open without a token file.
+fn authenticate(req: &HttpRequest, ctx: &AppContext) -> Result<Caller, ApiError> {
+    let Some(auth) = &ctx.auth else {
+        return Ok(Caller::Open);
+    };
+    let client = client_addr(req);
+    let Some(presented) = bearer(req) else {
+        tracing::warn!(client = %client, path = req.path(), "authentication failed: no bearer token");
+        return Err(ApiError::Unauthorized {
+            message: "this endpoint needs a bearer token (Authorization: Bearer <token>)".into(),
+            invalid_token: false,
+        });
+    };
+    match auth.tokens().authenticate(&presented) {
+        Some(token) => Ok(Caller::Token {
+            token: token.clone(),
+            client,
+        }),
+        None => {
+            tracing::warn!(client = %client, path = req.path(), "authentication failed: unknown token");
+            Err(ApiError::Unauthorized {
+                message: "the bearer token is not known".into(),
+                invalid_token: true,
+            })
+        }
+    }
+}
+
+impl Caller {
+    /// The principal to store with a report for `group` (the token's name), or 403.
+    pub fn authorize_write(&self, group: &ServerGroup) -> Result<Option<String>, ApiError> {
+        match self {
+            Caller::Open => Ok(None),
+            Caller::Token { token, .. } if token.may_write(group) => Ok(Some(token.name.clone())),
+            Caller::Token { token, client } => {
+                tracing::warn!(client = %client, token = %token.name, server_group = %group, "forbidden: no write scope for the group");
+                Err(ApiError::Forbidden {
+                    message: format!("token {} may not write server_group {group}", token.name),
+                    scope: format!("write:{group}"),
+                })
+            }
+        }
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Ready<Result<Caller, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(context(req).and_then(|ctx| authenticate(req, ctx)))
+    }
+}
+
+/// Permission to read: always, unless the server runs with --read-requires-token; then a
+/// token with the `read` or `admin` scope.
+pub struct Reader;
+
+impl FromRequest for Reader {
+    type Error = ApiError;
+    type Future = Ready<Result<Reader, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let check = |ctx: &web::Data<AppContext>| {
+            if !ctx.auth.as_ref().is_some_and(|a| a.read_requires_token) {
+                return Ok(Reader);
+            }
+            match authenticate(req, ctx)? {
+                Caller::Token { token, .. } if token.may_read() => Ok(Reader),
+                Caller::Token { token, client } => {
+                    tracing::warn!(client = %client, token = %token.name, "forbidden: no read scope");
+                    Err(ApiError::Forbidden {
+                        message: format!(
+                            "token {} may not read (it needs the read scope)",
+                            token.name
+                        ),
+                        scope: "read".into(),
+                    })
+                }
+                Caller::Open => Ok(Reader),
+            }
+        };
+        ready(context(req).and_then(check))
+    }
+}
