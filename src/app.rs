@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::KeepAlive;
 use actix_web::middleware::{from_fn, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
@@ -56,6 +57,7 @@ impl Application {
             store: store.clone(),
             auth: auth.clone(),
             max_future_skew: settings.max_future_skew,
+            body_timeout: settings.request_timeout,
         });
         let spec = openapi::spec();
         let routes = web::Data::new(RouteTable::from_spec(&spec));
@@ -82,6 +84,17 @@ impl Application {
                 .wrap(ErrorHandlers::new().default_handler(api::json_error_body))
                 .wrap(from_fn(api::log_request))
         })
+        // Slow or idle clients: the head must arrive within the request timeout (the body's
+        // own timeout is in api::body), idle keep-alive connections close, and each worker
+        // holds a bounded number of connections.
+        .client_request_timeout(settings.request_timeout)
+        .client_disconnect_timeout(Duration::from_secs(1))
+        .keep_alive(if settings.keep_alive.is_zero() {
+            KeepAlive::Disabled
+        } else {
+            KeepAlive::Timeout(settings.keep_alive)
+        })
+        .max_connections(settings.max_connections)
         .listen(listener)?
         .shutdown_timeout(settings.shutdown_timeout.as_secs())
         // Signals are ours: actix would stop abruptly on SIGINT; we drain on both.

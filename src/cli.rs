@@ -127,6 +127,33 @@ pub struct ServeArgs {
     )]
     pub tokens_poll_interval: u64,
 
+    /// Seconds a client may take to send a request's head, and again its body (then 408).
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_REQUEST_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 10
+    )]
+    pub request_timeout: u64,
+
+    /// Seconds an idle keep-alive connection stays open (0: no keep-alive).
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_KEEP_ALIVE",
+        value_name = "SECONDS",
+        default_value_t = 5
+    )]
+    pub keep_alive: u64,
+
+    /// Open connections per worker; beyond it new connections wait in the listen backlog.
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = 1024
+    )]
+    pub max_connections: usize,
+
     /// Log the audit chain's head (id and hash) every N reports, so it is published outside
     /// the database; 0 turns it off.
     #[arg(

@@ -26,6 +26,12 @@ pub struct Settings {
     pub read_requires_token: bool,
     /// How often to check the token file for changes; None: only on SIGHUP.
     pub tokens_poll_interval: Option<Duration>,
+    /// How long a client may take to send a request's head, and again its body.
+    pub request_timeout: Duration,
+    /// How long an idle keep-alive connection stays open.
+    pub keep_alive: Duration,
+    /// Open connections per worker before the server stops accepting more.
+    pub max_connections: usize,
 }
 
 impl Settings {
@@ -43,6 +49,9 @@ impl Settings {
             tokens: None,
             read_requires_token: false,
             tokens_poll_interval: Some(Duration::from_secs(30)),
+            request_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(5),
+            max_connections: 1024,
         }
     }
 }
@@ -85,6 +94,12 @@ impl TryFrom<ServeArgs> for Settings {
                  (--tokens / GITOPS_STATUS_TOKENS)"
             );
         }
+        if args.request_timeout == 0 {
+            bail!("--request-timeout / GITOPS_STATUS_REQUEST_TIMEOUT: must be at least 1 second");
+        }
+        if args.max_connections == 0 {
+            bail!("--max-connections / GITOPS_STATUS_MAX_CONNECTIONS: must be at least 1");
+        }
         if args.workers == Some(0) {
             bail!("--workers / GITOPS_STATUS_WORKERS: must be at least 1");
         }
@@ -101,6 +116,9 @@ impl TryFrom<ServeArgs> for Settings {
             read_requires_token: args.read_requires_token,
             tokens_poll_interval: (args.tokens_poll_interval > 0)
                 .then(|| Duration::from_secs(args.tokens_poll_interval)),
+            request_timeout: Duration::from_secs(args.request_timeout),
+            keep_alive: Duration::from_secs(args.keep_alive),
+            max_connections: args.max_connections,
         })
     }
 }

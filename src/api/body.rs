@@ -14,9 +14,13 @@ use serde_json::{Map, Value};
 use crate::domain::{ChangedFiles, Timestamp, MAX_TEXT_LEN};
 
 use super::error::{ApiError, FieldProblem};
+use super::AppContext;
 
 /// The largest request body accepted, in bytes (1 MiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// How long a body may take to arrive when no context says otherwise.
+const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A server group or host name: 1–128 letters, digits, `.`, `_` and `-`, but not `.` or `..`
 /// (names are URL path segments). The schema of what `ServerGroup::parse` accepts.
@@ -61,6 +65,43 @@ fn is_json(content_type: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+impl JsonObject {
+    /// Checks the Content-Type header's value: JSON, or 415.
+    pub fn check_content_type(content_type: Option<&str>) -> Result<(), ApiError> {
+        match content_type {
+            Some(ct) if is_json(ct) => Ok(()),
+            Some(ct) => Err(ApiError::UnsupportedMediaType(format!(
+                "Content-Type must be application/json, got {ct}"
+            ))),
+            None => Err(ApiError::UnsupportedMediaType(
+                "Content-Type must be application/json; the request has none \
+                 (curl: -H 'Content-Type: application/json')"
+                    .to_owned(),
+            )),
+        }
+    }
+
+    /// Parses a request body: UTF-8 JSON holding an object, or 400/422.
+    pub fn parse(bytes: &[u8]) -> Result<JsonObject, ApiError> {
+        let raw = String::from_utf8(bytes.to_vec())
+            .map_err(|_| ApiError::MalformedJson("the body is not UTF-8".to_owned()))?;
+        if raw.trim().is_empty() {
+            return Err(ApiError::MalformedJson(
+                "the body is empty; send a JSON object".to_owned(),
+            ));
+        }
+        let value: Value =
+            serde_json::from_str(&raw).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+        match value {
+            Value::Object(fields) => Ok(JsonObject { fields, raw }),
+            other => Err(ApiError::field(
+                "(body)",
+                format!("must be a JSON object, got {}", json_type(&other)),
+            )),
+        }
+    }
+}
+
 impl FromRequest for JsonObject {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
@@ -70,46 +111,26 @@ impl FromRequest for JsonObject {
             .headers()
             .get(header::CONTENT_TYPE)
             .map(|v| v.to_str().unwrap_or("(not text)").to_owned());
+        let timeout = req
+            .app_data::<web::Data<AppContext>>()
+            .map_or(DEFAULT_BODY_TIMEOUT, |ctx| ctx.body_timeout);
+        // Not polled before the content type is checked: a refused body is never read.
         let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
-            match content_type.as_deref() {
-                Some(ct) if is_json(ct) => {}
-                Some(ct) => {
-                    return Err(ApiError::UnsupportedMediaType(format!(
-                        "Content-Type must be application/json, got {ct}"
-                    )))
-                }
-                None => {
-                    return Err(ApiError::UnsupportedMediaType(
-                        "Content-Type must be application/json; the request has none (curl: -H 'Content-Type: application/json')"
-                            .to_owned(),
-                    ))
-                }
-            }
-            let bytes = body
+            JsonObject::check_content_type(content_type.as_deref())?;
+            // A client trickling its body must not hold a worker's attention forever.
+            let bytes = tokio::time::timeout(timeout, body)
                 .await
+                .map_err(|_| ApiError::RequestTimeout {
+                    seconds: timeout.as_secs(),
+                })?
                 .map_err(|err| match err.as_error::<PayloadError>() {
                     Some(PayloadError::Overflow) => ApiError::PayloadTooLarge {
                         limit: MAX_BODY_BYTES,
                     },
                     _ => ApiError::MalformedJson(format!("cannot read the request body: {err}")),
                 })?;
-            let raw = String::from_utf8(bytes.to_vec())
-                .map_err(|_| ApiError::MalformedJson("the body is not UTF-8".to_owned()))?;
-            if raw.trim().is_empty() {
-                return Err(ApiError::MalformedJson(
-                    "the body is empty; send a JSON object".to_owned(),
-                ));
-            }
-            let value: Value =
-                serde_json::from_str(&raw).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-            match value {
-                Value::Object(fields) => Ok(JsonObject { fields, raw }),
-                other => Err(ApiError::field(
-                    "(body)",
-                    format!("must be a JSON object, got {}", json_type(&other)),
-                )),
-            }
+            JsonObject::parse(&bytes)
         })
     }
 }

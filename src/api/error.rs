@@ -82,6 +82,9 @@ pub enum ApiError {
     },
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The body did not arrive within the request timeout (408).
+    #[error("the request body did not arrive within {seconds} s")]
+    RequestTimeout { seconds: u64 },
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// Well-formed, but fields are missing or invalid (422).
@@ -150,6 +153,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -248,6 +252,10 @@ pub mod examples {
         render(ApiError::MalformedJson(
             "expected `:` at line 1 column 16".to_owned(),
         ))
+    }
+
+    pub fn request_timeout() -> Value {
+        render(ApiError::RequestTimeout { seconds: 10 })
     }
 
     pub fn too_large() -> Value {
@@ -369,6 +377,11 @@ impl utoipa::IntoResponses for ReportErrors {
                 "403",
                 "The token has no write scope for this server_group; nothing was stored",
                 examples::forbidden(),
+            ),
+            (
+                "408",
+                "The body did not arrive within the request timeout",
+                examples::request_timeout(),
             ),
             ("413", "The body is larger than 1 MiB", examples::too_large()),
             ("415", "The Content-Type is not application/json", examples::media_type()),

@@ -35,6 +35,8 @@ pub struct AppContext {
     pub auth: Option<std::sync::Arc<crate::auth::Auth>>,
     /// How far after the server clock a client timestamp may lie.
     pub max_future_skew: time::Duration,
+    /// How long a request body may take to arrive (then 408).
+    pub body_timeout: std::time::Duration,
 }
 
 /// Registers every API handler (the spec is collected from this).

@@ -11,6 +11,7 @@ mod helpers;
 mod history;
 mod legacy;
 mod lifecycle;
+mod limits;
 mod openapi;
 mod ordering;
 mod pipeline;
