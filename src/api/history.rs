@@ -215,6 +215,23 @@ pub struct HistoryQuery {
     before: Option<String>,
 }
 
+#[cfg(test)]
+impl HistoryQuery {
+    /// kind, status, from, to, limit, offset, before, in that order.
+    pub(super) fn from_values(values: &[Option<String>]) -> Self {
+        let value = |i: usize| values.get(i).cloned().flatten();
+        HistoryQuery {
+            kind: value(0),
+            status: value(1),
+            from: value(2),
+            to: value(3),
+            limit: value(4),
+            offset: value(5),
+            before: value(6),
+        }
+    }
+}
+
 /// The `server_group` and `host` filters of `GET /history`.
 #[derive(Debug, Deserialize)]
 pub struct HostFilter {
@@ -251,7 +268,7 @@ where
 }
 
 /// The filter the query asks for; the caller adds server_group and host.
-fn filter(query: &HistoryQuery) -> Result<HistoryFilter, ApiError> {
+pub(super) fn filter(query: &HistoryQuery) -> Result<HistoryFilter, ApiError> {
     let mut problems = Vec::new();
     let p = &mut problems;
     let kind = param(p, "kind", non_empty(&query.kind), ReportKind::parse);

@@ -11,6 +11,8 @@ pub mod history;
 pub mod index;
 pub mod legacy;
 pub mod pipeline;
+#[cfg(test)]
+mod prop_tests;
 pub mod status;
 
 use std::time::Instant;
