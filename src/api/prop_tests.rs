@@ -202,13 +202,12 @@ proptest! {
 
     #[test]
     fn timestamps_parse_to_canonical_utc_or_are_refused(text in text()) {
-        for parsed in [Timestamp::parse_rfc3339(&text), Timestamp::parse_query(&text)] {
-            if let Ok(t) = parsed {
-                let canonical = t.to_string();
-                prop_assert_eq!(canonical.len(), 24);
-                prop_assert!(canonical.ends_with('Z'));
-                prop_assert_eq!(Timestamp::parse_rfc3339(&canonical), Ok(t));
-            }
+        let parsed = [Timestamp::parse_rfc3339(&text), Timestamp::parse_query(&text)];
+        for t in parsed.into_iter().flatten() {
+            let canonical = t.to_string();
+            prop_assert_eq!(canonical.len(), 24);
+            prop_assert!(canonical.ends_with('Z'));
+            prop_assert_eq!(Timestamp::parse_rfc3339(&canonical), Ok(t));
         }
     }
 
