@@ -107,6 +107,13 @@ CREATE TABLE hosts (
     UNIQUE (server_group, host)
 ) STRICT;
 
+-- One row the server rewrites to find out whether the database takes writes again after a
+-- write failed (disk full, read-only); /ready stays 503 until it does.
+CREATE TABLE writer_probe (
+    id                 INTEGER PRIMARY KEY CHECK (id = 1),
+    at                 TEXT    NOT NULL
+) STRICT;
+
 CREATE VIEW current_status AS
 SELECT
     p.project_name                                       AS project_name,

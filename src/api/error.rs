@@ -122,6 +122,10 @@ impl From<StoreError> for ApiError {
             StoreError::Timeout => {
                 ApiError::Unavailable("the database did not answer in time; retry later".to_owned())
             }
+            err @ StoreError::Unwritable { .. } => {
+                tracing::error!(error = %error_chain(&err), "write failed");
+                ApiError::Unavailable(format!("{err}; nothing was stored, retry later"))
+            }
             err @ StoreError::Busy(_) => {
                 tracing::warn!(error = %error_chain(&err), "database busy");
                 ApiError::Unavailable(

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::{Connection, SqlitePool};
 
 use crate::domain::{HostName, ServerGroup};
 
@@ -35,6 +35,13 @@ pub enum StoreError {
     /// Another connection (an operator's sqlite3, say) held a lock past the busy timeout.
     #[error("the database is locked by another connection")]
     Busy(#[source] sqlx::Error),
+    /// The file cannot be written: the disk is full, or the file or its folder is read-only.
+    #[error("the database cannot be written ({reason})")]
+    Unwritable {
+        reason: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("database error")]
     Database(#[source] sqlx::Error),
     #[error("stored data does not match the schema: {0}")]
@@ -43,16 +50,31 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
-        // SQLITE_BUSY (5) and SQLITE_LOCKED (6), in any extended form.
-        let busy = err
+        // SQLite's primary result code, whatever the extended one.
+        let code = err
             .as_database_error()
             .and_then(|e| e.code())
             .and_then(|code| code.parse::<i32>().ok())
-            .is_some_and(|code| matches!(code & 0xff, 5 | 6));
-        match err {
-            sqlx::Error::PoolTimedOut => StoreError::Timeout,
-            other if busy => StoreError::Busy(other),
-            other => StoreError::Database(other),
+            .map(|code| code & 0xff);
+        match (err, code) {
+            (sqlx::Error::PoolTimedOut, _) => StoreError::Timeout,
+            // SQLITE_BUSY, SQLITE_LOCKED
+            (other, Some(5 | 6)) => StoreError::Busy(other),
+            // SQLITE_FULL
+            (source, Some(13)) => StoreError::Unwritable {
+                reason: "the disk is full",
+                source,
+            },
+            // SQLITE_READONLY, SQLITE_IOERR, SQLITE_CANTOPEN
+            (source, Some(8)) => StoreError::Unwritable {
+                reason: "the file is read-only",
+                source,
+            },
+            (source, Some(10 | 14)) => StoreError::Unwritable {
+                reason: "a disk write failed",
+                source,
+            },
+            (other, _) => StoreError::Database(other),
         }
     }
 }
@@ -73,6 +95,9 @@ pub struct Store {
     readers: SqlitePool,
     path: PathBuf,
     chain_log_every: i64,
+    /// Why the last write failed, while the database does not take writes; None when the
+    /// last write (or probe) succeeded.
+    write_fault: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// Logs the durability settings the writer actually runs with (read back from SQLite, not
@@ -159,6 +184,7 @@ impl Store {
             readers,
             path: path.to_owned(),
             chain_log_every: i64::try_from(config.chain_log_every).unwrap_or(i64::MAX),
+            write_fault: Default::default(),
         })
     }
 
@@ -166,12 +192,61 @@ impl Store {
         &self.path
     }
 
-    /// Readiness: the schema answers a query through the read pool.
+    /// Readiness: the schema answers a query through the read pool, and the database takes
+    /// writes. After a write failed (disk full, read-only), a one-row probe write tells when
+    /// it takes them again, so readiness recovers without waiting for a client to write.
     pub async fn check(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1 FROM current_status LIMIT 1")
             .fetch_optional(&self.readers)
             .await?;
+        if self.write_fault().is_some() {
+            let at = crate::domain::Timestamp::now().to_string();
+            let mut conn = self.writer.acquire().await?;
+            let probe = async {
+                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+                sqlx::query!(
+                    "INSERT INTO writer_probe (id, at) VALUES (1, ?1)
+                     ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                    at
+                )
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await
+            };
+            let outcome = probe.await.map_err(StoreError::from);
+            if outcome.is_err() {
+                conn.close_on_drop();
+            }
+            self.note_write(outcome)?;
+        }
         Ok(())
+    }
+
+    /// Why writes currently fail, if they do.
+    pub fn write_fault(&self) -> Option<String> {
+        self.write_fault.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// Records the outcome of a write for readiness: an unwritable database sets the fault,
+    /// any success clears it.
+    fn note_write<T>(&self, outcome: Result<T, StoreError>) -> Result<T, StoreError> {
+        let fault = match &outcome {
+            Ok(_) => Some(None),
+            Err(err @ StoreError::Unwritable { .. }) => Some(Some(err.to_string())),
+            Err(_) => None,
+        };
+        if let (Some(fault), Ok(mut slot)) = (fault, self.write_fault.lock()) {
+            if *slot != fault {
+                match &fault {
+                    Some(reason) => {
+                        tracing::error!(reason = %reason, "writes fail; /ready answers 503")
+                    }
+                    None => tracing::info!("the database takes writes again"),
+                }
+                *slot = fault;
+            }
+        }
+        outcome
     }
 
     /// Waits for in-flight queries, then closes every connection. Closing the last connection

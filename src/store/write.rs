@@ -1,7 +1,7 @@
 //! The write path: one transaction per report appends it to `reports` and moves the host's
 //! facet pointers in `hosts` (see `domain::merge`), then reads the host's new current state.
 
-use sqlx::SqliteConnection;
+use sqlx::{Connection, SqliteConnection};
 
 use crate::domain::{chain, Head, Heads, HostState, Report, Timestamp};
 
@@ -46,9 +46,28 @@ impl Store {
         report: &Report,
         meta: &RequestMeta,
     ) -> Result<Recorded, StoreError> {
+        let mut conn = self.writer.acquire().await?;
+        let outcome = self.write_report(&mut conn, report, meta).await;
+        if outcome
+            .as_ref()
+            .is_err_and(|e| !matches!(e, StoreError::UnknownHost { .. }))
+        {
+            // A failed COMMIT (disk full) can leave the connection's idea of its transaction
+            // out of step with SQLite's; the next write gets a fresh connection.
+            conn.close_on_drop();
+        }
+        self.note_write(outcome)
+    }
+
+    async fn write_report(
+        &self,
+        conn: &mut SqliteConnection,
+        report: &Report,
+        meta: &RequestMeta,
+    ) -> Result<Recorded, StoreError> {
         // IMMEDIATE takes the write lock up front, so a writer outside this process (sqlite3)
         // makes us wait for busy_timeout instead of failing the transaction half-way.
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let group = report.server_group.as_str();
         let host = report.host.as_str();
 
