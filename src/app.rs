@@ -56,7 +56,6 @@ impl Application {
         let context = web::Data::new(AppContext {
             store: store.clone(),
             auth: auth.clone(),
-            max_future_skew: settings.max_future_skew,
             body_timeout: settings.request_timeout,
         });
         let spec = openapi::spec();

@@ -71,15 +71,6 @@ pub struct ServeArgs {
     #[arg(long, env = "GITOPS_STATUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Seconds a client timestamp may lie ahead of the server clock before the report is refused.
-    #[arg(
-        long,
-        env = "GITOPS_STATUS_MAX_FUTURE_SKEW",
-        value_name = "SECONDS",
-        default_value_t = 300
-    )]
-    pub max_future_skew: u32,
-
     /// Read-only database connections serving GET requests.
     #[arg(
         long,

@@ -14,7 +14,6 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub db: PathBuf,
     pub log_format: LogFormat,
-    pub max_future_skew: time::Duration,
     pub read_connections: u32,
     /// None: one per CPU.
     pub workers: Option<usize>,
@@ -41,7 +40,6 @@ impl Settings {
             listen,
             db,
             log_format: LogFormat::Text,
-            max_future_skew: time::Duration::seconds(300),
             read_connections: 4,
             workers: None,
             shutdown_timeout: Duration::from_secs(20),
@@ -107,7 +105,6 @@ impl TryFrom<ServeArgs> for Settings {
             listen,
             db: args.db,
             log_format: args.log_format,
-            max_future_skew: time::Duration::seconds(i64::from(args.max_future_skew)),
             read_connections: args.read_connections,
             workers: args.workers,
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout),

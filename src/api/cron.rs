@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use crate::domain::{HostName, Observation, Report, ServerGroup, Status};
 
 use super::auth::Caller;
-use super::body::{string_entry, Fields, FilePath, JsonObject, Name, StatusInput};
+use super::body::{string_entry, Fields, FilePath, GroupName, JsonObject, Name, StatusInput};
 use super::error::{ApiError, ErrorBody, ReportErrors};
 use super::status::{accepted, ReportAccepted};
 use super::{request_meta, AppContext};
@@ -24,7 +24,7 @@ use super::{request_meta, AppContext};
 }))]
 pub struct CronReportBody {
     /// The host's group; the host must exist already.
-    server_group: Name,
+    server_group: GroupName,
     host: Name,
     /// The drift status found: synced, out_of_sync, failed or unknown, in any case. Left out,
     /// the status is not changed.
@@ -32,17 +32,14 @@ pub struct CronReportBody {
     /// Files that drifted. Left out with a status, it means none.
     #[schema(max_items = 10000)]
     changed_files: Option<Vec<FilePath>>,
-    /// When the check ran: RFC 3339 with a time zone, at most the allowed clock skew ahead of
-    /// the server. Left out, the server's time is used.
+    /// When the check ran: RFC 3339 with a time zone. Left out, the server's time is used; a
+    /// time ahead of the server clock counts as the time the report arrived.
     #[schema(format = DateTime)]
     last_cron_check: Option<String>,
 }
 
-pub(super) fn parse(
-    body: &JsonObject,
-    max_future_skew: time::Duration,
-) -> Result<Report, ApiError> {
-    let mut f = Fields::new(&body.fields, max_future_skew);
+pub(super) fn parse(body: &JsonObject) -> Result<Report, ApiError> {
+    let mut f = Fields::new(&body.fields);
     let server_group = f.required("server_group", ServerGroup::parse);
     let host = f.required("host", HostName::parse);
     let status = f.optional("status", Status::parse);
@@ -87,7 +84,7 @@ pub async fn post_cron(
     caller: Caller,
     body: JsonObject,
 ) -> Result<HttpResponse, ApiError> {
-    let report = parse(&body, ctx.max_future_skew)?;
+    let report = parse(&body)?;
     let principal = caller.authorize_write(&report.server_group)?;
     let recorded = ctx
         .store

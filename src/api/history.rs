@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::domain::{HistoryEntry, HistoryFilter, ReportKind, Status, Timestamp};
 
 use super::auth::Reader;
+use super::body::{GroupName, Name};
 use super::error::{ApiError, ErrorBody, FieldProblem, ReadAuthErrors};
 use super::status::{parse_group, parse_host, SyncStatus};
 use super::{both, non_empty, AppContext};
@@ -192,27 +193,81 @@ impl TryFrom<HistoryEntry> for HistoryRow {
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Only reports that came through this endpoint.
-    #[param(value_type = Option<String>, pattern = "^(pipeline|cron|legacy)$")]
+    #[param(value_type = Option<String>, pattern = "^(pipeline|cron|legacy)?$")]
     kind: Option<String>,
     /// Only reports with this status (v1 or v2 spelling, any case).
-    #[param(value_type = Option<String>)]
+    #[param(
+        value_type = Option<String>,
+        pattern = "^([sS][yY][nN][cC][eE][dD]|[oO][uU][tT]_[oO][fF]_[sS][yY][nN][cC]|[fF][aA][iI][lL][eE][dD]|[uU][nN][kK][nN][oO][wW][nN])?$"
+    )]
     status: Option<String>,
     /// Only reports received at or after this instant: RFC 3339 (URL-encode a `+` offset as
     /// `%2B`), or milliseconds since the epoch as Grafana's `${__timeFrom}` sends.
-    #[param(value_type = Option<String>, example = "2026-04-26T00:00:00Z")]
+    #[param(schema_with = instant_schema, example = "2026-04-26T00:00:00Z")]
     from: Option<String>,
-    /// Only reports received at or before this instant (same forms as `from`).
-    #[param(value_type = Option<String>, example = "1777248000000")]
+    /// Only reports received at or before this instant (same forms as `from`). A `to` before
+    /// `from` selects nothing.
+    #[param(schema_with = instant_schema, example = "1777248000000")]
     to: Option<String>,
     /// Rows per page, 1–1000 (default 100).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    #[param(schema_with = limit_schema)]
     limit: Option<String>,
     /// Rows to skip (offset paging, as Grafana Infinity does it). Past the end: [].
-    #[param(value_type = Option<u64>, minimum = 0)]
+    #[param(schema_with = offset_schema)]
     offset: Option<String>,
     /// Only reports with an id below this one (keyset paging: pass the last id you got).
-    #[param(value_type = Option<i64>, minimum = 1)]
+    #[param(schema_with = before_schema)]
     before: Option<String>,
+}
+
+/// A whole number in `minimum..=maximum`, or empty (the same as leaving it out).
+fn whole_or_empty(minimum: i64, maximum: Option<i64>) -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+    AnyOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(utoipa::openapi::schema::SchemaFormat::KnownFormat(
+                    utoipa::openapi::schema::KnownFormat::Int64,
+                )))
+                .minimum(Some(minimum))
+                .maximum(maximum),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(0)),
+        )
+        .into()
+}
+
+fn limit_schema() -> utoipa::openapi::schema::Schema {
+    whole_or_empty(1, Some(i64::from(MAX_LIMIT)))
+}
+
+fn offset_schema() -> utoipa::openapi::schema::Schema {
+    whole_or_empty(0, Some(i64::MAX))
+}
+
+fn before_schema() -> utoipa::openapi::schema::Schema {
+    whole_or_empty(1, Some(i64::MAX))
+}
+
+/// An instant in a query: RFC 3339, or epoch milliseconds (up to 13 digits, the year 2286).
+fn instant_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    AnyOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[0-9]{0,13}$")),
+        )
+        .into()
 }
 
 #[cfg(test)]
@@ -285,7 +340,10 @@ pub(super) fn filter(query: &HistoryQuery) -> Result<HistoryFilter, ApiError> {
         p,
         "offset",
         non_empty(&query.offset),
-        whole(0.., "a whole number from 0"),
+        whole(
+            0..=9_223_372_036_854_775_807_u64,
+            "a whole number from 0 to 9223372036854775807",
+        ),
     );
     let before = param(
         p,
@@ -293,14 +351,6 @@ pub(super) fn filter(query: &HistoryQuery) -> Result<HistoryFilter, ApiError> {
         non_empty(&query.before),
         whole(1.., "a report id (a whole number from 1)"),
     );
-    if let (Some(from), Some(to)) = (from, to) {
-        if from > to {
-            problems.push(FieldProblem::new(
-                "from",
-                format!("lies after to ({from} > {to})"),
-            ));
-        }
-    }
     if !problems.is_empty() {
         return Err(ApiError::Unprocessable(problems));
     }
@@ -334,8 +384,10 @@ async fn respond(ctx: &AppContext, filter: HistoryFilter) -> Result<HttpResponse
     security((), ("bearer" = ["read"])),
     tag = "history",
     params(
-        ("server_group" = Option<String>, Query, description = "Only this server group (empty: all)"),
-        ("host" = Option<String>, Query, description = "Only this host name (empty: all)"),
+        ("server_group" = Option<String>, Query, description = "Only this server group (empty: all)",
+         pattern = r"^$|^(?!(\.{1,2}|pipeline|cron)$)[A-Za-z0-9._-]{1,128}$"),
+        ("host" = Option<String>, Query, description = "Only this host name (empty: all)",
+         pattern = r"^$|^(?!\.{1,2}$)[A-Za-z0-9._-]{1,128}$"),
         HistoryQuery,
     ),
     responses(
@@ -374,8 +426,8 @@ pub async fn history(
     security((), ("bearer" = ["read"])),
     tag = "history",
     params(
-        ("server_group" = String, Path, example = "rsyslog-prod"),
-        ("host" = String, Path, example = "rsyslog-01"),
+        ("server_group" = GroupName, Path, example = "rsyslog-prod"),
+        ("host" = Name, Path, example = "rsyslog-01"),
         HistoryQuery,
     ),
     responses(

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::domain::{HostName, HostState, Observation, Report, ServerGroup, Status};
 
 use super::auth::{Caller, Reader};
-use super::body::{json_type, Fields, FilePath, JsonObject, Name, StatusInput};
+use super::body::{json_type, Fields, FilePath, GroupName, JsonObject, Name, StatusInput};
 use super::error::{ApiError, ErrorBody, ReadAuthErrors, ReportErrors};
 use super::status::outcome;
 use super::{both, non_empty, request_meta, AppContext};
@@ -65,7 +65,7 @@ pub enum V1FileEntry {
 }))]
 pub struct V1StatusBody {
     /// Repository name; stored as the server_group.
-    repo: Name,
+    repo: GroupName,
     /// Server name; stored as the host.
     server: Name,
     /// SYNCED, OUT_OF_SYNC, UNKNOWN (or FAILED), in any case.
@@ -77,8 +77,8 @@ pub struct V1StatusBody {
     /// Drifted files, as objects or strings.
     #[schema(max_items = 10000)]
     files: Option<Vec<V1FileEntry>>,
-    /// When the drift check ran: RFC 3339 with a time zone, at most the allowed clock skew
-    /// ahead of the server. Left out, the server's time is used.
+    /// When the drift check ran: RFC 3339 with a time zone. Left out, the server's time is
+    /// used; a time ahead of the server clock counts as the time the report arrived.
     #[schema(format = DateTime)]
     last_check: Option<String>,
 }
@@ -172,11 +172,8 @@ fn file_entry(item: &Value) -> Result<String, (Option<&'static str>, String)> {
     }
 }
 
-pub(super) fn parse(
-    body: &JsonObject,
-    max_future_skew: time::Duration,
-) -> Result<Report, ApiError> {
-    let mut f = Fields::new(&body.fields, max_future_skew);
+pub(super) fn parse(body: &JsonObject) -> Result<Report, ApiError> {
+    let mut f = Fields::new(&body.fields);
     let server_group = f.required("repo", ServerGroup::parse);
     let host = f.required("server", HostName::parse);
     let status = f.required("sync_status", Status::parse);
@@ -221,7 +218,7 @@ pub async fn post_v1_status(
     caller: Caller,
     body: JsonObject,
 ) -> Result<HttpResponse, ApiError> {
-    let report = parse(&body, ctx.max_future_skew)?;
+    let report = parse(&body)?;
     let principal = caller.authorize_write(&report.server_group)?;
     let recorded = ctx
         .store
@@ -239,16 +236,18 @@ pub async fn post_v1_status(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct V1Query {
-    /// The host's group (v1 repo). Give it together with `server`.
+    /// The host's group (v1 repo).
+    #[param(pattern = r"^$|^(?!(\.{1,2}|pipeline|cron)$)[A-Za-z0-9._-]{1,128}$")]
     repo: Option<String>,
-    /// The host (v1 server). Give it together with `repo`.
+    /// The host (v1 server).
+    #[param(pattern = r"^$|^(?!\.{1,2}$)[A-Za-z0-9._-]{1,128}$")]
     server: Option<String>,
 }
 
 /// The v1 status object of one host.
 ///
-/// Without parameters: the host that received the most recent v1 report. With `repo` and
-/// `server`: that host, whichever API reported it.
+/// With `repo` and `server`: that host, whichever API reported it. Otherwise the host that
+/// received the most recent v1 report (in that `repo`, or named `server`, when one is given).
 #[utoipa::path(
     security((), ("bearer" = ["read"])),
     tag = "v1",
@@ -256,8 +255,8 @@ pub struct V1Query {
     responses(
         ReadAuthErrors,
         (status = 200, description = "The host's state as a v1 object", body = V1Status),
-        (status = 404, description = "No such host, or no v1 report yet", body = ErrorBody, example = super::error::examples::host_not_found),
-        (status = 422, description = "Invalid or incomplete parameters", body = ErrorBody, example = super::error::examples::invalid_name),
+        (status = 404, description = "No such host, or no matching v1 report yet", body = ErrorBody, example = super::error::examples::host_not_found),
+        (status = 422, description = "A name is not valid", body = ErrorBody, example = super::error::examples::invalid_name),
         (status = 500, description = "Database failure", body = ErrorBody, example = super::error::examples::internal),
     )
 )]
@@ -267,24 +266,27 @@ pub async fn get_v1_status(
     _reader: Reader,
     query: web::Query<V1Query>,
 ) -> Result<HttpResponse, ApiError> {
-    let state = match (non_empty(&query.repo), non_empty(&query.server)) {
-        (None, None) => {
-            ctx.store.latest_legacy_host().await?.ok_or_else(|| {
-                ApiError::NotFound("no v1 report has been received yet".to_owned())
-            })?
-        }
-        (Some(repo), Some(server)) => {
-            let (group, host) = both(
-                ServerGroup::parse(repo).map_err(|p| ApiError::field("repo", p)),
-                HostName::parse(server).map_err(|p| ApiError::field("server", p)),
-            )?;
-            ctx.store
-                .host_state(&group, &host)
-                .await?
-                .ok_or_else(|| ApiError::NotFound(format!("no host {group}/{host}")))?
-        }
-        (Some(_), None) => return Err(ApiError::field("server", "is required when repo is given")),
-        (None, Some(_)) => return Err(ApiError::field("repo", "is required when server is given")),
+    let (group, host) = both(
+        non_empty(&query.repo)
+            .map(|repo| ServerGroup::parse(repo).map_err(|p| ApiError::field("repo", p)))
+            .transpose(),
+        non_empty(&query.server)
+            .map(|server| HostName::parse(server).map_err(|p| ApiError::field("server", p)))
+            .transpose(),
+    )?;
+    let state = match (&group, &host) {
+        (Some(group), Some(host)) => ctx
+            .store
+            .host_state(group, host)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no host {group}/{host}")))?,
+        _ => ctx
+            .store
+            .latest_legacy_host(group.as_ref(), host.as_ref())
+            .await?
+            .ok_or_else(|| {
+                ApiError::NotFound("no matching v1 report has been received".to_owned())
+            })?,
     };
     Ok(HttpResponse::Ok().json(V1Status::from(state)))
 }

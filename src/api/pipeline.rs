@@ -9,7 +9,7 @@ use crate::domain::{
 };
 
 use super::auth::Caller;
-use super::body::{string_entry, Fields, FilePath, JsonObject, Name, StatusInput};
+use super::body::{string_entry, Fields, FilePath, GroupName, JsonObject, Name, StatusInput};
 use super::error::{ApiError, ReportErrors};
 use super::status::{accepted, ReportAccepted};
 use super::{request_meta, AppContext};
@@ -42,7 +42,7 @@ pub struct PipelineReportBody {
     #[schema(max_length = 256)]
     repo_name: Option<String>,
     /// Logical group, e.g. `rsyslog-prod`: 1–128 letters, digits, `.`, `_`, `-`.
-    server_group: Name,
+    server_group: GroupName,
     /// Type of server: rsyslog, splunk, nginx, …
     #[schema(max_length = 256)]
     server_type: Option<String>,
@@ -72,17 +72,14 @@ pub struct PipelineReportBody {
     /// Who or what triggered the update: woodpecker, jenkins, …
     #[schema(max_length = 256)]
     updated_by: Option<String>,
-    /// When the pipeline ran: RFC 3339 with a time zone, at most the allowed clock skew ahead
-    /// of the server. Left out, the server's time is used.
+    /// When the pipeline ran: RFC 3339 with a time zone. Left out, the server's time is used;
+    /// a time ahead of the server clock counts as the time the report arrived.
     #[schema(format = DateTime)]
     last_pipeline_run: Option<String>,
 }
 
-pub(super) fn parse(
-    body: &JsonObject,
-    max_future_skew: time::Duration,
-) -> Result<Report, ApiError> {
-    let mut f = Fields::new(&body.fields, max_future_skew);
+pub(super) fn parse(body: &JsonObject) -> Result<Report, ApiError> {
+    let mut f = Fields::new(&body.fields);
     let server_group = f.required("server_group", ServerGroup::parse);
     let host = f.required("host", HostName::parse);
     let status = f.required("status", Status::parse);
@@ -139,7 +136,7 @@ pub async fn post_pipeline(
     caller: Caller,
     body: JsonObject,
 ) -> Result<HttpResponse, ApiError> {
-    let report = parse(&body, ctx.max_future_skew)?;
+    let report = parse(&body)?;
     let principal = caller.authorize_write(&report.server_group)?;
     let recorded = ctx
         .store

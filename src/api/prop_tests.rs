@@ -171,10 +171,9 @@ proptest! {
     #[test]
     fn any_bytes_parse_without_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         if let Ok(body) = JsonObject::parse(&bytes) {
-            let skew = time::Duration::minutes(5);
-            let _ = pipeline::parse(&body, skew);
-            let _ = cron::parse(&body, skew);
-            let _ = legacy::parse(&body, skew);
+            let _ = pipeline::parse(&body);
+            let _ = cron::parse(&body);
+            let _ = legacy::parse(&body);
         }
     }
 
@@ -193,11 +192,10 @@ proptest! {
 
     #[test]
     fn reports_are_accepted_only_when_valid(fields in report_object()) {
-        let skew = time::Duration::minutes(5);
         let body = object(fields.clone());
-        check_outcome(&fields, pipeline::parse(&body, skew), "server_group", "host")?;
-        check_outcome(&fields, cron::parse(&body, skew), "server_group", "host")?;
-        check_outcome(&fields, legacy::parse(&body, skew), "repo", "server")?;
+        check_outcome(&fields, pipeline::parse(&body), "server_group", "host")?;
+        check_outcome(&fields, cron::parse(&body), "server_group", "host")?;
+        check_outcome(&fields, legacy::parse(&body), "repo", "server")?;
     }
 
     #[test]

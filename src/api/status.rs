@@ -10,6 +10,7 @@ use crate::domain::{HostName, HostState, ServerGroup, Status};
 use crate::store::Recorded;
 
 use super::auth::Reader;
+use super::body::{GroupName, Name};
 use super::error::{ApiError, ErrorBody, ReadAuthErrors};
 use super::AppContext;
 
@@ -160,6 +161,18 @@ pub struct ReportAccepted {
 
 /// What an accepted report did, for the `message` of the answer.
 pub(super) fn outcome(recorded: &Recorded) -> String {
+    let message = outcome_of_merge(recorded);
+    if recorded.ahead_of_clock {
+        format!(
+            "{message} (its time lies ahead of the server clock, so it counts as the time it \
+             arrived; check the client's clock)"
+        )
+    } else {
+        message
+    }
+}
+
+fn outcome_of_merge(recorded: &Recorded) -> String {
     if !recorded.changed {
         "Report recorded in history; the host already holds newer observations, so its \
          state was not changed"
@@ -241,6 +254,15 @@ pub async fn list_status_json(
     all_hosts(&ctx).await
 }
 
+/// `/status/pipeline` and `/status/cron` are endpoints, not groups: a GET there is not routed
+/// to the group listing (it gets 405 with `Allow: POST`).
+fn not_an_endpoint(ctx: &actix_web::guard::GuardContext) -> bool {
+    let path = ctx.head().uri.path();
+    !crate::domain::RESERVED_GROUPS
+        .iter()
+        .any(|name| path.strip_prefix("/status/") == Some(name))
+}
+
 /// The current state of every host in one server group.
 ///
 /// A group nobody has reported is not an error: the answer is 200 with an empty array, so a
@@ -248,7 +270,7 @@ pub async fn list_status_json(
 #[utoipa::path(
     security((), ("bearer" = ["read"])),
     tag = "status",
-    params(("server_group" = String, Path, description = "e.g. rsyslog-prod", example = "rsyslog-prod")),
+    params(("server_group" = GroupName, Path, description = "e.g. rsyslog-prod", example = "rsyslog-prod")),
     responses(
         ReadAuthErrors,
         (status = 200, description = "The group's hosts; [] for an unknown group", body = Vec<HostStatus>),
@@ -256,7 +278,7 @@ pub async fn list_status_json(
         (status = 500, description = "Database failure", body = ErrorBody, example = super::error::examples::internal),
     )
 )]
-#[get("/status/{server_group}")]
+#[get("/status/{server_group}", guard = "not_an_endpoint")]
 pub async fn group_status(
     ctx: web::Data<AppContext>,
     _reader: Reader,
@@ -273,8 +295,8 @@ pub async fn group_status(
     security((), ("bearer" = ["read"])),
     tag = "status",
     params(
-        ("server_group" = String, Path, description = "e.g. rsyslog-prod", example = "rsyslog-prod"),
-        ("host" = String, Path, description = "e.g. rsyslog-01", example = "rsyslog-01"),
+        ("server_group" = GroupName, Path, description = "e.g. rsyslog-prod", example = "rsyslog-prod"),
+        ("host" = Name, Path, description = "e.g. rsyslog-01", example = "rsyslog-01"),
     ),
     responses(
         ReadAuthErrors,

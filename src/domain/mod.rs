@@ -9,7 +9,7 @@ mod status;
 mod timestamp;
 
 pub use merge::{Facets, Head, Heads};
-pub use names::{HostName, ServerGroup, MAX_NAME_LEN};
+pub use names::{HostName, ServerGroup, MAX_NAME_LEN, RESERVED_GROUPS};
 pub use report::{
     ChangedFiles, Deployment, HistoryEntry, HistoryFilter, HostState, Observation, Report,
     MAX_CHANGED_FILES, MAX_MESSAGE_LEN, MAX_PATH_LEN, MAX_TEXT_LEN,

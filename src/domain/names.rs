@@ -6,6 +6,9 @@ use std::fmt;
 /// The longest server group or host name accepted.
 pub const MAX_NAME_LEN: usize = 128;
 
+/// Server groups that would collide with the endpoints `/status/pipeline` and `/status/cron`.
+pub const RESERVED_GROUPS: [&str; 2] = ["pipeline", "cron"];
+
 fn check_name(value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err("must not be empty".into());
@@ -28,7 +31,7 @@ fn check_name(value: &str) -> Result<(), String> {
 }
 
 macro_rules! name_type {
-    ($(#[$doc:meta])* $name:ident) => {
+    ($(#[$doc:meta])* $name:ident, $check:expr) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name(String);
@@ -36,7 +39,8 @@ macro_rules! name_type {
         impl $name {
             /// Validates and wraps; the error says what is wrong with the value.
             pub fn parse(value: &str) -> Result<Self, String> {
-                check_name(value).map(|()| Self(value.to_owned()))
+                let check: fn(&str) -> Result<(), String> = $check;
+                check(value).map(|()| Self(value.to_owned()))
             }
 
             pub fn as_str(&self) -> &str {
@@ -54,11 +58,21 @@ macro_rules! name_type {
 
 name_type!(
     /// A logical group of hosts, e.g. `rsyslog-prod` (the v1 `repo`).
-    ServerGroup
+    ServerGroup,
+    |value| {
+        check_name(value)?;
+        if RESERVED_GROUPS.contains(&value) {
+            return Err(format!(
+                "{value:?} is reserved: /status/{value} is an endpoint, not a group"
+            ));
+        }
+        Ok(())
+    }
 );
 name_type!(
     /// A host inside a server group, e.g. `rsyslog-01` (the v1 `server`).
-    HostName
+    HostName,
+    check_name
 );
 
 #[cfg(test)]
@@ -90,5 +104,16 @@ mod tests {
         assert!(HostName::parse("a/b").is_err());
         assert!(HostName::parse("..").is_err());
         assert!(HostName::parse("é").is_err());
+    }
+
+    #[test]
+    fn endpoint_names_are_not_groups() {
+        assert!(ServerGroup::parse("cron").unwrap_err().contains("reserved"));
+        assert!(ServerGroup::parse("pipeline").is_err());
+        assert!(ServerGroup::parse("crons").is_ok());
+        assert!(
+            HostName::parse("cron").is_ok(),
+            "hosts may be called anything"
+        );
     }
 }

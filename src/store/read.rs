@@ -68,12 +68,23 @@ impl Store {
         fetch_host_state(&self.readers, group.as_str(), host.as_str()).await
     }
 
-    /// The host that received the most recent v1 report, None before the first one.
+    /// The host that received the most recent v1 report (in `group`, or with name `host`,
+    /// when given); None when there is none.
     #[tracing::instrument(skip_all)]
-    pub async fn latest_legacy_host(&self) -> Result<Option<HostState>, StoreError> {
+    pub async fn latest_legacy_host(
+        &self,
+        group: Option<&ServerGroup>,
+        host: Option<&HostName>,
+    ) -> Result<Option<HostState>, StoreError> {
         let mut conn = self.readers.acquire().await?;
+        let group = group.map(ServerGroup::as_str);
+        let host = host.map(HostName::as_str);
         let key = sqlx::query!(
-            "SELECT server_group, host FROM reports WHERE kind = 'legacy' ORDER BY id DESC LIMIT 1"
+            "SELECT server_group, host FROM reports
+             WHERE kind = 'legacy' AND (?1 IS NULL OR server_group = ?1) AND (?2 IS NULL OR host = ?2)
+             ORDER BY id DESC LIMIT 1",
+            group,
+            host
         )
         .fetch_optional(&mut *conn)
         .await?;

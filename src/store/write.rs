@@ -34,6 +34,8 @@ pub struct Recorded {
     /// Parts the report carried but did not move, because the host already held a newer
     /// observation there (`status`, `changed_files`, `deployment`, `last_cron_check`).
     pub kept_newer: Vec<&'static str>,
+    /// The report's own time lay ahead of the server clock; it was ordered as of its arrival.
+    pub ahead_of_clock: bool,
     pub state: HostState,
 }
 
@@ -81,7 +83,17 @@ impl Store {
 
         // Stamped under the writer lock, so received_at follows id order.
         let received_at = Timestamp::now();
-        let observed_at = report.reported_at.unwrap_or(received_at);
+        // A report cannot have been observed after it arrived: a time ahead of the server clock
+        // (a skewed client) orders as the arrival, so it cannot pin the host's state. The
+        // client's time stays in its column and in raw_body.
+        let observed_at = match report.reported_at {
+            Some(at) if at <= received_at => at,
+            _ => received_at,
+        };
+        let ahead_of_clock = report.reported_at.is_some_and(|at| at > received_at);
+        if ahead_of_clock {
+            tracing::warn!(client = ?meta.client_addr, "a report's own time lies ahead of the server clock; ordered by its arrival");
+        }
         let (report_id, hash) =
             insert_report(&mut tx, report, meta, received_at, observed_at).await?;
 
@@ -149,6 +161,7 @@ impl Store {
             created,
             changed: after != before,
             kept_newer,
+            ahead_of_clock,
             state,
         })
     }

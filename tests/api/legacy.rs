@@ -129,8 +129,16 @@ async fn v1_get_shows_the_most_recently_reported_v1_host_or_the_one_asked_for() 
     assert_eq!(v2["last_check"], "2026-04-26T10:30:00.000Z");
 
     expect_error(app.get("/api/status?repo=rsyslog&server=nope").await, 404).await;
-    let details = expect_error(app.get("/api/status?repo=rsyslog").await, 422).await;
-    assert_eq!(details[0].0, "server");
+    // One of them narrows the most recent v1 host.
+    assert_eq!(
+        app.get_json("/api/status?repo=rsyslog").await["server"],
+        "rsyslog-b"
+    );
+    let by_server = app.get_json("/api/status?server=rsyslog-a").await;
+    assert_eq!(by_server["server"], "rsyslog-a");
+    expect_error(app.get("/api/status?repo=nginx").await, 404).await;
+    let details = expect_error(app.get("/api/status?repo=a%20b").await, 422).await;
+    assert_eq!(details[0].0, "repo");
 }
 
 #[tokio::test]

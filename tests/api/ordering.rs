@@ -270,3 +270,50 @@ async fn partly_late_report_says_which_parts_kept_newer_observations() {
         "Status updated; newer observations were kept for: status, changed_files"
     );
 }
+
+#[tokio::test]
+async fn a_time_ahead_of_the_server_clock_counts_as_the_arrival_and_pins_nothing() {
+    let app = spawn_app().await;
+    expect(
+        app.pipeline(pipeline_at("g", "h", "synced", "2026-04-26T10:00:00Z"))
+            .await,
+        201,
+    )
+    .await;
+
+    // A cron job on a host whose clock runs decades ahead.
+    let skewed = expect(
+        app.cron(cron_at(
+            "g",
+            "h",
+            "out_of_sync",
+            &["/a"],
+            "2099-01-01T00:00:00Z",
+        ))
+        .await,
+        200,
+    )
+    .await;
+    assert!(
+        skewed["message"]
+            .as_str()
+            .unwrap()
+            .contains("ahead of the server clock"),
+        "{skewed}"
+    );
+    let row = &app.history("").await[0];
+    assert_eq!(
+        row["last_cron_check"], "2099-01-01T00:00:00.000Z",
+        "kept as sent"
+    );
+    assert_eq!(
+        row["observed_at"], row["received_at"],
+        "ordered as of its arrival"
+    );
+    assert_eq!(skewed["status"]["last_cron_check"], row["received_at"]);
+
+    // A report from a correct clock moves the state again.
+    let fixed = json!({"server_group": "g", "host": "h", "status": "synced", "changed_files": []});
+    expect(app.cron(fixed).await, 200).await;
+    assert_eq!(app.host("g", "h").await["status"], "synced");
+}
