@@ -60,8 +60,10 @@ async fn verify(db: &std::path::Path) -> anyhow::Result<ExitCode> {
         } => {
             match (first_id, head) {
                 (Some(first), Some(head)) => println!(
-                    "verified {rows} rows (ids {first}..{}); chain head {}",
-                    head.id, head.hash
+                    "verified {rows} {} (ids {first}..{}); chain head {}",
+                    if rows == 1 { "row" } else { "rows" },
+                    head.id,
+                    head.hash
                 ),
                 _ => println!("verified 0 rows (the history is empty)"),
             }

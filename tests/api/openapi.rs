@@ -100,6 +100,32 @@ fn every_endpoint_is_documented_with_json_errors() {
             }
         }
     }
+    // Writes need a bearer token; reads may send one (needed with --read-requires-token).
+    let scheme = &spec["components"]["securitySchemes"]["bearer"];
+    assert_eq!(
+        (scheme["type"].as_str(), scheme["scheme"].as_str()),
+        (Some("http"), Some("bearer"))
+    );
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            let security = &operation["security"];
+            match (method.as_str(), path.as_str()) {
+                ("post", _) => assert!(
+                    security[0]["bearer"][0]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("write:"),
+                    "{method} {path}: {security}"
+                ),
+                ("get", "/" | "/health" | "/ready") => assert!(security.is_null(), "{path}"),
+                _ => assert_eq!(
+                    security,
+                    &serde_json::json!([{}, {"bearer": ["read"]}]),
+                    "{method} {path}"
+                ),
+            }
+        }
+    }
     let schemas = &spec["components"]["schemas"];
     for name in [
         "PipelineReportBody",
