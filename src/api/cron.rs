@@ -10,7 +10,7 @@ use super::auth::Caller;
 use super::body::{string_entry, Fields, FilePath, GroupName, JsonObject, Name, StatusInput};
 use super::error::{ApiError, ErrorBody, ReportErrors};
 use super::status::{accepted, ReportAccepted};
-use super::{request_meta, AppContext};
+use super::{record, AppContext};
 
 /// A drift report. Members not listed here are accepted and kept in the history's raw body.
 #[allow(dead_code)] // documents the body; `parse` reads it from the JSON object
@@ -84,11 +84,6 @@ pub async fn post_cron(
     caller: Caller,
     body: JsonObject,
 ) -> Result<HttpResponse, ApiError> {
-    let report = parse(&body)?;
-    let principal = caller.authorize_write(&report.server_group)?;
-    let recorded = ctx
-        .store
-        .record(&report, &request_meta(&req, body.raw, principal))
-        .await?;
+    let recorded = record(&ctx, &req, caller, body, parse).await?;
     Ok(accepted(recorded))
 }

@@ -13,7 +13,7 @@ use super::auth::{Caller, Reader};
 use super::body::{json_type, Fields, FilePath, GroupName, JsonObject, Name, StatusInput};
 use super::error::{ApiError, ErrorBody, ReadAuthErrors, ReportErrors};
 use super::status::outcome;
-use super::{both, non_empty, request_meta, AppContext};
+use super::{both, non_empty, record, AppContext};
 
 /// A v1 sync status.
 #[derive(Clone, Copy, Debug, Serialize, ToSchema)]
@@ -218,12 +218,7 @@ pub async fn post_v1_status(
     caller: Caller,
     body: JsonObject,
 ) -> Result<HttpResponse, ApiError> {
-    let report = parse(&body)?;
-    let principal = caller.authorize_write(&report.server_group)?;
-    let recorded = ctx
-        .store
-        .record(&report, &request_meta(&req, body.raw, principal))
-        .await?;
+    let recorded = record(&ctx, &req, caller, body, parse).await?;
     Ok(HttpResponse::Ok().json(V1Accepted {
         success: true,
         message: outcome(&recorded),

@@ -77,12 +77,23 @@ pub(crate) fn non_empty(value: &Option<String>) -> Option<&str> {
     value.as_deref().filter(|v| !v.is_empty())
 }
 
-/// Who sent the request, for the audit trail.
-pub(crate) fn request_meta(
+/// The write path every report endpoint shares: parse the body, check the caller may write
+/// its server_group, store it with who sent it.
+pub(crate) async fn record(
+    ctx: &AppContext,
     req: &HttpRequest,
-    raw_body: String,
-    principal: Option<String>,
-) -> RequestMeta {
+    caller: auth::Caller,
+    body: body::JsonObject,
+    parse: fn(&body::JsonObject) -> Result<crate::domain::Report, ApiError>,
+) -> Result<crate::store::Recorded, ApiError> {
+    let report = parse(&body)?;
+    let principal = caller.authorize_write(&report.server_group)?;
+    let meta = request_meta(req, body.raw, principal);
+    Ok(ctx.store.record(&report, &meta).await?)
+}
+
+/// Who sent the request, for the audit trail.
+fn request_meta(req: &HttpRequest, raw_body: String, principal: Option<String>) -> RequestMeta {
     let header = |name: &str| {
         req.headers()
             .get(name)

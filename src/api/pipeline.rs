@@ -12,7 +12,7 @@ use super::auth::Caller;
 use super::body::{string_entry, Fields, FilePath, GroupName, JsonObject, Name, StatusInput};
 use super::error::{ApiError, ReportErrors};
 use super::status::{accepted, ReportAccepted};
-use super::{request_meta, AppContext};
+use super::{record, AppContext};
 
 /// A deployment report. Members not listed here are accepted and kept in the history's raw
 /// body. `null` is the same as leaving a member out.
@@ -136,11 +136,6 @@ pub async fn post_pipeline(
     caller: Caller,
     body: JsonObject,
 ) -> Result<HttpResponse, ApiError> {
-    let report = parse(&body)?;
-    let principal = caller.authorize_write(&report.server_group)?;
-    let recorded = ctx
-        .store
-        .record(&report, &request_meta(&req, body.raw, principal))
-        .await?;
+    let recorded = record(&ctx, &req, caller, body, parse).await?;
     Ok(accepted(recorded))
 }
