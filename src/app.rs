@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::KeepAlive;
-use actix_web::middleware::{from_fn, ErrorHandlers};
+use actix_web::middleware::{from_fn, Compress, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use utoipa_actix_web::AppExt;
@@ -35,6 +35,8 @@ impl Application {
             StoreConfig {
                 read_connections: settings.read_connections,
                 chain_log_every: settings.chain_log_every,
+                write_queue: settings.write_queue,
+                render_row: api::status::render_row,
             },
         )
         .await?;
@@ -57,6 +59,7 @@ impl Application {
             store: store.clone(),
             auth: auth.clone(),
             body_timeout: settings.request_timeout,
+            status_cache: Default::default(),
         });
         let spec = openapi::spec();
         let routes = web::Data::new(RouteTable::from_spec(&spec));
@@ -81,6 +84,9 @@ impl Application {
                 .service(web::redirect("/swagger-ui", "/swagger-ui/"))
                 .default_service(web::to(api::fallback))
                 .wrap(ErrorHandlers::new().default_handler(api::json_error_body))
+                // gzip, brotli or zstd for clients that ask (Grafana sends Accept-Encoding);
+                // GET /status brings its own cached gzip body, which this leaves alone.
+                .wrap(Compress::default())
                 .wrap(from_fn(api::log_request))
         })
         // Slow or idle clients: the head must arrive within the request timeout (the body's

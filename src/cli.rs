@@ -145,6 +145,16 @@ pub struct ServeArgs {
     )]
     pub max_connections: usize,
 
+    /// Reports that may wait for the writer; when that many wait, more are answered 503 with
+    /// Retry-After until it catches up.
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_WRITE_QUEUE",
+        value_name = "N",
+        default_value_t = 1024
+    )]
+    pub write_queue: usize,
+
     /// Log the audit chain's head (id and hash) every N reports, so it is published outside
     /// the database; 0 turns it off.
     #[arg(

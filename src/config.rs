@@ -31,6 +31,8 @@ pub struct Settings {
     pub keep_alive: Duration,
     /// Open connections per worker before the server stops accepting more.
     pub max_connections: usize,
+    /// Reports that may wait for the writer before more are refused with 503.
+    pub write_queue: usize,
 }
 
 impl Settings {
@@ -50,6 +52,7 @@ impl Settings {
             request_timeout: Duration::from_secs(10),
             keep_alive: Duration::from_secs(5),
             max_connections: 1024,
+            write_queue: 1024,
         }
     }
 }
@@ -98,6 +101,9 @@ impl TryFrom<ServeArgs> for Settings {
         if args.max_connections == 0 {
             bail!("--max-connections / GITOPS_STATUS_MAX_CONNECTIONS: must be at least 1");
         }
+        if args.write_queue == 0 {
+            bail!("--write-queue / GITOPS_STATUS_WRITE_QUEUE: must be at least 1");
+        }
         if args.workers == Some(0) {
             bail!("--workers / GITOPS_STATUS_WORKERS: must be at least 1");
         }
@@ -116,6 +122,7 @@ impl TryFrom<ServeArgs> for Settings {
             request_timeout: Duration::from_secs(args.request_timeout),
             keep_alive: Duration::from_secs(args.keep_alive),
             max_connections: args.max_connections,
+            write_queue: args.write_queue,
         })
     }
 }

@@ -8,7 +8,7 @@ use gitops_status::app::{watch_tokens, Application, ShutdownSignals};
 use gitops_status::cli::{Cli, Command, TokenCommand};
 use gitops_status::config::Settings;
 use gitops_status::store::chain::Verification;
-use gitops_status::{auth, openapi, store, telemetry};
+use gitops_status::{api, auth, openapi, store, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
@@ -52,33 +52,42 @@ async fn main() -> anyhow::Result<ExitCode> {
 }
 
 async fn verify(db: &std::path::Path) -> anyhow::Result<ExitCode> {
-    Ok(match store::chain::verify(db).await? {
-        Verification::Intact {
-            rows,
-            first_id,
-            head,
-        } => {
-            match (first_id, head) {
-                (Some(first), Some(head)) => println!(
-                    "verified {rows} {} (ids {first}..{}); chain head {}",
-                    if rows == 1 { "row" } else { "rows" },
-                    head.id,
-                    head.hash
-                ),
-                _ => println!("verified 0 rows (the history is empty)"),
+    Ok(
+        match store::chain::verify(db, api::status::render_row).await? {
+            Verification::Intact {
+                rows,
+                first_id,
+                head,
+                hosts,
+            } => {
+                match (first_id, head) {
+                    (Some(first), Some(head)) => println!(
+                        "verified {rows} {} (ids {first}..{}); chain head {}; {hosts} host {} \
+                     match their reports",
+                        if rows == 1 { "row" } else { "rows" },
+                        head.id,
+                        head.hash,
+                        if hosts == 1 { "row" } else { "rows" },
+                    ),
+                    _ => println!("verified 0 rows (the history is empty)"),
+                }
+                ExitCode::SUCCESS
             }
-            ExitCode::SUCCESS
-        }
-        Verification::Damaged { problems } => {
-            println!("the database file is damaged (integrity_check):");
-            for problem in problems {
-                println!("  {problem}");
+            Verification::StaleHostRow { host, problem } => {
+                println!("host {host}: {problem}");
+                ExitCode::FAILURE
             }
-            ExitCode::FAILURE
-        }
-        Verification::Broken { id, problem } => {
-            println!("row {id}: {problem}");
-            ExitCode::FAILURE
-        }
-    })
+            Verification::Damaged { problems } => {
+                println!("the database file is damaged (integrity_check):");
+                for problem in problems {
+                    println!("  {problem}");
+                }
+                ExitCode::FAILURE
+            }
+            Verification::Broken { id, problem } => {
+                println!("row {id}: {problem}");
+                ExitCode::FAILURE
+            }
+        },
+    )
 }

@@ -12,7 +12,9 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::ToSchema;
 
@@ -92,9 +94,16 @@ pub enum ApiError {
     Unprocessable(Vec<FieldProblem>),
     #[error("{0}")]
     Unavailable(String),
+    /// More reports arrive than the database commits: 503 with `Retry-After`.
+    #[error("{0}")]
+    Overloaded(String),
     #[error("internal error; the server log has the details")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
+
+/// What `Retry-After` says when the writer's queue is full: a group commit takes
+/// milliseconds, so the queue drains well within a second.
+const RETRY_AFTER_SECONDS: u32 = 1;
 
 fn field_list(problems: &[FieldProblem]) -> String {
     let mut names: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
@@ -122,6 +131,14 @@ impl From<StoreError> for ApiError {
             StoreError::Timeout => {
                 ApiError::Unavailable("the database did not answer in time; retry later".to_owned())
             }
+            StoreError::Overloaded => ApiError::Overloaded(
+                "too many reports are waiting to be written; nothing was stored, retry after \
+                 the Retry-After delay"
+                    .to_owned(),
+            ),
+            StoreError::Closed => ApiError::Unavailable(
+                "the server is shutting down; nothing was stored, retry later".to_owned(),
+            ),
             err @ StoreError::Unwritable { .. } => {
                 tracing::error!(error = %error_chain(&err), "write failed");
                 ApiError::Unavailable(format!("{err}; nothing was stored, retry later"))
@@ -160,7 +177,7 @@ impl ResponseError for ApiError {
             ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -191,6 +208,9 @@ impl ResponseError for ApiError {
         };
         if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             response.insert_header((header::WWW_AUTHENTICATE, value));
+        }
+        if let ApiError::Overloaded(_) = self {
+            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS));
         }
         if let ApiError::MethodNotAllowed { allow, .. } = self {
             let allow = allow
@@ -334,7 +354,7 @@ pub mod examples {
     }
 
     pub fn overloaded() -> Value {
-        render(ApiError::from(crate::store::StoreError::Timeout))
+        render(ApiError::from(crate::store::StoreError::Overloaded))
     }
 
     pub fn not_ready() -> Value {
@@ -370,7 +390,7 @@ pub struct ReportErrors;
 
 impl utoipa::IntoResponses for ReportErrors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        error_responses(vec![
+        let mut responses = error_responses(vec![
             ("400", "The body is not JSON", examples::malformed_json()),
             (
                 "401",
@@ -397,11 +417,23 @@ impl utoipa::IntoResponses for ReportErrors {
             ("500", "Database failure; nothing was stored", examples::internal()),
             (
                 "503",
-                "The database is busy (overloaded, or locked by another connection); \
-                 nothing was stored",
+                "The database cannot take the report now (the writer's queue is full, another \
+                 connection holds its lock, the disk is full); nothing was stored, retry",
                 examples::overloaded(),
             ),
-        ])
+        ]);
+        if let Some(RefOr::T(response)) = responses.get_mut("503") {
+            let header = HeaderBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
+                .description(Some(
+                    "When the writer's queue is full: seconds to wait before retrying",
+                ))
+                .build();
+            response
+                .headers
+                .insert("Retry-After".to_owned(), RefOr::T(header));
+        }
+        responses
     }
 }
 

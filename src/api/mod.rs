@@ -37,6 +37,8 @@ pub struct AppContext {
     pub auth: Option<std::sync::Arc<crate::auth::Auth>>,
     /// How long a request body may take to arrive (then 408).
     pub body_timeout: std::time::Duration,
+    /// The last rendered `GET /status` body.
+    pub status_cache: std::sync::Arc<status::StatusCache>,
 }
 
 /// Registers every API handler (the spec is collected from this).
@@ -89,7 +91,7 @@ pub(crate) async fn record(
     let report = parse(&body)?;
     let principal = caller.authorize_write(&report.server_group)?;
     let meta = request_meta(req, body.raw, principal);
-    Ok(ctx.store.record(&report, &meta).await?)
+    Ok(ctx.store.record(report, meta).await?)
 }
 
 /// Who sent the request, for the audit trail.

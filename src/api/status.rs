@@ -2,8 +2,12 @@
 //! `/status/{server_group}/{host}`, flat rows for Grafana's Infinity datasource. Also the
 //! answer every accepted v2 report gets.
 
-use actix_web::{get, web, HttpResponse};
+use std::io::Write as _;
+
+use actix_web::http::header::{self, AcceptEncoding, ContentEncoding, Encoding, Header as _};
+use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::domain::{HostName, HostState, ServerGroup, Status};
@@ -156,7 +160,13 @@ pub struct ReportAccepted {
     /// The id of the report's row in the history (`GET /history`, table `reports`).
     pub report_id: i64,
     /// The host's current state after this report.
-    pub status: HostStatus,
+    #[schema(value_type = HostStatus)]
+    pub status: Box<RawValue>,
+}
+
+/// A host's `GET /status` row, as the store keeps it (`hosts.status_row`).
+pub fn render_row(state: &HostState) -> Result<String, serde_json::Error> {
+    serde_json::to_string(&HostStatus::from(state.clone()))
 }
 
 /// What an accepted report did, for the `message` of the answer.
@@ -188,18 +198,18 @@ fn outcome_of_merge(recorded: &Recorded) -> String {
 }
 
 /// 201 when the report created the host, 200 otherwise.
-pub(super) fn accepted(recorded: Recorded) -> HttpResponse {
+pub(super) fn accepted(recorded: Recorded) -> Result<HttpResponse, ApiError> {
     let body = ReportAccepted {
         success: true,
         message: outcome(&recorded),
         report_id: recorded.report_id,
-        status: recorded.state.into(),
+        status: RawValue::from_string(recorded.status_row).map_err(ApiError::internal)?,
     };
-    if recorded.created {
+    Ok(if recorded.created {
         HttpResponse::Created().json(body)
     } else {
         HttpResponse::Ok().json(body)
-    }
+    })
 }
 
 pub(super) fn parse_group(text: &str) -> Result<ServerGroup, ApiError> {
@@ -210,10 +220,86 @@ pub(super) fn parse_host(text: &str) -> Result<HostName, ApiError> {
     HostName::parse(text).map_err(|p| ApiError::field("host", p))
 }
 
-async fn all_hosts(ctx: &AppContext) -> Result<HttpResponse, ApiError> {
-    let states = ctx.store.host_states(None).await?;
-    let rows: Vec<HostStatus> = states.into_iter().map(HostStatus::from).collect();
-    Ok(HttpResponse::Ok().json(rows))
+/// The last `GET /status` body rendered, kept until the database changes: one JSON array of
+/// every host's row, and its gzip encoding once a client asked for it. A request finding it
+/// current costs a clone of the bytes; one finding it stale renders it again, once, while
+/// requests arriving meanwhile wait for that rendering instead of repeating it.
+#[derive(Debug, Default)]
+pub struct StatusCache(tokio::sync::Mutex<Option<CachedStatus>>);
+
+#[derive(Debug)]
+struct CachedStatus {
+    /// `Store::version` when it was rendered: it holds at least every report committed by then.
+    version: i64,
+    identity: web::Bytes,
+    gzip: Option<web::Bytes>,
+}
+
+impl StatusCache {
+    /// The body, gzip-encoded when `gzip`, as of at least the store's current version.
+    async fn get(&self, ctx: &AppContext, gzip: bool) -> Result<web::Bytes, ApiError> {
+        let version = ctx.store.version();
+        let mut slot = self.0.lock().await;
+        let cached = match slot.take() {
+            Some(cached) if cached.version >= version => cached,
+            _ => CachedStatus {
+                version,
+                identity: web::Bytes::from(ctx.store.status_rows(None).await?),
+                gzip: None,
+            },
+        };
+        let cached = slot.insert(cached);
+        if !gzip {
+            return Ok(cached.identity.clone());
+        }
+        if cached.gzip.is_none() {
+            let identity = cached.identity.clone();
+            let encoded = web::block(move || gzip_encode(&identity))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?;
+            cached.gzip = Some(encoded);
+        }
+        Ok(cached.gzip.clone().unwrap_or_default())
+    }
+}
+
+fn gzip_encode(body: &[u8]) -> std::io::Result<web::Bytes> {
+    // Fast compression, as actix's own Compress middleware uses: these rows repeat the same
+    // names and values, so even level 1 shrinks them to a small fraction.
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 8),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(body)?;
+    Ok(web::Bytes::from(encoder.finish()?))
+}
+
+/// Whether the client takes gzip (Grafana does) rather than the plain body.
+fn wants_gzip(req: &HttpRequest) -> bool {
+    AcceptEncoding::parse(req).is_ok_and(|accept| {
+        accept.negotiate([Encoding::gzip(), Encoding::identity()].iter()) == Some(Encoding::gzip())
+    })
+}
+
+/// A JSON array already rendered by the store.
+fn json_rows(rows: impl Into<web::Bytes>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(rows.into())
+}
+
+async fn all_hosts(ctx: &AppContext, req: &HttpRequest) -> Result<HttpResponse, ApiError> {
+    let gzip = wants_gzip(req);
+    let body = ctx.status_cache.get(ctx, gzip).await?;
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type("application/json")
+        .insert_header((header::VARY, "accept-encoding"));
+    if gzip {
+        response.insert_header(ContentEncoding::Gzip);
+    }
+    Ok(response.body(body))
 }
 
 /// Every host's current state, one flat row per host, ordered by server_group and host.
@@ -231,9 +317,10 @@ async fn all_hosts(ctx: &AppContext) -> Result<HttpResponse, ApiError> {
 #[get("/status")]
 pub async fn list_status(
     ctx: web::Data<AppContext>,
+    req: HttpRequest,
     _reader: Reader,
 ) -> Result<HttpResponse, ApiError> {
-    all_hosts(&ctx).await
+    all_hosts(&ctx, &req).await
 }
 
 /// The same rows as `GET /status`, at the address v1 dashboards read.
@@ -249,9 +336,10 @@ pub async fn list_status(
 #[get("/status.json")]
 pub async fn list_status_json(
     ctx: web::Data<AppContext>,
+    req: HttpRequest,
     _reader: Reader,
 ) -> Result<HttpResponse, ApiError> {
-    all_hosts(&ctx).await
+    all_hosts(&ctx, &req).await
 }
 
 /// `/status/pipeline` and `/status/cron` are endpoints, not groups: a GET there is not routed
@@ -285,9 +373,7 @@ pub async fn group_status(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let group = parse_group(&path)?;
-    let states = ctx.store.host_states(Some(&group)).await?;
-    let rows: Vec<HostStatus> = states.into_iter().map(HostStatus::from).collect();
-    Ok(HttpResponse::Ok().json(rows))
+    Ok(json_rows(ctx.store.status_rows(Some(&group)).await?))
 }
 
 /// The current state of one host.
@@ -314,8 +400,8 @@ pub async fn host_status(
 ) -> Result<HttpResponse, ApiError> {
     let (group, host) = path.into_inner();
     let (group, host) = super::both(parse_group(&group), parse_host(&host))?;
-    match ctx.store.host_state(&group, &host).await? {
-        Some(state) => Ok(HttpResponse::Ok().json(HostStatus::from(state))),
+    match ctx.store.status_row(&group, &host).await? {
+        Some(row) => Ok(json_rows(row)),
         None => Err(ApiError::NotFound(format!("no host {group}/{host}"))),
     }
 }

@@ -12,7 +12,7 @@
 //!
 //! A report that carries a status without `changed_files` says "no changed files".
 
-use super::{Report, ReportKind, Timestamp};
+use super::{HostState, Report, ReportKind, Timestamp};
 
 /// A facet's defining report and the time that report observed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +82,75 @@ impl Heads {
         .filter(|(_, carried, head)| *carried && *head != Some(new))
         .map(|(name, _, _)| name)
         .collect()
+    }
+}
+
+impl Heads {
+    /// The facets that point at `new`: the ones a report stored as `new` moved.
+    pub fn moved_to(self, new: Head) -> Facets {
+        Facets {
+            status: self.status == Some(new),
+            files: self.files == Some(new),
+            pipeline: self.pipeline == Some(new),
+            cron_check: self.cron_check == Some(new),
+        }
+    }
+}
+
+impl HostState {
+    /// The host's state after `report`, received at `received_at` and ordered as observed at
+    /// `observed_at`, moved the facets in `moved` (see `Heads::moved_to`); `before` is the
+    /// state it replaced, None for a new host. It is what the `current_status` view derives
+    /// from the stored reports, computed without reading them back: each moved facet takes
+    /// its fields from the report, the others keep theirs. None when a new host would be
+    /// left without a status (only a report with a status may create a host).
+    pub fn after(
+        before: Option<&HostState>,
+        report: &Report,
+        moved: Facets,
+        received_at: Timestamp,
+        observed_at: Timestamp,
+    ) -> Option<HostState> {
+        let (status, status_observed_at) = match (moved.status, report.status(), before) {
+            (true, Some(status), _) => (status, observed_at),
+            (_, _, Some(b)) => (b.status, b.status_observed_at),
+            _ => return None,
+        };
+        let (changed_files, reported_drift_count) = match (moved.files, before) {
+            (true, _) => (
+                report
+                    .changed_files()
+                    .map(|files| files.as_slice().to_vec())
+                    .unwrap_or_default(),
+                report.drift_count().map(i64::from),
+            ),
+            (false, Some(b)) => (b.changed_files.clone(), b.reported_drift_count),
+            (false, None) => return None,
+        };
+        let (deployment, last_pipeline_run) = match (moved.pipeline, before) {
+            (true, _) => (
+                report.deployment().cloned().unwrap_or_default(),
+                Some(observed_at),
+            ),
+            (false, Some(b)) => (b.deployment.clone(), b.last_pipeline_run),
+            (false, None) => (Default::default(), None),
+        };
+        let last_cron_check = match (moved.cron_check, before) {
+            (true, _) => Some(observed_at),
+            (false, before) => before.and_then(|b| b.last_cron_check),
+        };
+        Some(HostState {
+            server_group: report.server_group.clone(),
+            host: report.host.clone(),
+            status,
+            changed_files,
+            deployment,
+            last_pipeline_run,
+            last_cron_check,
+            timestamp: received_at,
+            status_observed_at,
+            reported_drift_count,
+        })
     }
 }
 

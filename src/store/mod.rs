@@ -1,29 +1,36 @@
-//! Everything SQL. One writer connection serialises every write (so concurrent POSTs queue
-//! instead of meeting SQLITE_BUSY), a pool of read-only connections serves the GETs, and WAL
-//! lets them run side by side. Migrations in `migrations/` run at start-up.
+//! Everything SQL. One writer task owns the only write connection and commits reports in
+//! groups (so concurrent POSTs share transactions instead of meeting SQLITE_BUSY), a pool of
+//! read-only connections serves the GETs, and WAL lets them run side by side: reads never wait
+//! for the writer. Migrations in `migrations/` run at start-up.
 
 pub mod chain;
 mod read;
 mod rows;
-mod write;
+mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, SqlitePool};
+use sqlx::{Connection, SqliteConnection, SqlitePool};
 
-use crate::domain::{HostName, ServerGroup};
+use crate::domain::{HostName, HostState, Report, ServerGroup};
 
-pub use write::{Recorded, RequestMeta};
+pub use writer::{Recorded, RequestMeta};
 
-/// How long a request may wait for the writer before it is answered 503.
-const WRITER_QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request may wait for its report's commit before it is answered 503. The
+/// writer's queue is bounded, so this is only reached when SQLite itself stalls.
+const WRITER_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a read may wait for a connection of the read pool.
+const READ_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long SQLite retries a locked database (another process, a checkpoint) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, thiserror::Error)]
+/// Why a store operation failed. Cheap to clone: one failed group commit answers every
+/// report in the group with the same error.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("no host {server_group}/{host}")]
     UnknownHost {
@@ -32,18 +39,24 @@ pub enum StoreError {
     },
     #[error("timed out waiting for the database")]
     Timeout,
+    /// The writer's queue is full: more reports arrive than the database commits.
+    #[error("too many reports are waiting to be written")]
+    Overloaded,
+    /// The writer has stopped (the server is shutting down).
+    #[error("the database is closed")]
+    Closed,
     /// Another connection (an operator's sqlite3, say) held a lock past the busy timeout.
     #[error("the database is locked by another connection")]
-    Busy(#[source] sqlx::Error),
+    Busy(#[source] Arc<sqlx::Error>),
     /// The file cannot be written: the disk is full, or the file or its folder is read-only.
     #[error("the database cannot be written ({reason})")]
     Unwritable {
         reason: &'static str,
         #[source]
-        source: sqlx::Error,
+        source: Arc<sqlx::Error>,
     },
     #[error("database error")]
-    Database(#[source] sqlx::Error),
+    Database(#[source] Arc<sqlx::Error>),
     #[error("stored data does not match the schema: {0}")]
     Corrupt(String),
 }
@@ -56,28 +69,50 @@ impl From<sqlx::Error> for StoreError {
             .and_then(|e| e.code())
             .and_then(|code| code.parse::<i32>().ok())
             .map(|code| code & 0xff);
-        match (err, code) {
+        let source = Arc::new(err);
+        match (&*source, code) {
             (sqlx::Error::PoolTimedOut, _) => StoreError::Timeout,
             // SQLITE_BUSY, SQLITE_LOCKED
-            (other, Some(5 | 6)) => StoreError::Busy(other),
+            (_, Some(5 | 6)) => StoreError::Busy(source),
             // SQLITE_FULL
-            (source, Some(13)) => StoreError::Unwritable {
+            (_, Some(13)) => StoreError::Unwritable {
                 reason: "the disk is full",
                 source,
             },
-            // SQLITE_READONLY, SQLITE_IOERR, SQLITE_CANTOPEN
-            (source, Some(8)) => StoreError::Unwritable {
+            // SQLITE_READONLY
+            (_, Some(8)) => StoreError::Unwritable {
                 reason: "the file is read-only",
                 source,
             },
-            (source, Some(10 | 14)) => StoreError::Unwritable {
+            // SQLITE_IOERR, SQLITE_CANTOPEN
+            (_, Some(10 | 14)) => StoreError::Unwritable {
                 reason: "a disk write failed",
                 source,
             },
-            (other, _) => StoreError::Database(other),
+            _ => StoreError::Database(source),
         }
     }
 }
+
+impl StoreError {
+    /// True when the error is about the database as a whole (it cannot be written, is locked,
+    /// is gone), not about the one report being written: retrying the reports of a failed
+    /// group one by one would fail the same way.
+    pub fn affects_every_write(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Timeout
+                | StoreError::Overloaded
+                | StoreError::Closed
+                | StoreError::Busy(_)
+                | StoreError::Unwritable { .. }
+        )
+    }
+}
+
+/// Renders a host's state as its `GET /status` row (JSON). The API owns the row's shape; the
+/// store keeps each host's rendered row in `hosts.status_row`.
+pub type RenderRow = fn(&HostState) -> Result<String, serde_json::Error>;
 
 /// How the store runs.
 #[derive(Clone, Copy, Debug)]
@@ -86,24 +121,23 @@ pub struct StoreConfig {
     pub read_connections: u32,
     /// Log the audit chain's head every this many reports (0: never).
     pub chain_log_every: u64,
+    /// Reports that may wait for the writer; more are refused (503) until it catches up.
+    pub write_queue: usize,
+    /// How a host's `GET /status` row is rendered.
+    pub render_row: RenderRow,
 }
 
-/// The database: a single writer and a read pool over one SQLite file.
+/// The database: one writer task and a read pool over one SQLite file.
 #[derive(Clone, Debug)]
 pub struct Store {
-    writer: SqlitePool,
+    writer: writer::WriterHandle,
     readers: SqlitePool,
     path: PathBuf,
-    chain_log_every: i64,
-    /// Why the last write failed, while the database does not take writes; None when the
-    /// last write (or probe) succeeded.
-    write_fault: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// Logs the durability settings the writer actually runs with (read back from SQLite, not
 /// from our options), so an operator and the tests can see them.
-async fn log_settings(writer: &SqlitePool) -> anyhow::Result<()> {
-    let mut conn = writer.acquire().await?;
+async fn log_settings(conn: &mut SqliteConnection) -> anyhow::Result<()> {
     let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(&mut *conn)
         .await?;
@@ -134,7 +168,8 @@ async fn log_settings(writer: &SqlitePool) -> anyhow::Result<()> {
 }
 
 impl Store {
-    /// Opens (creating it and its parent folders if needed) and migrates the database.
+    /// Opens (creating it and its parent folders if needed) and migrates the database,
+    /// renders the hosts' status rows still missing, and starts the writer.
     pub async fn open(path: &Path, config: StoreConfig) -> anyhow::Result<Store> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
@@ -151,45 +186,59 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .optimize_on_close(true, 400);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .acquire_timeout(WRITER_QUEUE_TIMEOUT)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(writer_options)
+        let mut conn = SqliteConnection::connect_with(&writer_options)
             .await
             .with_context(|| format!("cannot open the database {}", path.display()))?;
         sqlx::migrate!()
-            .run(&writer)
+            .run(&mut conn)
             .await
             .with_context(|| format!("cannot migrate the database {}", path.display()))?;
-        log_settings(&writer).await?;
-        let head =
-            sqlx::query!(r#"SELECT id AS "id!", hash FROM reports ORDER BY id DESC LIMIT 1"#)
-                .fetch_optional(&writer)
-                .await?;
-        if let Some(head) = head {
-            tracing::info!(id = head.id, hash = %head.hash, "audit chain head");
+        log_settings(&mut conn).await?;
+        let rendered = rows::render_missing_status_rows(&mut conn, config.render_row)
+            .await
+            .with_context(|| format!("cannot render the status rows of {}", path.display()))?;
+        if rendered > 0 {
+            tracing::info!(hosts = rendered, "rendered the hosts' status rows");
         }
         // Readers open after the writer so the file exists and is already in WAL mode.
         let readers = SqlitePoolOptions::new()
             .max_connections(config.read_connections.max(1))
-            .acquire_timeout(WRITER_QUEUE_TIMEOUT)
+            .acquire_timeout(READ_ACQUIRE_TIMEOUT)
             .connect_with(base.read_only(true))
             .await
             .with_context(|| format!("cannot open the database {} for reading", path.display()))?;
+        let writer = writer::start(
+            conn,
+            writer::WriterConfig {
+                options: writer_options,
+                queue: config.write_queue,
+                chain_log_every: i64::try_from(config.chain_log_every).unwrap_or(i64::MAX),
+                render: config.render_row,
+            },
+        )
+        .await
+        .with_context(|| format!("cannot read the audit chain of {}", path.display()))?;
         Ok(Store {
             writer,
             readers,
             path: path.to_owned(),
-            chain_log_every: i64::try_from(config.chain_log_every).unwrap_or(i64::MAX),
-            write_fault: Default::default(),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Appends a report and updates its host's current state, atomically, in the writer's
+    /// next group commit. When this returns `Ok`, the transaction is committed and on disk.
+    #[tracing::instrument(skip_all, fields(kind = %report.kind(), server_group = %report.server_group, host = %report.host))]
+    pub async fn record(&self, report: Report, meta: RequestMeta) -> Result<Recorded, StoreError> {
+        self.writer.record(report, meta).await
+    }
+
+    /// The id of the newest committed report: it changes whenever what readers see changes.
+    pub fn version(&self) -> i64 {
+        self.writer.committed()
     }
 
     /// Readiness: the schema answers a query through the read pool, and the database takes
@@ -200,57 +249,18 @@ impl Store {
             .fetch_optional(&self.readers)
             .await?;
         if self.write_fault().is_some() {
-            let at = crate::domain::Timestamp::now().to_string();
-            let mut conn = self.writer.acquire().await?;
-            let probe = async {
-                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-                sqlx::query!(
-                    "INSERT INTO writer_probe (id, at) VALUES (1, ?1)
-                     ON CONFLICT (id) DO UPDATE SET at = excluded.at",
-                    at
-                )
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await
-            };
-            let outcome = probe.await.map_err(StoreError::from);
-            if outcome.is_err() {
-                conn.close_on_drop();
-            }
-            self.note_write(outcome)?;
+            self.writer.probe().await?;
         }
         Ok(())
     }
 
     /// Why writes currently fail, if they do.
     pub fn write_fault(&self) -> Option<String> {
-        self.write_fault.lock().ok().and_then(|f| f.clone())
+        self.writer.fault()
     }
 
-    /// Records the outcome of a write for readiness: an unwritable database sets the fault,
-    /// any success clears it.
-    fn note_write<T>(&self, outcome: Result<T, StoreError>) -> Result<T, StoreError> {
-        let fault = match &outcome {
-            Ok(_) => Some(None),
-            Err(err @ StoreError::Unwritable { .. }) => Some(Some(err.to_string())),
-            Err(_) => None,
-        };
-        if let (Some(fault), Ok(mut slot)) = (fault, self.write_fault.lock()) {
-            if *slot != fault {
-                match &fault {
-                    Some(reason) => {
-                        tracing::error!(reason = %reason, "writes fail; /ready answers 503")
-                    }
-                    None => tracing::info!("the database takes writes again"),
-                }
-                *slot = fault;
-            }
-        }
-        outcome
-    }
-
-    /// Waits for in-flight queries, then closes every connection. Closing the last connection
-    /// checkpoints the WAL into the main file.
+    /// Lets the writer finish what is queued, waits for in-flight queries, then closes every
+    /// connection. Closing the last connection checkpoints the WAL into the main file.
     pub async fn close(&self) {
         self.readers.close().await;
         self.writer.close().await;

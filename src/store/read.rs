@@ -6,6 +6,13 @@ use sqlx::{QueryBuilder, Sqlite, SqliteExecutor};
 use crate::domain::{HistoryEntry, HistoryFilter, HostName, HostState, ServerGroup};
 
 use super::rows::{HostStateRow, ReportRow};
+
+/// The answer of `status_rows`' queries.
+struct StatusRows {
+    /// Hosts without a rendered row (none, unless the file was edited by hand).
+    missing: i64,
+    rows: String,
+}
 use super::{Store, StoreError};
 
 /// The current state of one host (an indexed lookup plus primary-key joins).
@@ -33,29 +40,68 @@ pub(super) async fn fetch_host_state<'e>(
 }
 
 impl Store {
-    /// Every host, or every host of one group, ordered by group and host.
+    /// The `GET /status` rows of every host, or of one group's hosts, as one JSON array
+    /// ordered by group and host: the materialised `hosts.status_row`s, concatenated by
+    /// SQLite, so the cost grows with the number of hosts, never with the history.
     #[tracing::instrument(skip_all)]
-    pub async fn host_states(
+    pub async fn status_rows(&self, group: Option<&ServerGroup>) -> Result<String, StoreError> {
+        let rows = match group {
+            None => {
+                sqlx::query_as!(
+                    StatusRows,
+                    r#"SELECT count(*) - count(status_row) AS "missing!: i64",
+                              '[' || coalesce(group_concat(status_row, ',' ORDER BY server_group, host), '')
+                                  || ']' AS "rows!: String"
+                       FROM hosts"#
+                )
+                .fetch_one(&self.readers)
+                .await?
+            }
+            Some(group) => {
+                let group = group.as_str();
+                sqlx::query_as!(
+                    StatusRows,
+                    r#"SELECT count(*) - count(status_row) AS "missing!: i64",
+                              '[' || coalesce(group_concat(status_row, ',' ORDER BY host), '')
+                                  || ']' AS "rows!: String"
+                       FROM hosts WHERE server_group = ?1"#,
+                    group
+                )
+                .fetch_one(&self.readers)
+                .await?
+            }
+        };
+        if rows.missing > 0 {
+            return Err(StoreError::Corrupt(format!(
+                "{} hosts have no status_row; restart the server to render them",
+                rows.missing
+            )));
+        }
+        Ok(rows.rows)
+    }
+
+    /// One host's `GET /status` row (JSON), None when the host was never reported.
+    #[tracing::instrument(skip_all)]
+    pub async fn status_row(
         &self,
-        group: Option<&ServerGroup>,
-    ) -> Result<Vec<HostState>, StoreError> {
-        let group = group.map(ServerGroup::as_str);
-        let rows = sqlx::query_as!(
-            HostStateRow,
-            r#"SELECT project_name, repo_name, server_group AS "server_group!", server_type,
-                      environment, host AS "host!", status AS "status!",
-                      changed_files AS "changed_files!", validation_status, validation_message,
-                      last_pipeline_run, last_cron_check, commit_sha, branch, updated_by,
-                      timestamp AS "timestamp!", status_observed_at AS "status_observed_at!",
-                      reported_drift_count
-               FROM current_status
-               WHERE ?1 IS NULL OR server_group = ?1
-               ORDER BY server_group, host"#,
+        group: &ServerGroup,
+        host: &HostName,
+    ) -> Result<Option<String>, StoreError> {
+        let (group, host) = (group.as_str(), host.as_str());
+        let row = sqlx::query_scalar!(
+            "SELECT status_row FROM hosts WHERE server_group = ?1 AND host = ?2",
             group,
+            host
         )
-        .fetch_all(&self.readers)
+        .fetch_optional(&self.readers)
         .await?;
-        rows.into_iter().map(HostState::try_from).collect()
+        match row {
+            Some(Some(row)) => Ok(Some(row)),
+            Some(None) => Err(StoreError::Corrupt(format!(
+                "host {group}/{host} has no status_row; restart the server to render it"
+            ))),
+            None => Ok(None),
+        }
     }
 
     /// One host's current state, None when the host was never reported.

@@ -84,7 +84,7 @@ async fn verify_counts_an_intact_chain_while_the_server_runs() {
         .to_owned();
     assert_eq!(
         out.trim(),
-        format!("verified 10 rows (ids 1..10); chain head {head}")
+        format!("verified 10 rows (ids 1..10); chain head {head}; 2 host rows match their reports")
     );
     // The server keeps writing after a verify.
     expect(
@@ -189,17 +189,36 @@ async fn verify_names_a_rewritten_link() {
 async fn the_chain_stays_verifiable_after_deleting_from_its_start() {
     let app = spawn_app().await;
     ten_reports(&app).await;
+    // A newer deployment of host a: no host points at rows 1..3 any more.
+    expect(
+        app.pipeline(pipeline_at("g", "a", "synced", "2026-04-26T12:00:00Z"))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        app.db()
+            .scalar(
+                "SELECT count(*) FROM hosts WHERE 3 >= min(last_report_id, status_report_id, \
+                 files_report_id, coalesce(pipeline_report_id, 99), coalesce(cron_report_id, 99))"
+            )
+            .await,
+        0
+    );
     drop_triggers(&app).await;
 
     // What retention will do: delete the oldest rows no host points at.
     app.db()
-        .execute("PRAGMA foreign_keys = OFF; DELETE FROM reports WHERE id <= 3")
+        .execute("DELETE FROM reports WHERE id <= 3")
         .await
         .unwrap();
 
     let (code, out) = verify(&app.db_path);
     assert_eq!(code, 0, "{out}");
-    assert!(out.starts_with("verified 7 rows (ids 4..10)"), "{out}");
+    assert!(
+        out.starts_with("verified 8 rows (ids 4..11)") && out.contains("2 host rows match"),
+        "{out}"
+    );
 }
 
 #[tokio::test]
@@ -266,4 +285,28 @@ async fn an_auditor_checks_a_row_by_hand_with_sqlite3_and_sha256sum() {
     assert_eq!(lines.len(), 2, "{stdout}");
     assert_eq!(lines[0], lines[1], "stored hash vs recomputed");
     assert_eq!(lines[0], app.history("?limit=1").await[0]["hash"]);
+}
+
+#[tokio::test]
+async fn verify_names_a_host_whose_status_row_was_edited() {
+    let app = spawn_app().await;
+    ten_reports(&app).await;
+    assert_eq!(verify(&app.db_path).0, 0);
+
+    // GET /status serves hosts.status_row: an edit there would show a state no report made.
+    app.db()
+        .execute(
+            "UPDATE hosts SET status_row = json_set(status_row, '$.commit_sha', 'forged') \
+             WHERE host = 'b'",
+        )
+        .await
+        .unwrap();
+
+    let (code, out) = verify(&app.db_path);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        out.trim(),
+        "host g/b: its status_row differs from what its reports make of it"
+    );
+    assert_eq!(app.host("g", "b").await["commit_sha"], "forged");
 }

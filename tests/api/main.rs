@@ -19,3 +19,4 @@ mod seeds;
 mod status;
 mod storage;
 mod validation;
+mod writer;

@@ -1,0 +1,46 @@
+-- Pushgateway: the same report as text exposition (444 bytes), pushed to one group per host
+-- (job "gitops", instance = host), round-robin over BENCH_HOSTS hosts.
+package.path = os.getenv("BENCH_WRK_DIR") .. "/?.lua;" .. package.path
+local common = require("common")
+
+local requests = {}
+local next_request = 1
+
+local function body(i)
+  local text = string.format(
+    '# TYPE gitops_sync_status gauge\n' ..
+    'gitops_sync_status{server_group="%s",status="synced"} 1\n' ..
+    '# TYPE gitops_changed_files gauge\n' ..
+    'gitops_changed_files{server_group="%s"} 0\n' ..
+    '# TYPE gitops_deployment_info gauge\n' ..
+    'gitops_deployment_info{server_group="%s",project_name="gitops-for-servers",' ..
+    'repo_name="rsyslog",server_type="rsyslog",environment="prod",commit_sha="abc1234567890",' ..
+    'branch="master",updated_by="woodpecker",validation_status="passed",' ..
+    'validation_message="%s"} 1\n' ..
+    'gitops_last_pipeline_run_timestamp_seconds{server_group="%s"} 1777199400\n',
+    common.group(i), common.group(i), common.group(i), "%s", common.group(i))
+  local message = "rsyslog syntax validation passed"
+  message = message .. string.rep(".", 444 - (#text - 2) - #message)
+  return string.format(text, message)
+end
+
+setup = common.setup
+
+function init(args)
+  local headers = {["Content-Type"] = "text/plain; version=0.0.4"}
+  for i = 0, common.hosts - 1 do
+    local b = body(i)
+    assert(#b == 444, "body length " .. #b)
+    local path = "/metrics/job/gitops/instance/" .. common.host(i)
+    requests[#requests + 1] = wrk.format("POST", path, headers, b)
+  end
+  next_request = (tonumber(offset) or 0) % #requests + 1
+end
+
+function request()
+  local r = requests[next_request]
+  next_request = next_request % #requests + 1
+  return r
+end
+
+done = common.done

@@ -1,0 +1,934 @@
+//! The write path, with group commit. One task owns the write connection. A request hands its
+//! report over a bounded channel (when it is full the request is refused at once, rather than
+//! queued without limit); the writer takes every report that is waiting, writes them in one
+//! transaction in arrival order, commits, and only then answers each request. A group costs
+//! one fsync and a handful of statements however many reports it holds.
+//!
+//! Inside the group each report becomes the next link of the audit chain (ids and hashes are
+//! given here, in order: the chain's tip lives in this task) and moves its host's facet
+//! pointers (`domain::merge`) and its materialised `GET /status` row.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Connection, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::domain::{chain, Deployment, Head, Heads, HostState, Report, ReportKind, Timestamp};
+
+use super::chain::canonical_json;
+use super::rows::HostStateRow;
+use super::{RenderRow, StoreError, WRITER_ANSWER_TIMEOUT};
+
+/// The most reports one transaction holds; more wait for the next one.
+const MAX_GROUP: usize = 256;
+/// Reports per INSERT statement, at most (27 parameters each, far below SQLite's limit).
+const MAX_ROWS_PER_STATEMENT: usize = 32;
+
+/// What the server knows about the request besides the report itself.
+#[derive(Clone, Debug, Default)]
+pub struct RequestMeta {
+    /// The name of the token that authorised the write; None without tokens.
+    pub principal: Option<String>,
+    pub client_addr: Option<String>,
+    pub forwarded_for: Option<String>,
+    pub user_agent: Option<String>,
+    /// The body exactly as received; it must be valid JSON.
+    pub raw_body: String,
+}
+
+/// The outcome of an accepted report.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    /// The id of the new `reports` row.
+    pub report_id: i64,
+    /// The report created the host.
+    pub created: bool,
+    /// The report moved at least one part of the host's current state.
+    pub changed: bool,
+    /// Parts the report carried but did not move, because the host already held a newer
+    /// observation there (`status`, `changed_files`, `deployment`, `last_cron_check`).
+    pub kept_newer: Vec<&'static str>,
+    /// The report's own time lay ahead of the server clock; it was ordered as of its arrival.
+    pub ahead_of_clock: bool,
+    /// The host's state after the report.
+    pub state: HostState,
+    /// The same state as its `GET /status` row (JSON), as stored in `hosts.status_row`.
+    pub status_row: String,
+}
+
+type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
+
+struct Pending {
+    report: Report,
+    meta: RequestMeta,
+    reply: Answer<Recorded>,
+}
+
+enum Job {
+    Report(Box<Pending>),
+    /// Write one row to learn whether the database takes writes again (readiness).
+    Probe(Answer<()>),
+    /// Finish, close the connection (checkpointing the WAL), then answer.
+    Close(oneshot::Sender<()>),
+}
+
+/// What the writer publishes to everyone else.
+#[derive(Debug, Default)]
+struct Shared {
+    /// The id of the newest committed report (0 before the first): the version of everything
+    /// a reader can see.
+    committed: AtomicI64,
+    /// Why the last write failed, while the database does not take writes.
+    fault: Mutex<Option<String>>,
+}
+
+/// The requests' side of the writer.
+#[derive(Clone)]
+pub(super) struct WriterHandle {
+    jobs: mpsc::Sender<Job>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for WriterHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterHandle")
+            .field("queued", &(self.jobs.max_capacity() - self.jobs.capacity()))
+            .field("shared", &self.shared)
+            .finish()
+    }
+}
+
+impl WriterHandle {
+    /// Queues a report and waits for its commit. `Overloaded` at once when the queue is full.
+    pub(super) async fn record(
+        &self,
+        report: Report,
+        meta: RequestMeta,
+    ) -> Result<Recorded, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Report(Box::new(Pending {
+            report,
+            meta,
+            reply,
+        }));
+        self.jobs.try_send(job).map_err(|err| match err {
+            mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+        })?;
+        self.wait(answer).await
+    }
+
+    /// Asks the writer to write its probe row.
+    pub(super) async fn probe(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Probe(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        self.wait(answer).await
+    }
+
+    async fn wait<T>(
+        &self,
+        answer: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(WRITER_ANSWER_TIMEOUT, answer).await {
+            Ok(Ok(result)) => result,
+            // The writer dropped the request: it stopped.
+            Ok(Err(_)) => Err(StoreError::Closed),
+            Err(_) => Err(StoreError::Timeout),
+        }
+    }
+
+    /// Lets the writer finish what is queued, then closes its connection.
+    pub(super) async fn close(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.jobs.send(Job::Close(reply)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    pub(super) fn committed(&self) -> i64 {
+        self.shared.committed.load(Ordering::Acquire)
+    }
+
+    pub(super) fn fault(&self) -> Option<String> {
+        self.shared.fault.lock().ok().and_then(|f| f.clone())
+    }
+}
+
+/// The newest link of the audit chain, and the id the next report gets.
+#[derive(Clone, Debug)]
+struct Tip {
+    next_id: i64,
+    hash: String,
+}
+
+/// The chain's tip as stored. Ids continue from `sqlite_sequence`, which remembers the
+/// highest id even after rows are deleted from the start of the chain.
+async fn load_tip(conn: &mut SqliteConnection) -> Result<Tip, StoreError> {
+    let (seq, hash): (Option<i64>, Option<String>) = sqlx::query_as(
+        "SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'reports'),
+                (SELECT hash FROM reports ORDER BY id DESC LIMIT 1)",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Tip {
+        next_id: seq.unwrap_or(0) + 1,
+        hash: hash.unwrap_or_else(|| chain::GENESIS.to_owned()),
+    })
+}
+
+/// How the writer runs.
+pub(super) struct WriterConfig {
+    pub options: SqliteConnectOptions,
+    pub queue: usize,
+    pub chain_log_every: i64,
+    pub render: RenderRow,
+}
+
+/// Starts the writer on `conn` (migrated, its status rows rendered) and returns its handle.
+pub(super) async fn start(
+    mut conn: SqliteConnection,
+    config: WriterConfig,
+) -> Result<WriterHandle, StoreError> {
+    let tip = load_tip(&mut conn).await?;
+    let shared = Arc::new(Shared::default());
+    shared.committed.store(tip.next_id - 1, Ordering::Release);
+    if tip.hash != chain::GENESIS {
+        // Published heads let an auditor detect a rewritten chain (see README, Security).
+        tracing::info!(id = tip.next_id - 1, hash = %tip.hash, "audit chain head");
+    }
+    let (jobs, queue) = mpsc::channel(config.queue.max(1));
+    let writer = Writer {
+        conn: Some(conn),
+        options: config.options,
+        queue,
+        shared: shared.clone(),
+        tip: Some(tip),
+        chain_log_every: config.chain_log_every,
+        render: config.render,
+    };
+    tokio::spawn(writer.run());
+    Ok(WriterHandle { jobs, shared })
+}
+
+struct Writer {
+    /// None after a failed write, until a new connection opens.
+    conn: Option<SqliteConnection>,
+    options: SqliteConnectOptions,
+    queue: mpsc::Receiver<Job>,
+    shared: Arc<Shared>,
+    /// None when it must be read again from the database (after a failed write).
+    tip: Option<Tip>,
+    chain_log_every: i64,
+    render: RenderRow,
+}
+
+impl Writer {
+    async fn run(mut self) {
+        let mut next: Option<Job> = None;
+        loop {
+            let job = match next.take() {
+                Some(job) => job,
+                None => match self.queue.recv().await {
+                    Some(job) => job,
+                    None => break,
+                },
+            };
+            match job {
+                Job::Report(first) => {
+                    // Everything waiting now joins this group; a probe or close waits for it.
+                    let mut group = vec![*first];
+                    while group.len() < MAX_GROUP {
+                        match self.queue.try_recv() {
+                            Ok(Job::Report(pending)) => group.push(*pending),
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.write_group(group).await;
+                }
+                Job::Probe(reply) => {
+                    let outcome = self.probe().await;
+                    let _ = reply.send(outcome);
+                }
+                Job::Close(reply) => {
+                    self.close().await;
+                    let _ = reply.send(());
+                    return;
+                }
+            }
+        }
+        self.close().await;
+    }
+
+    async fn close(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if let Err(err) = conn.close().await {
+                tracing::warn!(error = %err, "closing the write connection failed");
+            }
+        }
+    }
+
+    /// The connection and the chain's tip, opening and reading them again after a failure.
+    async fn ready(&mut self) -> Result<(&mut SqliteConnection, &mut Tip), StoreError> {
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => SqliteConnection::connect_with(&self.options).await?,
+        };
+        let conn = self.conn.insert(conn);
+        let tip = match self.tip.take() {
+            Some(tip) => tip,
+            None => load_tip(conn).await?,
+        };
+        Ok((conn, self.tip.insert(tip)))
+    }
+
+    /// Forgets the connection and the tip after a failed write: a failed COMMIT (disk full)
+    /// can leave the connection's idea of its transaction out of step with SQLite's, and a
+    /// rolled-back group never extended the chain.
+    fn reset(&mut self) {
+        self.conn = None;
+        self.tip = None;
+    }
+
+    /// Records the outcome of a write for readiness: an unwritable database sets the fault,
+    /// any success clears it.
+    fn note(&self, outcome: Result<(), &StoreError>) {
+        let fault = match outcome {
+            Ok(()) => None,
+            Err(err @ StoreError::Unwritable { .. }) => Some(err.to_string()),
+            Err(_) => return,
+        };
+        if let Ok(mut slot) = self.shared.fault.lock() {
+            if *slot != fault {
+                match &fault {
+                    Some(reason) => {
+                        tracing::error!(reason = %reason, "writes fail; /ready answers 503")
+                    }
+                    None => tracing::info!("the database takes writes again"),
+                }
+                *slot = fault;
+            }
+        }
+    }
+
+    async fn write_group(&mut self, group: Vec<Pending>) {
+        // A request whose client went away (or gave up waiting) is not written: nobody could
+        // be told it was.
+        let group: Vec<Pending> = group.into_iter().filter(|p| !p.reply.is_closed()).collect();
+        if group.is_empty() {
+            return;
+        }
+        match self.commit_group(&group).await {
+            Ok(results) => {
+                self.note(Ok(()));
+                for (pending, result) in group.into_iter().zip(results) {
+                    let _ = pending.reply.send(result);
+                }
+            }
+            Err(err) => {
+                self.reset();
+                self.note(Err(&err));
+                if group.len() == 1 || err.affects_every_write() {
+                    for pending in group {
+                        let _ = pending.reply.send(Err(err.clone()));
+                    }
+                    return;
+                }
+                // One report may be at fault: write each alone, so only it fails.
+                tracing::warn!(error = %err, reports = group.len(), "a group commit failed; writing its reports one by one");
+                for pending in group {
+                    let result = match self.commit_group(std::slice::from_ref(&pending)).await {
+                        Ok(mut results) => results.pop().unwrap_or(Err(StoreError::Closed)),
+                        Err(err) => {
+                            self.reset();
+                            self.note(Err(&err));
+                            Err(err)
+                        }
+                    };
+                    let _ = pending.reply.send(result);
+                }
+            }
+        }
+    }
+
+    /// Writes a group in one transaction. The outer error fails the whole group (nothing was
+    /// stored); an inner error belongs to one report that was refused without being stored.
+    async fn commit_group(
+        &mut self,
+        group: &[Pending],
+    ) -> Result<Vec<Result<Recorded, StoreError>>, StoreError> {
+        let render = self.render;
+        let log_every = self.chain_log_every;
+        let (conn, stored_tip) = self.ready().await?;
+        // IMMEDIATE takes the write lock up front, so a writer outside this process (sqlite3)
+        // makes us wait for busy_timeout instead of failing the transaction half-way.
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let mut hosts = load_hosts(&mut tx, group).await?;
+        let mut tip = stored_tip.clone();
+        let mut rows = Vec::with_capacity(group.len());
+        let mut results = Vec::with_capacity(group.len());
+        let mut touched: Vec<HostKey> = Vec::new();
+
+        for pending in group {
+            let report = &pending.report;
+            let key = HostKey::of(report);
+            let before = hosts.get(&key);
+            if before.is_none() && !report.kind().may_create_host() {
+                results.push(Err(StoreError::UnknownHost {
+                    server_group: report.server_group.clone(),
+                    host: report.host.clone(),
+                }));
+                continue;
+            }
+            let received_at = Timestamp::now();
+            // A report cannot have been observed after it arrived: a time ahead of the server
+            // clock (a skewed client) orders as the arrival, so it cannot pin the host's
+            // state. The client's time stays in its column and in raw_body.
+            let observed_at = match report.reported_at {
+                Some(at) if at <= received_at => at,
+                _ => received_at,
+            };
+            let ahead_of_clock = report.reported_at.is_some_and(|at| at > received_at);
+            if ahead_of_clock {
+                tracing::warn!(client = ?pending.meta.client_addr, "a report's own time lies ahead of the server clock; ordered by its arrival");
+            }
+
+            let row = NewRow::new(report, &pending.meta, tip.next_id, received_at, observed_at);
+            let canonical = row.canonical();
+            let hash = chain::link(&tip.hash, &canonical);
+            let prev_hash = std::mem::replace(&mut tip.hash, hash.clone());
+            tip.next_id += 1;
+
+            let new = Head {
+                report_id: row.id,
+                observed_at,
+            };
+            let heads_before = before.map(|b| b.heads).unwrap_or_default();
+            let heads = heads_before.advance(report.facets(), new);
+            let state = HostState::after(
+                before.map(|b| &b.state),
+                report,
+                heads.moved_to(new),
+                received_at,
+                observed_at,
+            )
+            .ok_or_else(|| StoreError::Corrupt(format!("host {key} would have no status")))?;
+            let status_row = render(&state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            results.push(Ok(Recorded {
+                report_id: row.id,
+                created: before.is_none(),
+                changed: heads != heads_before,
+                kept_newer: heads.kept_newer(report.facets(), new),
+                ahead_of_clock,
+                state: state.clone(),
+                status_row: status_row.clone(),
+            }));
+            if !before.is_some_and(|b| b.touched) {
+                touched.push(key.clone());
+            }
+            hosts.insert(
+                key,
+                HostEntry {
+                    heads,
+                    last_report_id: row.id,
+                    state,
+                    status_row,
+                    touched: true,
+                },
+            );
+            rows.push(row.linked(prev_hash, hash));
+        }
+
+        insert_reports(&mut tx, &rows).await?;
+        let entries: Vec<(&HostKey, &HostEntry)> = touched
+            .iter()
+            .filter_map(|key| hosts.get(key).map(|entry| (key, entry)))
+            .collect();
+        upsert_hosts(&mut tx, &entries).await?;
+        tx.commit().await?;
+
+        *stored_tip = tip;
+        if let Some(last) = rows.last() {
+            self.shared.committed.store(last.id, Ordering::Release);
+        }
+        if log_every > 0 {
+            for row in rows.iter().filter(|row| row.id % log_every == 0) {
+                tracing::info!(id = row.id, hash = %row.hash, "audit chain head");
+            }
+        }
+        Ok(results)
+    }
+
+    /// Rewrites the one row of `writer_probe`: succeeds once the database takes writes again.
+    async fn probe(&mut self) -> Result<(), StoreError> {
+        let at = Timestamp::now().to_string();
+        let outcome = async {
+            let (conn, _) = self.ready().await?;
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+            sqlx::query!(
+                "INSERT INTO writer_probe (id, at) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                at
+            )
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok::<(), StoreError>(())
+        }
+        .await;
+        if outcome.is_err() {
+            self.reset();
+        }
+        self.note(outcome.as_ref().map(|_| ()));
+        outcome
+    }
+}
+
+/// A host by name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct HostKey {
+    server_group: String,
+    host: String,
+}
+
+impl HostKey {
+    fn of(report: &Report) -> Self {
+        HostKey {
+            server_group: report.server_group.as_str().to_owned(),
+            host: report.host.as_str().to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for HostKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.server_group, self.host)
+    }
+}
+
+/// A host as the group found it, then as the group left it.
+struct HostEntry {
+    heads: Heads,
+    last_report_id: i64,
+    state: HostState,
+    status_row: String,
+    /// A report of this group moved it: its row in `hosts` is to be written.
+    touched: bool,
+}
+
+/// The stored facet heads and current state of every host the group names (one query).
+async fn load_hosts(
+    conn: &mut SqliteConnection,
+    group: &[Pending],
+) -> Result<HashMap<HostKey, HostEntry>, StoreError> {
+    let mut keys: Vec<(&str, &str)> = group
+        .iter()
+        .map(|p| (p.report.server_group.as_str(), p.report.host.as_str()))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let keys = serde_json::to_string(&keys).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    // The current_status view's joins, plus the facet heads the merge needs.
+    let rows = sqlx::query_as!(
+        LoadedHost,
+        r#"SELECT h.server_group AS "server_group!", h.host AS "host!",
+                  h.last_report_id AS "last_report_id!",
+                  h.status_report_id AS "status_id!", s.observed_at AS "status_at!",
+                  h.files_report_id AS "files_id!", f.observed_at AS "files_at!",
+                  h.pipeline_report_id AS "pipeline_id?", p.observed_at AS "pipeline_at?",
+                  h.cron_report_id AS "cron_id?", c.observed_at AS "cron_at?",
+                  p.project_name, p.repo_name, p.server_type, p.environment,
+                  s.status AS "status!", f.changed_files, p.validation_status,
+                  p.validation_message, p.commit_sha, p.branch, p.updated_by,
+                  l.received_at AS "timestamp!", f.drift_count
+           FROM json_each(?1) AS k
+           JOIN hosts h ON h.server_group = k.value ->> 0 AND h.host = k.value ->> 1
+           JOIN reports s ON s.id = h.status_report_id
+           JOIN reports f ON f.id = h.files_report_id
+           JOIN reports l ON l.id = h.last_report_id
+           LEFT JOIN reports p ON p.id = h.pipeline_report_id
+           LEFT JOIN reports c ON c.id = h.cron_report_id"#,
+        keys
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let key = HostKey {
+                server_group: row.server_group.clone(),
+                host: row.host.clone(),
+            };
+            Ok((key, row.into_entry()?))
+        })
+        .collect()
+}
+
+/// One row of `load_hosts`.
+struct LoadedHost {
+    server_group: String,
+    host: String,
+    last_report_id: i64,
+    status_id: i64,
+    status_at: String,
+    files_id: i64,
+    files_at: String,
+    pipeline_id: Option<i64>,
+    pipeline_at: Option<String>,
+    cron_id: Option<i64>,
+    cron_at: Option<String>,
+    project_name: Option<String>,
+    repo_name: Option<String>,
+    server_type: Option<String>,
+    environment: Option<String>,
+    status: String,
+    changed_files: Option<String>,
+    validation_status: Option<String>,
+    validation_message: Option<String>,
+    commit_sha: Option<String>,
+    branch: Option<String>,
+    updated_by: Option<String>,
+    timestamp: String,
+    drift_count: Option<i64>,
+}
+
+impl LoadedHost {
+    fn into_entry(self) -> Result<HostEntry, StoreError> {
+        use super::rows::timestamp;
+        let head = |id: Option<i64>, at: Option<&str>| -> Result<Option<Head>, StoreError> {
+            match (id, at) {
+                (Some(report_id), Some(at)) => Ok(Some(Head {
+                    report_id,
+                    observed_at: timestamp("observed_at", at)?,
+                })),
+                _ => Ok(None),
+            }
+        };
+        let heads = Heads {
+            status: head(Some(self.status_id), Some(&self.status_at))?,
+            files: head(Some(self.files_id), Some(&self.files_at))?,
+            pipeline: head(self.pipeline_id, self.pipeline_at.as_deref())?,
+            cron_check: head(self.cron_id, self.cron_at.as_deref())?,
+        };
+        let state = HostState::try_from(HostStateRow {
+            project_name: self.project_name,
+            repo_name: self.repo_name,
+            server_group: self.server_group,
+            server_type: self.server_type,
+            environment: self.environment,
+            host: self.host,
+            status: self.status,
+            changed_files: self.changed_files.unwrap_or_else(|| "[]".to_owned()),
+            validation_status: self.validation_status,
+            validation_message: self.validation_message,
+            last_pipeline_run: self.pipeline_at,
+            last_cron_check: self.cron_at,
+            commit_sha: self.commit_sha,
+            branch: self.branch,
+            updated_by: self.updated_by,
+            timestamp: self.timestamp,
+            status_observed_at: self.status_at,
+            reported_drift_count: self.drift_count,
+        })?;
+        Ok(HostEntry {
+            heads,
+            last_report_id: self.last_report_id,
+            state,
+            status_row: String::new(),
+            touched: false,
+        })
+    }
+}
+
+/// A `reports` row about to be inserted.
+struct NewRow {
+    id: i64,
+    received_at: String,
+    kind: &'static str,
+    server_group: String,
+    host: String,
+    status: Option<&'static str>,
+    changed_files: Option<String>,
+    deployment: Deployment,
+    last_pipeline_run: Option<String>,
+    last_cron_check: Option<String>,
+    drift_count: Option<i64>,
+    observed_at: String,
+    meta: RequestMeta,
+    prev_hash: String,
+    hash: String,
+}
+
+impl NewRow {
+    fn new(
+        report: &Report,
+        meta: &RequestMeta,
+        id: i64,
+        received_at: Timestamp,
+        observed_at: Timestamp,
+    ) -> Self {
+        let kind = report.kind();
+        let reported_at = report.reported_at.map(|t| t.to_string());
+        let (last_pipeline_run, last_cron_check) = match kind {
+            ReportKind::Pipeline => (reported_at, None),
+            _ => (None, reported_at),
+        };
+        NewRow {
+            id,
+            received_at: received_at.to_string(),
+            kind: kind.as_str(),
+            server_group: report.server_group.as_str().to_owned(),
+            host: report.host.as_str().to_owned(),
+            status: report.status().map(|s| s.as_str()),
+            changed_files: report
+                .changed_files()
+                .map(|files| json_string_array(files.as_slice())),
+            deployment: report.deployment().cloned().unwrap_or_default(),
+            last_pipeline_run,
+            last_cron_check,
+            drift_count: report.drift_count().map(i64::from),
+            observed_at: observed_at.to_string(),
+            meta: meta.clone(),
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    fn linked(mut self, prev_hash: String, hash: String) -> Self {
+        self.prev_hash = prev_hash;
+        self.hash = hash;
+        self
+    }
+
+    /// The row's canonical content, byte for byte what SQLite's `json_object` renders from the
+    /// stored row (`chain::CANONICAL_ROW`), which `verify` and auditors recompute.
+    fn canonical(&self) -> String {
+        use super::chain::Member::{Int, Text};
+        let d = &self.deployment;
+        let m = &self.meta;
+        canonical_json([
+            ("id", Int(Some(self.id))),
+            ("received_at", Text(Some(&self.received_at))),
+            ("kind", Text(Some(self.kind))),
+            ("server_group", Text(Some(&self.server_group))),
+            ("host", Text(Some(&self.host))),
+            ("status", Text(self.status)),
+            ("changed_files", Text(self.changed_files.as_deref())),
+            ("project_name", Text(d.project_name.as_deref())),
+            ("repo_name", Text(d.repo_name.as_deref())),
+            ("server_type", Text(d.server_type.as_deref())),
+            ("environment", Text(d.environment.as_deref())),
+            ("validation_status", Text(d.validation_status.as_deref())),
+            ("validation_message", Text(d.validation_message.as_deref())),
+            ("commit_sha", Text(d.commit_sha.as_deref())),
+            ("branch", Text(d.branch.as_deref())),
+            ("updated_by", Text(d.updated_by.as_deref())),
+            ("last_pipeline_run", Text(self.last_pipeline_run.as_deref())),
+            ("last_cron_check", Text(self.last_cron_check.as_deref())),
+            ("drift_count", Int(self.drift_count)),
+            ("observed_at", Text(Some(&self.observed_at))),
+            ("principal", Text(m.principal.as_deref())),
+            ("client_addr", Text(m.client_addr.as_deref())),
+            ("forwarded_for", Text(m.forwarded_for.as_deref())),
+            ("user_agent", Text(m.user_agent.as_deref())),
+            ("raw_body", Text(Some(&m.raw_body))),
+        ])
+    }
+}
+
+/// A JSON array of strings, as stored in `reports.changed_files`.
+fn json_string_array(items: &[String]) -> String {
+    let mut out = String::with_capacity(2 + items.iter().map(|i| i.len() + 3).sum::<usize>());
+    out.push('[');
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        super::chain::push_json_string(&mut out, item);
+    }
+    out.push(']');
+    out
+}
+
+const REPORT_COLUMNS: &str = "id, received_at, kind, server_group, host, status, changed_files, \
+    project_name, repo_name, server_type, environment, validation_status, validation_message, \
+    commit_sha, branch, updated_by, last_pipeline_run, last_cron_check, drift_count, \
+    observed_at, principal, client_addr, forwarded_for, user_agent, raw_body, prev_hash, hash";
+const REPORT_PARAMS: usize = 27;
+
+/// `INSERT … VALUES (…), (…)` for 1, 2, 4, … MAX_ROWS_PER_STATEMENT rows: a group is written
+/// with a few statements whose text repeats, so SQLite's prepared statements are reused.
+fn multi_row_sql(head: &str, params: usize, rows: usize, tail: &str) -> String {
+    let tuple = format!("({})", vec!["?"; params].join(", "));
+    format!("{head} VALUES {}{tail}", vec![tuple; rows].join(", "))
+}
+
+/// Splits `n` rows into statement sizes: powers of two, largest first.
+fn statement_sizes(mut n: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if n == 0 {
+            return None;
+        }
+        let size = MAX_ROWS_PER_STATEMENT.min(1 << n.ilog2());
+        n -= size;
+        Some(size)
+    })
+}
+
+static INSERT_REPORTS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    (0..=MAX_ROWS_PER_STATEMENT.ilog2())
+        .map(|power| {
+            multi_row_sql(
+                &format!("INSERT INTO reports ({REPORT_COLUMNS})"),
+                REPORT_PARAMS,
+                1 << power,
+                "",
+            )
+        })
+        .collect()
+});
+
+async fn insert_reports(conn: &mut SqliteConnection, rows: &[NewRow]) -> Result<(), StoreError> {
+    let mut rest = rows;
+    for size in statement_sizes(rows.len()) {
+        let (chunk, after) = rest.split_at(size);
+        rest = after;
+        let sql = &INSERT_REPORTS[size.ilog2() as usize];
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+        for row in chunk {
+            let d = &row.deployment;
+            let m = &row.meta;
+            query = query
+                .bind(row.id)
+                .bind(row.received_at.as_str())
+                .bind(row.kind)
+                .bind(row.server_group.as_str())
+                .bind(row.host.as_str())
+                .bind(row.status)
+                .bind(row.changed_files.as_deref())
+                .bind(d.project_name.as_deref())
+                .bind(d.repo_name.as_deref())
+                .bind(d.server_type.as_deref())
+                .bind(d.environment.as_deref())
+                .bind(d.validation_status.as_deref())
+                .bind(d.validation_message.as_deref())
+                .bind(d.commit_sha.as_deref())
+                .bind(d.branch.as_deref())
+                .bind(d.updated_by.as_deref())
+                .bind(row.last_pipeline_run.as_deref())
+                .bind(row.last_cron_check.as_deref())
+                .bind(row.drift_count)
+                .bind(row.observed_at.as_str())
+                .bind(m.principal.as_deref())
+                .bind(m.client_addr.as_deref())
+                .bind(m.forwarded_for.as_deref())
+                .bind(m.user_agent.as_deref())
+                .bind(m.raw_body.as_str())
+                .bind(row.prev_hash.as_str())
+                .bind(row.hash.as_str());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+const HOST_PARAMS: usize = 8;
+
+static UPSERT_HOSTS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    (0..=MAX_ROWS_PER_STATEMENT.ilog2())
+        .map(|power| {
+            multi_row_sql(
+                "INSERT INTO hosts (server_group, host, last_report_id, status_report_id, \
+                 files_report_id, pipeline_report_id, cron_report_id, status_row)",
+                HOST_PARAMS,
+                1 << power,
+                " ON CONFLICT (server_group, host) DO UPDATE SET \
+                 last_report_id = excluded.last_report_id, \
+                 status_report_id = excluded.status_report_id, \
+                 files_report_id = excluded.files_report_id, \
+                 pipeline_report_id = excluded.pipeline_report_id, \
+                 cron_report_id = excluded.cron_report_id, \
+                 status_row = excluded.status_row",
+            )
+        })
+        .collect()
+});
+
+/// Writes the hosts' new pointers and rows; each host appears once.
+async fn upsert_hosts(
+    conn: &mut SqliteConnection,
+    hosts: &[(&HostKey, &HostEntry)],
+) -> Result<(), StoreError> {
+    let mut rest = hosts;
+    for size in statement_sizes(hosts.len()) {
+        let (chunk, after) = rest.split_at(size);
+        rest = after;
+        let sql = &UPSERT_HOSTS[size.ilog2() as usize];
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+        for (key, entry) in chunk {
+            let (Some(status), Some(files)) = (entry.heads.status, entry.heads.files) else {
+                return Err(StoreError::Corrupt(format!(
+                    "host {key} would have no status"
+                )));
+            };
+            query = query
+                .bind(key.server_group.as_str())
+                .bind(key.host.as_str())
+                .bind(entry.last_report_id)
+                .bind(status.report_id)
+                .bind(files.report_id)
+                .bind(entry.heads.pipeline.map(|h| h.report_id))
+                .bind(entry.heads.cron_check.map(|h| h.report_id))
+                .bind(entry.status_row.as_str());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_sizes_are_powers_of_two_that_add_up() {
+        for n in 0..=300 {
+            let sizes: Vec<usize> = statement_sizes(n).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), n);
+            assert!(sizes
+                .iter()
+                .all(|s| s.is_power_of_two() && *s <= MAX_ROWS_PER_STATEMENT));
+        }
+        assert_eq!(statement_sizes(37).collect::<Vec<_>>(), [32, 4, 1]);
+    }
+
+    #[test]
+    fn multi_row_sql_has_one_tuple_per_row() {
+        assert_eq!(
+            multi_row_sql("INSERT INTO t (a, b)", 2, 2, " ON CONFLICT DO NOTHING"),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?) ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(INSERT_REPORTS.len(), 6);
+        assert_eq!(
+            INSERT_REPORTS[5].matches('?').count(),
+            REPORT_PARAMS * MAX_ROWS_PER_STATEMENT
+        );
+    }
+
+    #[test]
+    fn changed_files_are_a_json_array() {
+        let files = vec!["/etc/a \"b\"".to_owned(), "c\\d\n".to_owned()];
+        let text = json_string_array(&files);
+        let back: Vec<String> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, files);
+        assert_eq!(json_string_array(&[]), "[]");
+    }
+}
