@@ -8,19 +8,16 @@ local next_request = 1
 
 local function body(i)
   local text = string.format(
-    '# TYPE gitops_sync_status gauge\n' ..
     'gitops_sync_status{server_group="%s",status="synced"} 1\n' ..
-    '# TYPE gitops_changed_files gauge\n' ..
     'gitops_changed_files{server_group="%s"} 0\n' ..
-    '# TYPE gitops_deployment_info gauge\n' ..
-    'gitops_deployment_info{server_group="%s",project_name="gitops-for-servers",' ..
-    'repo_name="rsyslog",server_type="rsyslog",environment="prod",commit_sha="abc1234567890",' ..
+    'gitops_deployment_info{server_group="%s",repo_name="rsyslog",environment="prod",' ..
+    'commit_sha="abc1234567890",' ..
     'branch="master",updated_by="woodpecker",validation_status="passed",' ..
     'validation_message="%s"} 1\n' ..
     'gitops_last_pipeline_run_timestamp_seconds{server_group="%s"} 1777199400\n',
     common.group(i), common.group(i), common.group(i), "%s", common.group(i))
-  local message = "rsyslog syntax validation passed"
-  message = message .. string.rep(".", 444 - (#text - 2) - #message)
+  -- Pad the validation message so the body is exactly 444 bytes, as our report's.
+  local message = "ok" .. string.rep(".", 444 - (#text - 2) - 2)
   return string.format(text, message)
 end
 

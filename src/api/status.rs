@@ -7,7 +7,6 @@ use std::io::Write as _;
 use actix_web::http::header::{self, AcceptEncoding, ContentEncoding, Encoding, Header as _};
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde::Serialize;
-use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::domain::{HostName, HostState, ServerGroup, Status};
@@ -160,8 +159,7 @@ pub struct ReportAccepted {
     /// The id of the report's row in the history (`GET /history`, table `reports`).
     pub report_id: i64,
     /// The host's current state after this report.
-    #[schema(value_type = HostStatus)]
-    pub status: Box<RawValue>,
+    pub status: HostStatus,
 }
 
 /// A host's `GET /status` row, as the store keeps it (`hosts.status_row`).
@@ -203,7 +201,7 @@ pub(super) fn accepted(recorded: Recorded) -> Result<HttpResponse, ApiError> {
         success: true,
         message: outcome(&recorded),
         report_id: recorded.report_id,
-        status: RawValue::from_string(recorded.status_row).map_err(ApiError::internal)?,
+        status: HostStatus::from(recorded.state),
     };
     Ok(if recorded.created {
         HttpResponse::Created().json(body)

@@ -35,28 +35,38 @@ pub(super) enum Member<'a> {
 /// without spaces, NULL as `null`, integers in decimal, text as a JSON string escaped the way
 /// SQLite escapes it (`push_json_string`). The writer hashes this instead of asking SQLite to
 /// render each row; tests check the two agree on every kind of text.
+#[cfg(test)]
 pub(super) fn canonical_json<'a>(
     members: impl IntoIterator<Item = (&'a str, Member<'a>)>,
 ) -> String {
     let mut out = String::with_capacity(1024);
     out.push('{');
+    push_members(&mut out, members);
+    out.push('}');
+    out
+}
+
+/// Appends members as `canonical_json` renders them, without the braces: `"a":1,"b":null`.
+/// The writer renders a row's canonical text from such runs, some rendered in advance.
+pub(super) fn push_members<'a>(
+    out: &mut String,
+    members: impl IntoIterator<Item = (&'a str, Member<'a>)>,
+) {
     for (index, (name, value)) in members.into_iter().enumerate() {
         if index > 0 {
             out.push(',');
         }
-        push_json_string(&mut out, name);
+        push_json_string(out, name);
         out.push(':');
         match value {
             Member::Int(Some(n)) => {
                 // Writing to a String cannot fail.
                 let _ = write!(out, "{n}");
             }
-            Member::Text(Some(text)) => push_json_string(&mut out, text),
+            Member::Text(Some(text)) => push_json_string(out, text),
             Member::Int(None) | Member::Text(None) => out.push_str("null"),
         }
     }
-    out.push('}');
-    out
 }
 
 /// Appends `text` as a JSON string, escaped as SQLite's json functions escape it

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::{chain, Deployment, Head, Heads, HostState, Report, ReportKind, Timestamp};
 
-use super::chain::canonical_json;
+use super::chain::push_members;
 use super::rows::HostStateRow;
 use super::{RenderRow, StoreError, WRITER_ANSWER_TIMEOUT};
 
@@ -55,15 +55,15 @@ pub struct Recorded {
     pub ahead_of_clock: bool,
     /// The host's state after the report.
     pub state: HostState,
-    /// The same state as its `GET /status` row (JSON), as stored in `hosts.status_row`.
-    pub status_row: String,
 }
 
 type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
 
 struct Pending {
     report: Report,
-    meta: RequestMeta,
+    /// The report's row, rendered by the request's own thread as far as it can be before
+    /// the writer gives it an id, times and its place in the chain.
+    row: NewRow,
     reply: Answer<Recorded>,
 }
 
@@ -109,11 +109,8 @@ impl WriterHandle {
         meta: RequestMeta,
     ) -> Result<Recorded, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let job = Job::Report(Box::new(Pending {
-            report,
-            meta,
-            reply,
-        }));
+        let row = NewRow::new(&report, meta);
+        let job = Job::Report(Box::new(Pending { report, row, reply }));
         self.jobs.try_send(job).map_err(|err| match err {
             mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
@@ -374,11 +371,11 @@ impl Writer {
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let mut hosts = load_hosts(&mut tx, group).await?;
         let mut tip = stored_tip.clone();
-        let mut rows = Vec::with_capacity(group.len());
+        let mut links = Vec::with_capacity(group.len());
         let mut results = Vec::with_capacity(group.len());
         let mut touched: Vec<HostKey> = Vec::new();
 
-        for pending in group {
+        for (index, pending) in group.iter().enumerate() {
             let report = &pending.report;
             let key = HostKey::of(report);
             let before = hosts.get(&key);
@@ -399,17 +396,18 @@ impl Writer {
             };
             let ahead_of_clock = report.reported_at.is_some_and(|at| at > received_at);
             if ahead_of_clock {
-                tracing::warn!(client = ?pending.meta.client_addr, "a report's own time lies ahead of the server clock; ordered by its arrival");
+                tracing::warn!(client = ?pending.row.client_addr, "a report's own time lies ahead of the server clock; ordered by its arrival");
             }
 
-            let row = NewRow::new(report, &pending.meta, tip.next_id, received_at, observed_at);
-            let canonical = row.canonical();
-            let hash = chain::link(&tip.hash, &canonical);
-            let prev_hash = std::mem::replace(&mut tip.hash, hash.clone());
+            let id = tip.next_id;
+            let link = pending
+                .row
+                .link(index, id, received_at, observed_at, &tip.hash);
             tip.next_id += 1;
+            tip.hash.clone_from(&link.hash);
 
             let new = Head {
-                report_id: row.id,
+                report_id: id,
                 observed_at,
             };
             let heads_before = before.map(|b| b.heads).unwrap_or_default();
@@ -422,15 +420,13 @@ impl Writer {
                 observed_at,
             )
             .ok_or_else(|| StoreError::Corrupt(format!("host {key} would have no status")))?;
-            let status_row = render(&state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             results.push(Ok(Recorded {
-                report_id: row.id,
+                report_id: id,
                 created: before.is_none(),
                 changed: heads != heads_before,
                 kept_newer: heads.kept_newer(report.facets(), new),
                 ahead_of_clock,
                 state: state.clone(),
-                status_row: status_row.clone(),
             }));
             if !before.is_some_and(|b| b.touched) {
                 touched.push(key.clone());
@@ -439,30 +435,33 @@ impl Writer {
                 key,
                 HostEntry {
                     heads,
-                    last_report_id: row.id,
+                    last_report_id: id,
                     state,
-                    status_row,
                     touched: true,
                 },
             );
-            rows.push(row.linked(prev_hash, hash));
+            links.push(link);
         }
 
-        insert_reports(&mut tx, &rows).await?;
-        let entries: Vec<(&HostKey, &HostEntry)> = touched
-            .iter()
-            .filter_map(|key| hosts.get(key).map(|entry| (key, entry)))
-            .collect();
+        insert_reports(&mut tx, group, &links).await?;
+        let mut entries = Vec::with_capacity(touched.len());
+        for key in &touched {
+            if let Some(entry) = hosts.get(key) {
+                // Only the state a host is left in is stored: rendered once per host.
+                let row = render(&entry.state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                entries.push((key, entry, row));
+            }
+        }
         upsert_hosts(&mut tx, &entries).await?;
         tx.commit().await?;
 
         *stored_tip = tip;
-        if let Some(last) = rows.last() {
+        if let Some(last) = links.last() {
             self.shared.committed.store(last.id, Ordering::Release);
         }
         if log_every > 0 {
-            for row in rows.iter().filter(|row| row.id % log_every == 0) {
-                tracing::info!(id = row.id, hash = %row.hash, "audit chain head");
+            for link in links.iter().filter(|link| link.id % log_every == 0) {
+                tracing::info!(id = link.id, hash = %link.hash, "audit chain head");
             }
         }
         Ok(results)
@@ -520,7 +519,6 @@ struct HostEntry {
     heads: Heads,
     last_report_id: i64,
     state: HostState,
-    status_row: String,
     /// A report of this group moved it: its row in `hosts` is to be written.
     touched: bool,
 }
@@ -642,16 +640,16 @@ impl LoadedHost {
             heads,
             last_report_id: self.last_report_id,
             state,
-            status_row: String::new(),
             touched: false,
         })
     }
 }
 
-/// A `reports` row about to be inserted.
-struct NewRow {
-    id: i64,
-    received_at: String,
+/// A `reports` row about to be inserted, as far as it is known before the writer takes it:
+/// everything but its id, its times and its links in the chain. The canonical text of the
+/// members in between is rendered here too, on the request's thread, so the writer only
+/// adds the members it decides and hashes.
+pub(super) struct NewRow {
     kind: &'static str,
     server_group: String,
     host: String,
@@ -661,29 +659,38 @@ struct NewRow {
     last_pipeline_run: Option<String>,
     last_cron_check: Option<String>,
     drift_count: Option<i64>,
+    principal: Option<String>,
+    client_addr: Option<String>,
+    forwarded_for: Option<String>,
+    user_agent: Option<String>,
+    raw_body: String,
+    /// The canonical members from `kind` to `drift_count`.
+    canonical_middle: String,
+    /// The canonical members from `principal` to `raw_body`.
+    canonical_tail: String,
+}
+
+/// What the writer adds to a `NewRow`: its id, times and place in the chain.
+struct Link {
+    /// The report's place in its group.
+    index: usize,
+    id: i64,
+    received_at: String,
     observed_at: String,
-    meta: RequestMeta,
     prev_hash: String,
     hash: String,
 }
 
 impl NewRow {
-    fn new(
-        report: &Report,
-        meta: &RequestMeta,
-        id: i64,
-        received_at: Timestamp,
-        observed_at: Timestamp,
-    ) -> Self {
+    fn new(report: &Report, meta: RequestMeta) -> Self {
+        use super::chain::Member::{Int, Text};
         let kind = report.kind();
         let reported_at = report.reported_at.map(|t| t.to_string());
         let (last_pipeline_run, last_cron_check) = match kind {
             ReportKind::Pipeline => (reported_at, None),
             _ => (None, reported_at),
         };
-        NewRow {
-            id,
-            received_at: received_at.to_string(),
+        let mut row = NewRow {
             kind: kind.as_str(),
             server_group: report.server_group.as_str().to_owned(),
             host: report.host.as_str().to_owned(),
@@ -695,52 +702,93 @@ impl NewRow {
             last_pipeline_run,
             last_cron_check,
             drift_count: report.drift_count().map(i64::from),
-            observed_at: observed_at.to_string(),
-            meta: meta.clone(),
-            prev_hash: String::new(),
-            hash: String::new(),
-        }
+            principal: meta.principal,
+            client_addr: meta.client_addr,
+            forwarded_for: meta.forwarded_for,
+            user_agent: meta.user_agent,
+            raw_body: meta.raw_body,
+            canonical_middle: String::new(),
+            canonical_tail: String::new(),
+        };
+        let d = &row.deployment;
+        let mut middle = String::with_capacity(512);
+        push_members(
+            &mut middle,
+            [
+                ("kind", Text(Some(row.kind))),
+                ("server_group", Text(Some(&row.server_group))),
+                ("host", Text(Some(&row.host))),
+                ("status", Text(row.status)),
+                ("changed_files", Text(row.changed_files.as_deref())),
+                ("project_name", Text(d.project_name.as_deref())),
+                ("repo_name", Text(d.repo_name.as_deref())),
+                ("server_type", Text(d.server_type.as_deref())),
+                ("environment", Text(d.environment.as_deref())),
+                ("validation_status", Text(d.validation_status.as_deref())),
+                ("validation_message", Text(d.validation_message.as_deref())),
+                ("commit_sha", Text(d.commit_sha.as_deref())),
+                ("branch", Text(d.branch.as_deref())),
+                ("updated_by", Text(d.updated_by.as_deref())),
+                ("last_pipeline_run", Text(row.last_pipeline_run.as_deref())),
+                ("last_cron_check", Text(row.last_cron_check.as_deref())),
+                ("drift_count", Int(row.drift_count)),
+            ],
+        );
+        let mut tail = String::with_capacity(row.raw_body.len() + 256);
+        push_members(
+            &mut tail,
+            [
+                ("principal", Text(row.principal.as_deref())),
+                ("client_addr", Text(row.client_addr.as_deref())),
+                ("forwarded_for", Text(row.forwarded_for.as_deref())),
+                ("user_agent", Text(row.user_agent.as_deref())),
+                ("raw_body", Text(Some(&row.raw_body))),
+            ],
+        );
+        row.canonical_middle = middle;
+        row.canonical_tail = tail;
+        row
     }
 
-    fn linked(mut self, prev_hash: String, hash: String) -> Self {
-        self.prev_hash = prev_hash;
-        self.hash = hash;
-        self
-    }
-
-    /// The row's canonical content, byte for byte what SQLite's `json_object` renders from the
-    /// stored row (`chain::CANONICAL_ROW`), which `verify` and auditors recompute.
-    fn canonical(&self) -> String {
+    /// The row as report `id` of the chain after `prev_hash`. Its canonical text is byte for
+    /// byte what SQLite's `json_object` renders from the stored row (`chain::CANONICAL_ROW`),
+    /// which `verify` and auditors recompute.
+    fn link(
+        &self,
+        index: usize,
+        id: i64,
+        received_at: Timestamp,
+        observed_at: Timestamp,
+        prev_hash: &str,
+    ) -> Link {
         use super::chain::Member::{Int, Text};
-        let d = &self.deployment;
-        let m = &self.meta;
-        canonical_json([
-            ("id", Int(Some(self.id))),
-            ("received_at", Text(Some(&self.received_at))),
-            ("kind", Text(Some(self.kind))),
-            ("server_group", Text(Some(&self.server_group))),
-            ("host", Text(Some(&self.host))),
-            ("status", Text(self.status)),
-            ("changed_files", Text(self.changed_files.as_deref())),
-            ("project_name", Text(d.project_name.as_deref())),
-            ("repo_name", Text(d.repo_name.as_deref())),
-            ("server_type", Text(d.server_type.as_deref())),
-            ("environment", Text(d.environment.as_deref())),
-            ("validation_status", Text(d.validation_status.as_deref())),
-            ("validation_message", Text(d.validation_message.as_deref())),
-            ("commit_sha", Text(d.commit_sha.as_deref())),
-            ("branch", Text(d.branch.as_deref())),
-            ("updated_by", Text(d.updated_by.as_deref())),
-            ("last_pipeline_run", Text(self.last_pipeline_run.as_deref())),
-            ("last_cron_check", Text(self.last_cron_check.as_deref())),
-            ("drift_count", Int(self.drift_count)),
-            ("observed_at", Text(Some(&self.observed_at))),
-            ("principal", Text(m.principal.as_deref())),
-            ("client_addr", Text(m.client_addr.as_deref())),
-            ("forwarded_for", Text(m.forwarded_for.as_deref())),
-            ("user_agent", Text(m.user_agent.as_deref())),
-            ("raw_body", Text(Some(&m.raw_body))),
-        ])
+        let received_at = received_at.to_string();
+        let observed_at = observed_at.to_string();
+        let mut canonical =
+            String::with_capacity(self.canonical_middle.len() + self.canonical_tail.len() + 128);
+        canonical.push('{');
+        push_members(
+            &mut canonical,
+            [
+                ("id", Int(Some(id))),
+                ("received_at", Text(Some(&received_at))),
+            ],
+        );
+        canonical.push(',');
+        canonical.push_str(&self.canonical_middle);
+        canonical.push(',');
+        push_members(&mut canonical, [("observed_at", Text(Some(&observed_at)))]);
+        canonical.push(',');
+        canonical.push_str(&self.canonical_tail);
+        canonical.push('}');
+        Link {
+            index,
+            id,
+            received_at,
+            observed_at,
+            prev_hash: prev_hash.to_owned(),
+            hash: chain::link(prev_hash, &canonical),
+        }
     }
 }
 
@@ -796,19 +844,26 @@ static INSERT_REPORTS: LazyLock<Vec<String>> = LazyLock::new(|| {
         .collect()
 });
 
-async fn insert_reports(conn: &mut SqliteConnection, rows: &[NewRow]) -> Result<(), StoreError> {
-    let mut rest = rows;
-    for size in statement_sizes(rows.len()) {
+async fn insert_reports(
+    conn: &mut SqliteConnection,
+    group: &[Pending],
+    links: &[Link],
+) -> Result<(), StoreError> {
+    let mut rest = links;
+    for size in statement_sizes(links.len()) {
         let (chunk, after) = rest.split_at(size);
         rest = after;
         let sql = &INSERT_REPORTS[size.ilog2() as usize];
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-        for row in chunk {
+        for link in chunk {
+            let Some(pending) = group.get(link.index) else {
+                return Err(StoreError::Corrupt("a link without its report".to_owned()));
+            };
+            let row = &pending.row;
             let d = &row.deployment;
-            let m = &row.meta;
             query = query
-                .bind(row.id)
-                .bind(row.received_at.as_str())
+                .bind(link.id)
+                .bind(link.received_at.as_str())
                 .bind(row.kind)
                 .bind(row.server_group.as_str())
                 .bind(row.host.as_str())
@@ -826,14 +881,14 @@ async fn insert_reports(conn: &mut SqliteConnection, rows: &[NewRow]) -> Result<
                 .bind(row.last_pipeline_run.as_deref())
                 .bind(row.last_cron_check.as_deref())
                 .bind(row.drift_count)
-                .bind(row.observed_at.as_str())
-                .bind(m.principal.as_deref())
-                .bind(m.client_addr.as_deref())
-                .bind(m.forwarded_for.as_deref())
-                .bind(m.user_agent.as_deref())
-                .bind(m.raw_body.as_str())
-                .bind(row.prev_hash.as_str())
-                .bind(row.hash.as_str());
+                .bind(link.observed_at.as_str())
+                .bind(row.principal.as_deref())
+                .bind(row.client_addr.as_deref())
+                .bind(row.forwarded_for.as_deref())
+                .bind(row.user_agent.as_deref())
+                .bind(row.raw_body.as_str())
+                .bind(link.prev_hash.as_str())
+                .bind(link.hash.as_str());
         }
         query.execute(&mut *conn).await?;
     }
@@ -862,10 +917,10 @@ static UPSERT_HOSTS: LazyLock<Vec<String>> = LazyLock::new(|| {
         .collect()
 });
 
-/// Writes the hosts' new pointers and rows; each host appears once.
+/// Writes the hosts' new pointers and rendered rows; each host appears once.
 async fn upsert_hosts(
     conn: &mut SqliteConnection,
-    hosts: &[(&HostKey, &HostEntry)],
+    hosts: &[(&HostKey, &HostEntry, String)],
 ) -> Result<(), StoreError> {
     let mut rest = hosts;
     for size in statement_sizes(hosts.len()) {
@@ -873,7 +928,7 @@ async fn upsert_hosts(
         rest = after;
         let sql = &UPSERT_HOSTS[size.ilog2() as usize];
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-        for (key, entry) in chunk {
+        for (key, entry, status_row) in chunk {
             let (Some(status), Some(files)) = (entry.heads.status, entry.heads.files) else {
                 return Err(StoreError::Corrupt(format!(
                     "host {key} would have no status"
@@ -887,7 +942,7 @@ async fn upsert_hosts(
                 .bind(files.report_id)
                 .bind(entry.heads.pipeline.map(|h| h.report_id))
                 .bind(entry.heads.cron_check.map(|h| h.report_id))
-                .bind(entry.status_row.as_str());
+                .bind(status_row.as_str());
         }
         query.execute(&mut *conn).await?;
     }
