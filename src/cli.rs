@@ -28,6 +28,9 @@ pub enum Command {
     /// Check the database and walk the audit chain: exit 0 with the number of rows verified,
     /// exit 1 naming the first row whose content, order or presence was changed.
     Verify(VerifyArgs),
+    /// Fill a database with a generated history, for bench/run (built with --features bench).
+    #[cfg(feature = "bench")]
+    BenchFill(BenchFillArgs),
     /// Manage write tokens.
     Token {
         #[command(subcommand)]
@@ -188,4 +191,18 @@ pub struct VerifyArgs {
         default_value = "data/gitops-status.db"
     )]
     pub db: PathBuf,
+}
+
+#[cfg(feature = "bench")]
+#[derive(Debug, Clone, Args)]
+pub struct BenchFillArgs {
+    /// SQLite database file to fill (created if missing; an existing one is extended).
+    #[arg(long, value_name = "PATH")]
+    pub db: PathBuf,
+    /// Hosts the reports are spread over (host-00000 … in group-00 … group-09).
+    #[arg(long, value_name = "N")]
+    pub hosts: u64,
+    /// Reports the database holds when done.
+    #[arg(long, value_name = "N")]
+    pub rows: u64,
 }

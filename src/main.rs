@@ -19,6 +19,17 @@ async fn main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify(args) => verify(&args.db).await,
+        #[cfg(feature = "bench")]
+        Command::BenchFill(args) => {
+            let started = std::time::Instant::now();
+            let appended = gitops_status::bench::fill(&args.db, args.hosts, args.rows).await?;
+            println!(
+                "appended {appended} reports to {} in {:.1} s",
+                args.db.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Token {
             command: TokenCommand::New { name, scope },
         } => {

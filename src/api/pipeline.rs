@@ -78,7 +78,7 @@ pub struct PipelineReportBody {
     last_pipeline_run: Option<String>,
 }
 
-pub(super) fn parse(body: &JsonObject) -> Result<Report, ApiError> {
+pub(crate) fn parse(body: &JsonObject) -> Result<Report, ApiError> {
     let mut f = Fields::new(&body.fields);
     let server_group = f.required("server_group", ServerGroup::parse);
     let host = f.required("host", HostName::parse);

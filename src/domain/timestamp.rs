@@ -40,6 +40,11 @@ impl Timestamp {
         })
     }
 
+    /// Milliseconds since the Unix epoch.
+    pub fn epoch_millis(self) -> i64 {
+        i64::try_from(self.0.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+    }
+
     /// Milliseconds since the Unix epoch (what Grafana's `${__timeFrom}` sends).
     pub fn from_epoch_millis(millis: i64) -> Result<Self, String> {
         let nanos = i128::from(millis) * 1_000_000;

@@ -3,6 +3,8 @@
 //! read-only connections serves the GETs, and WAL lets them run side by side: reads never wait
 //! for the writer. Migrations in `migrations/` run at start-up.
 
+#[cfg(feature = "bench")]
+pub mod bulk;
 pub mod chain;
 mod read;
 mod rows;
@@ -167,39 +169,56 @@ async fn log_settings(conn: &mut SqliteConnection) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The options every connection uses, and the write connection's on top of them.
+fn connect_options(path: &Path) -> (SqliteConnectOptions, SqliteConnectOptions) {
+    let base = SqliteConnectOptions::new()
+        .filename(path)
+        .busy_timeout(BUSY_TIMEOUT);
+    let writer = base
+        .clone()
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL: a commit is on disk (WAL fsynced) before we answer 2xx.
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .optimize_on_close(true, 400);
+    (base, writer)
+}
+
+/// Opens (creating it and its parent folders if needed) and migrates the database, renders
+/// the hosts' status rows still missing, and returns the write connection.
+async fn open_for_writing(
+    path: &Path,
+    options: &SqliteConnectOptions,
+    render: RenderRow,
+) -> anyhow::Result<SqliteConnection> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create the folder {}", parent.display()))?;
+    }
+    let mut conn = SqliteConnection::connect_with(options)
+        .await
+        .with_context(|| format!("cannot open the database {}", path.display()))?;
+    sqlx::migrate!()
+        .run(&mut conn)
+        .await
+        .with_context(|| format!("cannot migrate the database {}", path.display()))?;
+    log_settings(&mut conn).await?;
+    let rendered = rows::render_missing_status_rows(&mut conn, render)
+        .await
+        .with_context(|| format!("cannot render the status rows of {}", path.display()))?;
+    if rendered > 0 {
+        tracing::info!(hosts = rendered, "rendered the hosts' status rows");
+    }
+    Ok(conn)
+}
+
 impl Store {
     /// Opens (creating it and its parent folders if needed) and migrates the database,
     /// renders the hosts' status rows still missing, and starts the writer.
     pub async fn open(path: &Path, config: StoreConfig) -> anyhow::Result<Store> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create the folder {}", parent.display()))?;
-        }
-        let base = SqliteConnectOptions::new()
-            .filename(path)
-            .busy_timeout(BUSY_TIMEOUT);
-        let writer_options = base
-            .clone()
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a commit is on disk (WAL fsynced) before we answer 2xx.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .optimize_on_close(true, 400);
-        let mut conn = SqliteConnection::connect_with(&writer_options)
-            .await
-            .with_context(|| format!("cannot open the database {}", path.display()))?;
-        sqlx::migrate!()
-            .run(&mut conn)
-            .await
-            .with_context(|| format!("cannot migrate the database {}", path.display()))?;
-        log_settings(&mut conn).await?;
-        let rendered = rows::render_missing_status_rows(&mut conn, config.render_row)
-            .await
-            .with_context(|| format!("cannot render the status rows of {}", path.display()))?;
-        if rendered > 0 {
-            tracing::info!(hosts = rendered, "rendered the hosts' status rows");
-        }
+        let (base, writer_options) = connect_options(path);
+        let conn = open_for_writing(path, &writer_options, config.render_row).await?;
         // Readers open after the writer so the file exists and is already in WAL mode.
         let readers = SqlitePoolOptions::new()
             .max_connections(config.read_connections.max(1))

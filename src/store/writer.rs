@@ -159,14 +159,14 @@ impl WriterHandle {
 
 /// The newest link of the audit chain, and the id the next report gets.
 #[derive(Clone, Debug)]
-struct Tip {
-    next_id: i64,
-    hash: String,
+pub(super) struct Tip {
+    pub next_id: i64,
+    pub hash: String,
 }
 
 /// The chain's tip as stored. Ids continue from `sqlite_sequence`, which remembers the
 /// highest id even after rows are deleted from the start of the chain.
-async fn load_tip(conn: &mut SqliteConnection) -> Result<Tip, StoreError> {
+pub(super) async fn load_tip(conn: &mut SqliteConnection) -> Result<Tip, StoreError> {
     let (seq, hash): (Option<i64>, Option<String>) = sqlx::query_as(
         "SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'reports'),
                 (SELECT hash FROM reports ORDER BY id DESC LIMIT 1)",
@@ -443,7 +443,11 @@ impl Writer {
             links.push(link);
         }
 
-        insert_reports(&mut tx, group, &links).await?;
+        let rows: Vec<(&NewRow, &Link)> = links
+            .iter()
+            .filter_map(|link| group.get(link.index).map(|pending| (&pending.row, link)))
+            .collect();
+        insert_reports(&mut tx, &rows).await?;
         let mut entries = Vec::with_capacity(touched.len());
         for key in &touched {
             if let Some(entry) = hosts.get(key) {
@@ -494,13 +498,13 @@ impl Writer {
 
 /// A host by name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct HostKey {
-    server_group: String,
-    host: String,
+pub(super) struct HostKey {
+    pub server_group: String,
+    pub host: String,
 }
 
 impl HostKey {
-    fn of(report: &Report) -> Self {
+    pub(super) fn of(report: &Report) -> Self {
         HostKey {
             server_group: report.server_group.as_str().to_owned(),
             host: report.host.as_str().to_owned(),
@@ -671,18 +675,18 @@ pub(super) struct NewRow {
 }
 
 /// What the writer adds to a `NewRow`: its id, times and place in the chain.
-struct Link {
+pub(super) struct Link {
     /// The report's place in its group.
     index: usize,
-    id: i64,
+    pub id: i64,
     received_at: String,
     observed_at: String,
     prev_hash: String,
-    hash: String,
+    pub hash: String,
 }
 
 impl NewRow {
-    fn new(report: &Report, meta: RequestMeta) -> Self {
+    pub(super) fn new(report: &Report, meta: RequestMeta) -> Self {
         use super::chain::Member::{Int, Text};
         let kind = report.kind();
         let reported_at = report.reported_at.map(|t| t.to_string());
@@ -753,7 +757,7 @@ impl NewRow {
     /// The row as report `id` of the chain after `prev_hash`. Its canonical text is byte for
     /// byte what SQLite's `json_object` renders from the stored row (`chain::CANONICAL_ROW`),
     /// which `verify` and auditors recompute.
-    fn link(
+    pub(super) fn link(
         &self,
         index: usize,
         id: i64,
@@ -844,22 +848,18 @@ static INSERT_REPORTS: LazyLock<Vec<String>> = LazyLock::new(|| {
         .collect()
 });
 
-async fn insert_reports(
+/// Inserts linked rows, in the order given.
+pub(super) async fn insert_reports(
     conn: &mut SqliteConnection,
-    group: &[Pending],
-    links: &[Link],
+    rows: &[(&NewRow, &Link)],
 ) -> Result<(), StoreError> {
-    let mut rest = links;
-    for size in statement_sizes(links.len()) {
+    let mut rest = rows;
+    for size in statement_sizes(rows.len()) {
         let (chunk, after) = rest.split_at(size);
         rest = after;
         let sql = &INSERT_REPORTS[size.ilog2() as usize];
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-        for link in chunk {
-            let Some(pending) = group.get(link.index) else {
-                return Err(StoreError::Corrupt("a link without its report".to_owned()));
-            };
-            let row = &pending.row;
+        for (row, link) in chunk {
             let d = &row.deployment;
             query = query
                 .bind(link.id)
