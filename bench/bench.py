@@ -1,0 +1,455 @@
+#!/usr/bin/env python3
+"""bench/run's driver (Python 3 standard library only).
+
+compare (default): our server against Prometheus Pushgateway, both driven by the same wrk
+load generator on 127.0.0.1, and the targets of issue 5; prints one table.
+sweep: how GET /status and GET /history costs grow with the history (10k, 1M, 5M rows) and
+the number of hosts (1k, 10k).
+
+Every process it starts is stopped by PID at the end. Databases generated with
+`gitops-status bench-fill` are kept under target/bench/ and reused while the schema and the
+generator are unchanged.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BINARY = ROOT / "target" / "release" / "gitops-status"
+WRK_DIR = ROOT / "bench" / "wrk"
+WORK = ROOT / "target" / "bench"
+
+STARTED = []  # every process we started, stopped at exit
+
+
+def log(message):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(argv, log_path, env=None):
+    out = open(log_path, "wb")
+    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    STARTED.append(proc)
+    return proc
+
+
+def stop(proc, timeout=20):
+    """SIGTERM, then SIGKILL after `timeout` seconds; by PID, only processes we started."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if proc in STARTED:
+        STARTED.remove(proc)
+
+
+def stop_all():
+    for proc in list(STARTED):
+        stop(proc, timeout=5)
+
+
+def http_status(port, path, timeout=0.5):
+    """One GET over a raw socket: the status code, or None when nothing answers."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+            head = s.recv(64)
+        return int(head.split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def wait_ready(proc, port, path, limit=60.0):
+    """Polls `path` every millisecond until it answers 200; returns the seconds it took."""
+    began = time.monotonic()
+    while time.monotonic() - began < limit:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process {proc.args[0]} exited with {proc.returncode}")
+        if http_status(port, path) == 200:
+            return time.monotonic() - began
+        time.sleep(0.001)
+    raise RuntimeError(f"{path} on port {port} not ready after {limit} s")
+
+
+def rss_kib(pid):
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+
+def wrk(port, script, duration, connections, threads=2, **env):
+    """Runs wrk with one of bench/wrk's scripts; returns its JSON summary plus req_s."""
+    environment = dict(os.environ, BENCH_WRK_DIR=str(WRK_DIR))
+    environment.update({k: str(v) for k, v in env.items()})
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
+            "-s", str(WRK_DIR / script), f"http://127.0.0.1:{port}"]
+    done = subprocess.run(argv, env=environment, capture_output=True, text=True, check=True)
+    lines = [l for l in done.stdout.splitlines() if l.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"wrk printed no summary:\n{done.stdout}\n{done.stderr}")
+    result = json.loads(lines[-1])
+    result["req_s"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["errors"] = sum(result[k] for k in
+                           ("connect_errors", "read_errors", "write_errors", "status_errors",
+                            "timeouts"))
+    return result
+
+
+class Server:
+    """Our release binary on a free loopback port."""
+
+    def __init__(self, db, name, extra=()):
+        self.port = free_port()
+        self.db = db
+        self.log = WORK / "logs" / f"{name}.log"
+        self.proc = start([str(BINARY), "serve", "--listen", f"127.0.0.1:{self.port}",
+                           "--db", str(db), *extra], self.log)
+        self.startup = wait_ready(self.proc, self.port, "/ready")
+
+    def rss(self):
+        return rss_kib(self.proc.pid)
+
+    def stop(self):
+        stop(self.proc)
+
+
+class Pushgateway:
+    def __init__(self, name):
+        self.port = free_port()
+        self.log = WORK / "logs" / f"{name}.log"
+        self.proc = start(["prometheus-pushgateway",
+                           f"--web.listen-address=127.0.0.1:{self.port}"], self.log)
+        wait_ready(self.proc, self.port, "/-/ready")
+
+    def rss(self):
+        return rss_kib(self.proc.pid)
+
+    def stop(self):
+        stop(self.proc)
+
+
+def fixture_key():
+    """Generated databases are reused while the schema and the generator are unchanged."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "migrations").glob("*.sql")) + [ROOT / "src" / "bench.rs",
+                                                                 ROOT / "src" / "store" / "bulk.rs"]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def fixture(hosts, rows):
+    """A database holding `rows` generated reports over `hosts` hosts (built or extended from
+    the largest smaller one with the same hosts)."""
+    key = fixture_key()
+    directory = WORK / "fixtures"
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db*"):
+        if not stale.name.startswith(key):
+            stale.unlink()
+    path = directory / f"{key}-h{hosts}-r{rows}.db"
+    if path.exists():
+        return path
+    smaller = sorted((p for p in directory.glob(f"{key}-h{hosts}-r*.db")
+                      if int(p.stem.rsplit("-r", 1)[1]) < rows),
+                     key=lambda p: int(p.stem.rsplit("-r", 1)[1]))
+    partial = path.with_suffix(".partial")
+    if smaller:
+        log(f"extending {smaller[-1].name} to {rows} rows")
+        subprocess.run(["cp", "--sparse=always", str(smaller[-1]), str(partial)], check=True)
+    else:
+        log(f"generating {rows} rows over {hosts} hosts")
+        partial.unlink(missing_ok=True)
+    began = time.monotonic()
+    subprocess.run([str(BINARY), "bench-fill", "--db", str(partial), "--hosts", str(hosts),
+                    "--rows", str(rows)], check=True, stdout=subprocess.DEVNULL)
+    for suffix in ("-wal", "-shm"):
+        Path(str(partial) + suffix).unlink(missing_ok=True)
+    partial.rename(path)
+    log(f"{path.name}: {time.monotonic() - began:.0f} s")
+    return path
+
+
+def committed_rows(db):
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return conn.execute("SELECT count(*) FROM reports").fetchone()[0]
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def ms(us):
+    return us / 1000.0
+
+
+def machine():
+    model = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, load generator on the same CPUs"
+
+
+# ---------------------------------------------------------------------------------------------
+# compare
+
+
+def compare(args):
+    results = {"machine": machine(), "repeats": args.repeats, "runs": []}
+    big = fixture(10_000, args.rows)
+    small = fixture(10_000, 10_000)
+    d = args.duration
+
+    for run in range(args.repeats):
+        log(f"run {run + 1}/{args.repeats}: ingest and reads, ours and Pushgateway")
+        r = {}
+        db = WORK / "runs" / f"ingest-{run}.db"
+        for p in WORK.glob(f"runs/ingest-{run}.db*"):
+            p.unlink()
+        ours = Server(db, f"ours-{run}")
+        pg = Pushgateway(f"pushgateway-{run}")
+        try:
+            r["ours_ingest"] = wrk(ours.port, "ingest.lua", d, 64, BENCH_HOSTS=1000)
+            r["pg_ingest"] = wrk(pg.port, "push.lua", d, 64, BENCH_HOSTS=1000)
+            r["pg_rss_kib"] = pg.rss()[0]
+            r["ours_read"] = wrk(ours.port, "get.lua", d, 64, BENCH_PATH="/status")
+            r["pg_read"] = wrk(pg.port, "get.lua", d, 64, BENCH_PATH="/metrics")
+            if run == 0:
+                r["ours_read_gzip"] = wrk(ours.port, "get.lua", d, 64, BENCH_PATH="/status",
+                                          BENCH_ACCEPT_ENCODING="gzip")
+        finally:
+            ours.stop()
+            pg.stop()
+        acknowledged = r["ours_ingest"]["requests"] - r["ours_ingest"]["status_errors"]
+        r["committed"] = committed_rows(db)
+        r["acknowledged"] = acknowledged
+        # wrk stops with up to 64 requests in flight: committed, never counted as answered.
+        r["every_2xx_committed"] = acknowledged <= r["committed"] <= acknowledged + 64
+        results["runs"].append(r)
+
+    log("memory: 10,000 hosts of ingest")
+    db = WORK / "runs" / "rss.db"
+    for p in WORK.glob("runs/rss.db*"):
+        p.unlink()
+    ours = Server(db, "ours-rss")
+    try:
+        results["rss_ingest"] = wrk(ours.port, "ingest.lua", d, 64, BENCH_HOSTS=10_000)
+        results["rss_kib"], results["hwm_kib"] = ours.rss()
+    finally:
+        ours.stop()
+
+    log("reads at 10,000 hosts: 10k and 5M rows of history")
+    # Latency targets are measured with one connection: the time a request takes, not the
+    # time it queues behind others.
+    for name, db in (("small", small), ("big", big)):
+        server = Server(db, f"ours-{name}")
+        try:
+            results[f"status_{name}"] = [
+                wrk(server.port, "get.lua", 5, 1, threads=1, BENCH_PATH="/status")
+                for _ in range(args.repeats)]
+            results[f"history_{name}"] = [
+                wrk(server.port, "get.lua", 5, 1, threads=1, BENCH_HOSTS=10_000,
+                    BENCH_PATH="/status/{group}/{host}/history?limit=100")
+                for _ in range(args.repeats)]
+        finally:
+            server.stop()
+
+    log("start-up to ready with 5M rows")
+    startups = []
+    for n in range(5):
+        server = Server(big, f"ours-startup-{n}")
+        startups.append(server.startup)
+        server.stop()
+    results["startup_s"] = startups
+
+    report_compare(results, args)
+    out = WORK / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=1))
+    log(f"raw results: {out}")
+
+
+def report_compare(res, args):
+    runs = res["runs"]
+    ingest = [r["ours_ingest"]["req_s"] for r in runs]
+    pg_ingest = [r["pg_ingest"]["req_s"] for r in runs]
+    ingest_ratio = [r["ours_ingest"]["req_s"] / r["pg_ingest"]["req_s"] for r in runs]
+    read = [r["ours_read"]["req_s"] for r in runs]
+    pg_read = [r["pg_read"]["req_s"] for r in runs]
+    read_ratio = [r["ours_read"]["req_s"] / r["pg_read"]["req_s"] for r in runs]
+    p50 = [ms(r["ours_ingest"]["p50_us"]) for r in runs]
+    p99 = [ms(r["ours_ingest"]["p99_us"]) for r in runs]
+    pg_p99 = [ms(r["pg_ingest"]["p99_us"]) for r in runs]
+    gzip = runs[0]["ours_read_gzip"]
+    plain_bytes = runs[0]["ours_read"]["bytes"] / runs[0]["ours_read"]["requests"]
+    gzip_bytes = gzip["bytes"] / gzip["requests"]
+    status_small = median([ms(r["p50_us"]) for r in res["status_small"]])
+    status_big = median([ms(r["p50_us"]) for r in res["status_big"]])
+    history = median([ms(r["p50_us"]) for r in res["history_big"]])
+    history_small = median([ms(r["p50_us"]) for r in res["history_small"]])
+    startup = median(res["startup_s"]) * 1000
+    rss = res["rss_kib"] / 1024
+    pg_rss = median([r["pg_rss_kib"] for r in runs]) / 1024
+    committed = all(r["every_2xx_committed"] for r in runs)
+    errors = sum(r["ours_ingest"]["errors"] + r["ours_read"]["errors"] for r in runs)
+
+    def yes(ok):
+        return "met" if ok else "NOT met"
+
+    rows = [
+        ("POST /status/pipeline, 1000 hosts, c64: req/s", f"{median(ingest):,.0f}",
+         f"{median(pg_ingest):,.0f}", f"{median(ingest_ratio):.0f}x", ">= 200x",
+         yes(median(ingest_ratio) >= 200)),
+        ("  p50 / p99 latency", f"{median(p50):.1f} / {median(p99):.1f} ms",
+         f"p99 {median(pg_p99):.0f} ms", "", "p99 < 10 ms", yes(median(p99) < 10)),
+        ("  every 2xx committed (rows vs 2xx answers)",
+         f"{runs[-1]['committed']:,} / {runs[-1]['acknowledged']:,}", "", "", "all",
+         yes(committed)),
+        ("GET /status vs /metrics, 1000 hosts, c64: req/s", f"{median(read):,.0f}",
+         f"{median(pg_read):,.0f}", f"{median(read_ratio):.0f}x", ">= 10x",
+         yes(median(read_ratio) >= 10)),
+        ("  with Accept-Encoding: gzip: req/s, bytes",
+         f"{gzip['req_s']:,.0f}, {gzip_bytes / 1024:,.0f} KiB",
+         f"plain {plain_bytes / 1024:,.0f} KiB", f"{plain_bytes / gzip_bytes:.0f}x smaller",
+         "", ""),
+        ("GET /status p50, 10k hosts, 10k rows (c1)", f"{status_small:.2f} ms", "", "", "", ""),
+        ("GET /status p50, 10k hosts, 5M rows (c1)", f"{status_big:.2f} ms", "",
+         f"{status_big / status_small:.2f}x of 10k rows", "<= 1.2x",
+         yes(status_big <= 1.2 * status_small)),
+        ("GET host history limit=100 p50, 10k rows (c1)", f"{history_small:.2f} ms", "", "",
+         "", ""),
+        ("GET host history limit=100 p50, 5M rows (c1)", f"{history:.2f} ms", "",
+         f"{history / history_small:.1f}x of 10k rows", "< 5 ms", yes(history < 5)),
+        ("RSS after ingest over 10k hosts", f"{rss:.1f} MiB",
+         f"{pg_rss:.1f} MiB (1000 groups)", "", "<= 32 MiB", yes(rss <= 32)),
+        ("start-up to ready, 5M rows", f"{startup:.0f} ms", "", "", "<= 200 ms",
+         yes(startup <= 200)),
+    ]
+    print()
+    print(f"gitops-status bench, {time.strftime('%Y-%m-%d %H:%M')}; {res['machine']}")
+    print(f"medians of {args.repeats} runs; ratios are ours / Pushgateway 1.5 in the same run; "
+          f"wrk -t2, {args.duration} s per load phase; {errors} wrk errors or non-2xx on ours")
+    print()
+    widths = [max(len(str(r[i])) for r in rows + [HEADER]) for i in range(len(HEADER))]
+    for row in [HEADER, tuple("-" * w for w in widths)] + rows:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
+    print()
+    print("per run, ours / Pushgateway req/s: ingest "
+          + ", ".join(f"{r['ours_ingest']['req_s']:,.0f}/{r['pg_ingest']['req_s']:,.0f}" for r in runs)
+          + "; reads "
+          + ", ".join(f"{r['ours_read']['req_s']:,.0f}/{r['pg_read']['req_s']:,.0f}" for r in runs))
+
+
+HEADER = ("measure", "gitops-status", "Pushgateway", "ratio", "target", "")
+
+
+# ---------------------------------------------------------------------------------------------
+# sweep
+
+
+def sweep(args):
+    rows_list = [10_000, 1_000_000, 5_000_000]
+    table = []
+    for hosts in (1_000, 10_000):
+        base = None
+        for rows in rows_list:
+            db = fixture(hosts, rows)
+            log(f"sweep: {hosts} hosts, {rows} rows")
+            server = Server(db, f"sweep-h{hosts}-r{rows}")
+            try:
+                point = {
+                    "hosts": hosts, "rows": rows, "startup_ms": server.startup * 1000,
+                    "db_mib": db.stat().st_size / 2**20,
+                    "status": wrk(server.port, "get.lua", args.duration, 1, threads=1,
+                                  BENCH_PATH="/status"),
+                    "group": wrk(server.port, "get.lua", args.duration, 1, threads=1,
+                                 BENCH_PATH="/status/group-00"),
+                    "history": wrk(server.port, "get.lua", args.duration, 1, threads=1,
+                                   BENCH_HOSTS=hosts,
+                                   BENCH_PATH="/status/{group}/{host}/history?limit=100"),
+                    "recent": wrk(server.port, "get.lua", args.duration, 1, threads=1,
+                                  BENCH_PATH="/history?limit=100"),
+                }
+            finally:
+                server.stop()
+            base = base or point
+            point["base"] = base
+            table.append(point)
+    print()
+    print(f"gitops-status cost curve, {time.strftime('%Y-%m-%d %H:%M')}; {machine()}")
+    print(f"p50 latency, one connection (wrk -t1 -c1), {args.duration} s each; "
+          "x: relative to 10k rows, same hosts")
+    print()
+    header = ("hosts", "rows", "db", "start-up", "GET /status", "GET /status/group-00",
+              "host history (limit 100)", "GET /history (limit 100)")
+    lines = []
+    for p in table:
+        def cell(name):
+            v, b = p[name]["p50_us"], p["base"][name]["p50_us"]
+            return f"{ms(v):.2f} ms ({v / b:.2f}x)"
+        lines.append((f"{p['hosts']:,}", f"{p['rows']:,}", f"{p['db_mib']:,.0f} MiB",
+                      f"{p['startup_ms']:.0f} ms", cell("status"), cell("group"),
+                      cell("history"), cell("recent")))
+    widths = [max(len(str(r[i])) for r in lines + [header]) for i in range(len(header))]
+    for row in [header, tuple("-" * w for w in widths)] + lines:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
+    out = WORK / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(table, indent=1, default=str))
+    log(f"raw results: {out}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", nargs="?", default="compare", choices=("compare", "sweep"))
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each comparison (3)")
+    parser.add_argument("--duration", type=int,
+                        help="seconds per load phase (compare: 10, sweep: 5; at most 15)")
+    parser.add_argument("--rows", type=int, default=5_000_000,
+                        help="history rows of the large database (5000000)")
+    args = parser.parse_args()
+    if args.duration is None:
+        args.duration = 10 if args.mode == "compare" else 5
+    if not 1 <= args.duration <= 15:
+        parser.error("--duration must be 1..15 seconds")
+    for path in ("logs", "runs"):
+        (WORK / path).mkdir(parents=True, exist_ok=True)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: sys.exit(130))
+    try:
+        if args.mode == "compare":
+            compare(args)
+        else:
+            sweep(args)
+    finally:
+        stop_all()
+
+
+if __name__ == "__main__":
+    main()
