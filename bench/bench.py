@@ -377,7 +377,6 @@ def sweep(args):
     rows_list = [10_000, 1_000_000, 5_000_000]
     table = []
     for hosts in (1_000, 10_000):
-        base = None
         for rows in rows_list:
             db = fixture(hosts, rows)
             log(f"sweep: {hosts} hosts, {rows} rows")
@@ -398,9 +397,9 @@ def sweep(args):
                 }
             finally:
                 server.stop()
-            base = base or point
-            point["base"] = base
             table.append(point)
+    # Each point against the same host count's smallest history.
+    bases = {p["hosts"]: p for p in reversed(table)}
     print()
     print(f"gitops-status cost curve, {time.strftime('%Y-%m-%d %H:%M')}; {machine()}")
     print(f"p50 latency, one connection (wrk -t1 -c1), {args.duration} s each; "
@@ -411,7 +410,7 @@ def sweep(args):
     lines = []
     for p in table:
         def cell(name):
-            v, b = p[name]["p50_us"], p["base"][name]["p50_us"]
+            v, b = p[name]["p50_us"], bases[p["hosts"]][name]["p50_us"]
             return f"{ms(v):.2f} ms ({v / b:.2f}x)"
         lines.append((f"{p['hosts']:,}", f"{p['rows']:,}", f"{p['db_mib']:,.0f} MiB",
                       f"{p['startup_ms']:.0f} ms", cell("status"), cell("group"),
@@ -420,7 +419,7 @@ def sweep(args):
     for row in [header, tuple("-" * w for w in widths)] + lines:
         print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
     out = WORK / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(table, indent=1, default=str))
+    out.write_text(json.dumps(table, indent=1))
     log(f"raw results: {out}")
 
 
