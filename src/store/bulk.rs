@@ -13,8 +13,9 @@ use sqlx::{Connection, SqliteConnection};
 
 use crate::domain::{Head, Heads, Report, Timestamp};
 
+use super::append::{insert_reports, load_tip, Link, NewRow};
 use super::rows::{render_missing_status_rows, timestamp};
-use super::writer::{insert_reports, load_tip, HostKey, Link, NewRow};
+use super::writer::HostKey;
 use super::{connect_options, open_for_writing, RenderRow, RequestMeta};
 
 /// One generated report and the time the server is to have received it.

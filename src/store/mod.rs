@@ -3,6 +3,7 @@
 //! read-only connections serves the GETs, and WAL lets them run side by side: reads never wait
 //! for the writer. Migrations in `migrations/` run at start-up.
 
+mod append;
 #[cfg(feature = "bench")]
 pub mod bulk;
 pub mod chain;

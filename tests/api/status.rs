@@ -182,3 +182,49 @@ async fn timestamp_is_when_the_server_last_accepted_a_report_even_a_late_one() {
     assert_eq!(late["status"]["status"], "synced", "state not rolled back");
     assert_eq!(late["status"]["timestamp"], history[0]["received_at"]);
 }
+
+/// GET /status as a gzip-asking client (Grafana) reads it: the decompressed rows.
+async fn gzipped_status(app: &crate::helpers::TestApp) -> Value {
+    use std::io::Read;
+    let response = app
+        .client
+        .get(app.url("/status"))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+    assert_eq!(response.headers()["vary"], "accept-encoding");
+    let compressed = response.bytes().await.unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&compressed[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test]
+async fn status_is_gzipped_when_asked_and_follows_every_report() {
+    let app = spawn_app().await;
+    assert_eq!(gzipped_status(&app).await, json!([]));
+
+    for n in 0..3 {
+        let mut body = seed_pipeline();
+        body["host"] = json!(format!("rsyslog-0{n}"));
+        expect(app.pipeline(body).await, 201).await;
+        // Each read after an acknowledged report includes it, plain or gzip.
+        let plain = app.get_json("/status").await;
+        assert_eq!(plain.as_array().unwrap().len(), n + 1);
+        assert_eq!(gzipped_status(&app).await, plain);
+    }
+    let mut cron = json!({"server_group": "rsyslog-prod", "host": "rsyslog-01", "status": "out_of_sync",
+                          "changed_files": ["/etc/rsyslog.conf"]});
+    expect(app.cron(cron.take()).await, 200).await;
+    let rows = gzipped_status(&app).await;
+    assert_eq!(rows[1]["status"], "out_of_sync");
+    assert_eq!(rows, app.get_json("/status").await);
+    // Without Accept-Encoding the body is plain JSON.
+    let plain = app.get("/status").await;
+    assert!(plain.headers().get("content-encoding").is_none());
+}
