@@ -87,7 +87,7 @@ pub async fn append(
         if batch.len() == BATCH {
             flush(&mut tx, &mut batch).await?;
         }
-        if appended % COMMIT_EVERY == 0 {
+        if appended.is_multiple_of(COMMIT_EVERY) {
             tx.commit().await?;
             tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         }
