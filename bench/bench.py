@@ -141,7 +141,9 @@ class Pushgateway:
     def __init__(self, name):
         self.port = free_port()
         self.log = WORK / "logs" / f"{name}.log"
-        self.proc = start(["prometheus-pushgateway",
+        # In memory only (upstream's default; Debian's build persists to /var/lib), so every
+        # run starts empty and leaves nothing behind.
+        self.proc = start(["prometheus-pushgateway", "--persistence.file=",
                            f"--web.listen-address=127.0.0.1:{self.port}"], self.log)
         wait_ready(self.proc, self.port, "/-/ready")
 

@@ -22,6 +22,23 @@ function common.setup(thread)
   thread_count = thread_count + 1
 end
 
+-- Makes the script send the requests `build()` returns (raw, from wrk.format), round-robin,
+-- each thread from its own offset; they are built once per thread, before the load starts.
+function common.round_robin(build)
+  local requests, next_request = {}, 1
+  setup = common.setup
+  init = function(args)
+    requests = build()
+    next_request = (tonumber(offset) or 0) % #requests + 1
+  end
+  request = function()
+    local r = requests[next_request]
+    next_request = next_request % #requests + 1
+    return r
+  end
+  done = common.done
+end
+
 function common.done(summary, latency, requests)
   local errors = summary.errors
   io.write(string.format(

@@ -3,30 +3,18 @@
 package.path = os.getenv("BENCH_WRK_DIR") .. "/?.lua;" .. package.path
 local common = require("common")
 
-local requests = {}
-local next_request = 1
-
-setup = common.setup
-
-function init(args)
+common.round_robin(function()
   local template = os.getenv("BENCH_PATH") or "/status"
   local headers = {}
   local encoding = os.getenv("BENCH_ACCEPT_ENCODING")
   if encoding and encoding ~= "" then
     headers["Accept-Encoding"] = encoding
   end
+  local requests = {}
   local count = template:find("{host}", 1, true) and common.hosts or 1
   for i = 0, count - 1 do
     local path = template:gsub("{host}", common.host(i)):gsub("{group}", common.group(i))
     requests[#requests + 1] = wrk.format("GET", path, headers)
   end
-  next_request = (tonumber(offset) or 0) % #requests + 1
-end
-
-function request()
-  local r = requests[next_request]
-  next_request = next_request % #requests + 1
-  return r
-end
-
-done = common.done
+  return requests
+end)

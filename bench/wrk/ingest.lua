@@ -2,9 +2,6 @@
 package.path = os.getenv("BENCH_WRK_DIR") .. "/?.lua;" .. package.path
 local common = require("common")
 
-local requests = {}
-local next_request = 1
-
 local function body(i)
   local text = string.format(
     '{"project_name": "gitops-for-servers", "repo_name": "rsyslog", "server_group": "%s", ' ..
@@ -19,22 +16,13 @@ local function body(i)
   return string.format(text, message)
 end
 
-setup = common.setup
-
-function init(args)
+common.round_robin(function()
   local headers = {["Content-Type"] = "application/json"}
+  local requests = {}
   for i = 0, common.hosts - 1 do
     local b = body(i)
     assert(#b == 444, "body length " .. #b)
     requests[#requests + 1] = wrk.format("POST", "/status/pipeline", headers, b)
   end
-  next_request = (tonumber(offset) or 0) % #requests + 1
-end
-
-function request()
-  local r = requests[next_request]
-  next_request = next_request % #requests + 1
-  return r
-end
-
-done = common.done
+  return requests
+end)

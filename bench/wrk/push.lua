@@ -3,9 +3,6 @@
 package.path = os.getenv("BENCH_WRK_DIR") .. "/?.lua;" .. package.path
 local common = require("common")
 
-local requests = {}
-local next_request = 1
-
 local function body(i)
   local text = string.format(
     'gitops_sync_status{server_group="%s",status="synced"} 1\n' ..
@@ -21,23 +18,14 @@ local function body(i)
   return string.format(text, message)
 end
 
-setup = common.setup
-
-function init(args)
+common.round_robin(function()
   local headers = {["Content-Type"] = "text/plain; version=0.0.4"}
+  local requests = {}
   for i = 0, common.hosts - 1 do
     local b = body(i)
     assert(#b == 444, "body length " .. #b)
     local path = "/metrics/job/gitops/instance/" .. common.host(i)
     requests[#requests + 1] = wrk.format("POST", path, headers, b)
   end
-  next_request = (tonumber(offset) or 0) % #requests + 1
-end
-
-function request()
-  local r = requests[next_request]
-  next_request = next_request % #requests + 1
-  return r
-end
-
-done = common.done
+  return requests
+end)
