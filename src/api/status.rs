@@ -196,18 +196,18 @@ fn outcome_of_merge(recorded: &Recorded) -> String {
 }
 
 /// 201 when the report created the host, 200 otherwise.
-pub(super) fn accepted(recorded: Recorded) -> Result<HttpResponse, ApiError> {
+pub(super) fn accepted(recorded: Recorded) -> HttpResponse {
     let body = ReportAccepted {
         success: true,
         message: outcome(&recorded),
         report_id: recorded.report_id,
         status: HostStatus::from(recorded.state),
     };
-    Ok(if recorded.created {
+    if recorded.created {
         HttpResponse::Created().json(body)
     } else {
         HttpResponse::Ok().json(body)
-    })
+    }
 }
 
 pub(super) fn parse_group(text: &str) -> Result<ServerGroup, ApiError> {

@@ -264,4 +264,67 @@ mod tests {
         assert_eq!(heads.status.unwrap().report_id, 1);
         assert_eq!(heads.cron_check.unwrap().report_id, 2);
     }
+
+    fn report(kind: &str, status: Option<&str>, files: Option<&[&str]>) -> Report {
+        use crate::domain::{ChangedFiles, Deployment, HostName, Observation, ServerGroup, Status};
+        let status = status.map(|s| Status::parse(s).unwrap());
+        let changed_files =
+            files.map(|f| ChangedFiles::new(f.iter().map(|s| s.to_string()).collect()).unwrap());
+        Report {
+            server_group: ServerGroup::parse("g").unwrap(),
+            host: HostName::parse("h").unwrap(),
+            reported_at: None,
+            observation: match kind {
+                "pipeline" => Observation::Pipeline {
+                    status: status.unwrap(),
+                    changed_files,
+                    deployment: Box::new(Deployment {
+                        commit_sha: Some("abc".into()),
+                        ..Default::default()
+                    }),
+                },
+                _ => Observation::Cron {
+                    status,
+                    changed_files,
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn state_after_a_report_takes_the_moved_parts_from_it() {
+        let deploy = report("pipeline", Some("synced"), None);
+        let t1 = at("2026-04-26T10:00:00Z");
+        let first = HostState::after(None, &deploy, PIPELINE, t1, t1).unwrap();
+        assert_eq!(first.changed_files, Vec::<String>::new());
+        assert_eq!(first.deployment.commit_sha.as_deref(), Some("abc"));
+        assert_eq!(first.last_pipeline_run, Some(t1));
+        assert_eq!(first.last_cron_check, None);
+
+        // A drift check moves status and files; the deployment stays.
+        let drift = report("cron", Some("out_of_sync"), Some(&["/etc/a"]));
+        let (t2, observed) = (at("2026-04-26T11:00:05Z"), at("2026-04-26T11:00:00Z"));
+        let second = HostState::after(Some(&first), &drift, CRON, t2, observed).unwrap();
+        assert_eq!(second.status, crate::domain::Status::OutOfSync);
+        assert_eq!(second.status_observed_at, observed);
+        assert_eq!(second.changed_files, ["/etc/a"]);
+        assert_eq!(second.deployment, first.deployment);
+        assert_eq!(second.last_cron_check, Some(observed));
+        assert_eq!(second.timestamp, t2);
+
+        // A heartbeat (no status, no files) moves only the check time.
+        let beat = report("cron", None, None);
+        let t3 = at("2026-04-26T12:00:00Z");
+        let third = HostState::after(Some(&second), &beat, HEARTBEAT, t3, t3).unwrap();
+        assert_eq!(third.status, second.status);
+        assert_eq!(third.changed_files, second.changed_files);
+        assert_eq!(third.last_cron_check, Some(t3));
+    }
+
+    #[test]
+    fn only_a_report_with_a_status_creates_a_host() {
+        let beat = report("cron", None, None);
+        let t = at("2026-04-26T12:00:00Z");
+        assert_eq!(HostState::after(None, &beat, HEARTBEAT, t, t), None);
+    }
 }
