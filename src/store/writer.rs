@@ -299,7 +299,14 @@ impl Writer {
     async fn write_group(&mut self, group: Vec<Pending>) {
         // A request whose client went away (or gave up waiting) is not written: nobody could
         // be told it was.
+        let waiting = group.len();
         let group: Vec<Pending> = group.into_iter().filter(|p| !p.reply.is_closed()).collect();
+        if group.len() < waiting {
+            tracing::info!(
+                reports = waiting - group.len(),
+                "clients went away before their reports were written; not stored"
+            );
+        }
         if group.is_empty() {
             return;
         }
