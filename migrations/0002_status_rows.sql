@@ -16,3 +16,8 @@ ALTER TABLE hosts ADD COLUMN status_row TEXT
 
 -- Finds the rows still to render without scanning hosts at every start.
 CREATE INDEX hosts_without_status_row ON hosts (id) WHERE status_row IS NULL;
+
+-- The readiness probe (after a write failed) rewrites writer_probe with 64 KiB here, so /ready
+-- turns ready again only when there is room for reports, not as soon as the last free page of
+-- a full disk takes one small row.
+ALTER TABLE writer_probe ADD COLUMN headroom BLOB;

@@ -457,15 +457,16 @@ impl Writer {
         Ok(results)
     }
 
-    /// Rewrites the one row of `writer_probe`: succeeds once the database takes writes again.
+    /// Rewrites the one row of `writer_probe` with 64 KiB: succeeds once the database takes
+    /// writes again, with room for reports.
     async fn probe(&mut self) -> Result<(), StoreError> {
         let at = Timestamp::now().to_string();
         let outcome = async {
             let (conn, _) = self.ready().await?;
             let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
             sqlx::query!(
-                "INSERT INTO writer_probe (id, at) VALUES (1, ?1)
-                 ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                "INSERT INTO writer_probe (id, at, headroom) VALUES (1, ?1, zeroblob(65536))
+                 ON CONFLICT (id) DO UPDATE SET at = excluded.at, headroom = excluded.headroom",
                 at
             )
             .execute(&mut *tx)
