@@ -121,6 +121,16 @@ impl Report {
         }
     }
 
+    /// The time the report is ordered by, given when it arrived: its own time, or its
+    /// arrival when it sent none or its time lies ahead of the server clock (a skewed client
+    /// cannot pin a host's state). The client's time stays in its column and in raw_body.
+    pub fn observed_at(&self, received_at: Timestamp) -> Timestamp {
+        match self.reported_at {
+            Some(at) if at <= received_at => at,
+            _ => received_at,
+        }
+    }
+
     pub fn drift_count(&self) -> Option<u32> {
         match &self.observation {
             Observation::Legacy { drift_count, .. } => *drift_count,

@@ -204,15 +204,40 @@ const REPORT_COLUMNS: &str = "id, received_at, kind, server_group, host, status,
     observed_at, principal, client_addr, forwarded_for, user_agent, raw_body, prev_hash, hash";
 const REPORT_PARAMS: usize = 27;
 
-/// `INSERT … VALUES (…), (…)` for 1, 2, 4, … MAX_ROWS_PER_STATEMENT rows: a group is written
-/// with a few statements whose text repeats, so SQLite's prepared statements are reused.
-pub(super) fn multi_row_sql(head: &str, params: usize, rows: usize, tail: &str) -> String {
-    let tuple = format!("({})", vec!["?"; params].join(", "));
-    format!("{head} VALUES {}{tail}", vec![tuple; rows].join(", "))
+/// One multi-row statement (`INSERT … VALUES (…), (…) …`) prepared for 1, 2, 4, …
+/// MAX_ROWS_PER_STATEMENT rows: any number of rows is written with a few statements whose text
+/// repeats, so SQLite's prepared statements are reused.
+pub(super) struct MultiRow(Vec<String>);
+
+impl MultiRow {
+    /// `head VALUES (?, …), … tail`, with `params` parameters per row.
+    pub(super) fn new(head: &str, params: usize, tail: &str) -> Self {
+        let tuple = format!("({})", vec!["?"; params].join(", "));
+        MultiRow(
+            (0..=MAX_ROWS_PER_STATEMENT.ilog2())
+                .map(|power| {
+                    format!(
+                        "{head} VALUES {}{tail}",
+                        vec![tuple.as_str(); 1 << power].join(", ")
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// The statements that write `rows`, each with the rows it binds, in order.
+    pub(super) fn chunks<'r, T>(&self, rows: &'r [T]) -> impl Iterator<Item = (&str, &'r [T])> {
+        let mut rest = rows;
+        statement_sizes(rows.len()).map(move |size| {
+            let (chunk, after) = rest.split_at(size);
+            rest = after;
+            (self.0[size.ilog2() as usize].as_str(), chunk)
+        })
+    }
 }
 
 /// Splits `n` rows into statement sizes: powers of two, largest first.
-pub(super) fn statement_sizes(mut n: usize) -> impl Iterator<Item = usize> {
+fn statement_sizes(mut n: usize) -> impl Iterator<Item = usize> {
     std::iter::from_fn(move || {
         if n == 0 {
             return None;
@@ -223,17 +248,12 @@ pub(super) fn statement_sizes(mut n: usize) -> impl Iterator<Item = usize> {
     })
 }
 
-static INSERT_REPORTS: LazyLock<Vec<String>> = LazyLock::new(|| {
-    (0..=MAX_ROWS_PER_STATEMENT.ilog2())
-        .map(|power| {
-            multi_row_sql(
-                &format!("INSERT INTO reports ({REPORT_COLUMNS})"),
-                REPORT_PARAMS,
-                1 << power,
-                "",
-            )
-        })
-        .collect()
+static INSERT_REPORTS: LazyLock<MultiRow> = LazyLock::new(|| {
+    MultiRow::new(
+        &format!("INSERT INTO reports ({REPORT_COLUMNS})"),
+        REPORT_PARAMS,
+        "",
+    )
 });
 
 /// Inserts linked rows, in the order given.
@@ -241,12 +261,8 @@ pub(super) async fn insert_reports(
     conn: &mut SqliteConnection,
     rows: &[(&NewRow, &Link)],
 ) -> Result<(), StoreError> {
-    let mut rest = rows;
-    for size in statement_sizes(rows.len()) {
-        let (chunk, after) = rest.split_at(size);
-        rest = after;
-        let sql = &INSERT_REPORTS[size.ilog2() as usize];
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+    for (sql, chunk) in INSERT_REPORTS.chunks(rows) {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (row, link) in chunk {
             let d = &row.deployment;
             query = query
@@ -301,15 +317,23 @@ mod tests {
 
     #[test]
     fn multi_row_sql_has_one_tuple_per_row() {
+        let statement = MultiRow::new("INSERT INTO t (a, b)", 2, " ON CONFLICT DO NOTHING");
+        let chunks: Vec<(&str, &[u8])> = statement.chunks(&[1, 2]).collect();
         assert_eq!(
-            multi_row_sql("INSERT INTO t (a, b)", 2, 2, " ON CONFLICT DO NOTHING"),
-            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?) ON CONFLICT DO NOTHING"
+            chunks,
+            [(
+                "INSERT INTO t (a, b) VALUES (?, ?), (?, ?) ON CONFLICT DO NOTHING",
+                &[1u8, 2][..]
+            )]
         );
-        assert_eq!(INSERT_REPORTS.len(), 6);
+        assert_eq!(INSERT_REPORTS.0.len(), 6);
         assert_eq!(
-            INSERT_REPORTS[5].matches('?').count(),
+            INSERT_REPORTS.0[5].matches('?').count(),
             REPORT_PARAMS * MAX_ROWS_PER_STATEMENT
         );
+        let rows: Vec<usize> = (0..37).collect();
+        let chunks: Vec<&[usize]> = INSERT_REPORTS.chunks(&rows).map(|(_, c)| c).collect();
+        assert_eq!(chunks.concat(), rows, "every row once, in order");
     }
 
     #[test]

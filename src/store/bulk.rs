@@ -14,8 +14,8 @@ use sqlx::{Connection, SqliteConnection};
 use crate::domain::{Head, Heads, Report, Timestamp};
 
 use super::append::{insert_reports, load_tip, Link, NewRow};
-use super::rows::{render_missing_status_rows, timestamp};
-use super::writer::HostKey;
+use super::rows::{head, render_missing_status_rows};
+use super::writer::{upsert_hosts, HostKey, HostPointers};
 use super::{connect_options, open_for_writing, RenderRow, RequestMeta};
 
 /// One generated report and the time the server is to have received it.
@@ -68,10 +68,7 @@ pub async fn append(
             continue;
         }
         let received_at = generated.received_at;
-        let observed_at = match report.reported_at {
-            Some(at) if at <= received_at => at,
-            _ => received_at,
-        };
+        let observed_at = report.observed_at(received_at);
         let row = NewRow::new(report, generated.meta);
         let link = row.link(0, tip.next_id, received_at, observed_at, &tip.hash);
         tip.hash.clone_from(&link.hash);
@@ -93,32 +90,17 @@ pub async fn append(
         }
     }
     flush(&mut tx, &mut batch).await?;
-    for (key, (heads, last_report_id)) in &heads {
-        let (Some(status), Some(files)) = (heads.status, heads.files) else {
-            anyhow::bail!("host {key} has no status");
-        };
-        // The row is rendered from current_status below, like any row still missing.
-        sqlx::query(
-            "INSERT INTO hosts (server_group, host, last_report_id, status_report_id,
-                 files_report_id, pipeline_report_id, cron_report_id, status_row)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)
-             ON CONFLICT (server_group, host) DO UPDATE SET
-                 last_report_id = excluded.last_report_id,
-                 status_report_id = excluded.status_report_id,
-                 files_report_id = excluded.files_report_id,
-                 pipeline_report_id = excluded.pipeline_report_id,
-                 cron_report_id = excluded.cron_report_id, status_row = NULL",
-        )
-        .bind(&key.server_group)
-        .bind(&key.host)
-        .bind(last_report_id)
-        .bind(status.report_id)
-        .bind(files.report_id)
-        .bind(heads.pipeline.map(|h| h.report_id))
-        .bind(heads.cron_check.map(|h| h.report_id))
-        .execute(&mut *tx)
-        .await?;
-    }
+    // Their rows are rendered from current_status below, like any row still missing.
+    let pointers: Vec<HostPointers> = heads
+        .iter()
+        .map(|(key, (heads, last_report_id))| HostPointers {
+            key,
+            heads: *heads,
+            last_report_id: *last_report_id,
+            status_row: None,
+        })
+        .collect();
+    upsert_hosts(&mut tx, &pointers).await?;
     for (_, sql) in &indexes {
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
             .execute(&mut *tx)
@@ -168,15 +150,6 @@ async fn load_heads(conn: &mut SqliteConnection) -> anyhow::Result<HashMap<HostK
     )
     .fetch_all(&mut *conn)
     .await?;
-    let head = |id: Option<i64>, at: Option<String>| -> anyhow::Result<Option<Head>> {
-        Ok(match (id, at) {
-            (Some(report_id), Some(at)) => Some(Head {
-                report_id,
-                observed_at: timestamp("observed_at", &at)?,
-            }),
-            _ => None,
-        })
-    };
     let mut heads = HashMap::with_capacity(rows.len());
     for (
         group,
@@ -199,10 +172,10 @@ async fn load_heads(conn: &mut SqliteConnection) -> anyhow::Result<HashMap<HostK
             },
             (
                 Heads {
-                    status: head(Some(status), Some(status_at))?,
-                    files: head(Some(files), Some(files_at))?,
-                    pipeline: head(pipeline, pipeline_at)?,
-                    cron_check: head(cron, cron_at)?,
+                    status: head(Some(status), Some(&status_at))?,
+                    files: head(Some(files), Some(&files_at))?,
+                    pipeline: head(pipeline, pipeline_at.as_deref())?,
+                    cron_check: head(cron, cron_at.as_deref())?,
                 },
                 last,
             ),

@@ -3,7 +3,7 @@
 //! instead of a panic: the file can be edited by hand with sqlite3.
 
 use crate::domain::{
-    Deployment, HistoryEntry, HostName, HostState, ReportKind, ServerGroup, Status, Timestamp,
+    Deployment, Head, HistoryEntry, HostName, HostState, ReportKind, ServerGroup, Status, Timestamp,
 };
 
 use super::StoreError;
@@ -14,6 +14,17 @@ fn corrupt(column: &str, problem: String) -> StoreError {
 
 pub(super) fn timestamp(column: &str, text: &str) -> Result<Timestamp, StoreError> {
     Timestamp::parse_rfc3339(text).map_err(|p| corrupt(column, p))
+}
+
+/// A facet's head from its report's id and `observed_at`; None when the facet has no report.
+pub(super) fn head(id: Option<i64>, observed_at: Option<&str>) -> Result<Option<Head>, StoreError> {
+    match (id, observed_at) {
+        (Some(report_id), Some(at)) => Ok(Some(Head {
+            report_id,
+            observed_at: timestamp("observed_at", at)?,
+        })),
+        _ => Ok(None),
+    }
 }
 
 fn optional_timestamp(column: &str, text: Option<&str>) -> Result<Option<Timestamp>, StoreError> {

@@ -18,11 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::{chain, Head, Heads, HostState, Report, Timestamp};
 
-use super::append::{
-    insert_reports, load_tip, multi_row_sql, statement_sizes, Link, NewRow, Tip,
-    MAX_ROWS_PER_STATEMENT,
-};
-use super::rows::HostStateRow;
+use super::append::{insert_reports, load_tip, Link, MultiRow, NewRow, Tip};
+use super::rows::{head, HostStateRow};
 use super::{RenderRow, StoreError, WRITER_ANSWER_TIMEOUT};
 
 /// The most reports one transaction holds; more wait for the next one.
@@ -373,13 +370,7 @@ impl Writer {
                 continue;
             }
             let received_at = Timestamp::now();
-            // A report cannot have been observed after it arrived: a time ahead of the server
-            // clock (a skewed client) orders as the arrival, so it cannot pin the host's
-            // state. The client's time stays in its column and in raw_body.
-            let observed_at = match report.reported_at {
-                Some(at) if at <= received_at => at,
-                _ => received_at,
-            };
+            let observed_at = report.observed_at(received_at);
             let ahead_of_clock = report.reported_at.is_some_and(|at| at > received_at);
             if ahead_of_clock {
                 tracing::warn!(client = ?pending.row.client_addr, "a report's own time lies ahead of the server clock; ordered by its arrival");
@@ -434,15 +425,20 @@ impl Writer {
             .filter_map(|link| group.get(link.index).map(|pending| (&pending.row, link)))
             .collect();
         insert_reports(&mut tx, &rows).await?;
-        let mut entries = Vec::with_capacity(touched.len());
+        let mut pointers = Vec::with_capacity(touched.len());
         for key in &touched {
             if let Some(entry) = hosts.get(key) {
                 // Only the state a host is left in is stored: rendered once per host.
                 let row = render(&entry.state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                entries.push((key, entry, row));
+                pointers.push(HostPointers {
+                    key,
+                    heads: entry.heads,
+                    last_report_id: entry.last_report_id,
+                    status_row: Some(row),
+                });
             }
         }
-        upsert_hosts(&mut tx, &entries).await?;
+        upsert_hosts(&mut tx, &pointers).await?;
         tx.commit().await?;
 
         *stored_tip = tip;
@@ -526,26 +522,28 @@ async fn load_hosts(
     keys.sort_unstable();
     keys.dedup();
     let keys = serde_json::to_string(&keys).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    // The current_status view's joins, plus the facet heads the merge needs.
+    // The state as the current_status view derives it, and the facet heads the merge needs
+    // (the view carries every head's time but the files report's).
     let rows = sqlx::query_as!(
         LoadedHost,
-        r#"SELECT h.server_group AS "server_group!", h.host AS "host!",
-                  h.last_report_id AS "last_report_id!",
-                  h.status_report_id AS "status_id!", s.observed_at AS "status_at!",
+        r#"SELECT cs.project_name AS "project_name?", cs.repo_name AS "repo_name?",
+                  cs.server_group AS "server_group!", cs.server_type AS "server_type?",
+                  cs.environment AS "environment?", cs.host AS "host!", cs.status AS "status!",
+                  cs.changed_files AS "changed_files!: String",
+                  cs.validation_status AS "validation_status?",
+                  cs.validation_message AS "validation_message?",
+                  cs.last_pipeline_run AS "last_pipeline_run?",
+                  cs.last_cron_check AS "last_cron_check?", cs.commit_sha AS "commit_sha?",
+                  cs.branch AS "branch?", cs.updated_by AS "updated_by?",
+                  cs.timestamp AS "timestamp!", cs.status_observed_at AS "status_observed_at!",
+                  cs.reported_drift_count AS "reported_drift_count?",
+                  h.last_report_id AS "last_report_id!", h.status_report_id AS "status_id!",
                   h.files_report_id AS "files_id!", f.observed_at AS "files_at!",
-                  h.pipeline_report_id AS "pipeline_id?", p.observed_at AS "pipeline_at?",
-                  h.cron_report_id AS "cron_id?", c.observed_at AS "cron_at?",
-                  p.project_name, p.repo_name, p.server_type, p.environment,
-                  s.status AS "status!", f.changed_files, p.validation_status,
-                  p.validation_message, p.commit_sha, p.branch, p.updated_by,
-                  l.received_at AS "timestamp!", f.drift_count
+                  h.pipeline_report_id AS "pipeline_id?", h.cron_report_id AS "cron_id?"
            FROM json_each(?1) AS k
            JOIN hosts h ON h.server_group = k.value ->> 0 AND h.host = k.value ->> 1
-           JOIN reports s ON s.id = h.status_report_id
-           JOIN reports f ON f.id = h.files_report_id
-           JOIN reports l ON l.id = h.last_report_id
-           LEFT JOIN reports p ON p.id = h.pipeline_report_id
-           LEFT JOIN reports c ON c.id = h.cron_report_id"#,
+           JOIN current_status cs ON cs.server_group = h.server_group AND cs.host = h.host
+           JOIN reports f ON f.id = h.files_report_id"#,
         keys
     )
     .fetch_all(&mut *conn)
@@ -563,49 +561,40 @@ async fn load_hosts(
 
 /// One row of `load_hosts`.
 struct LoadedHost {
-    server_group: String,
-    host: String,
-    last_report_id: i64,
-    status_id: i64,
-    status_at: String,
-    files_id: i64,
-    files_at: String,
-    pipeline_id: Option<i64>,
-    pipeline_at: Option<String>,
-    cron_id: Option<i64>,
-    cron_at: Option<String>,
     project_name: Option<String>,
     repo_name: Option<String>,
+    server_group: String,
     server_type: Option<String>,
     environment: Option<String>,
+    host: String,
     status: String,
-    changed_files: Option<String>,
+    changed_files: String,
     validation_status: Option<String>,
     validation_message: Option<String>,
+    last_pipeline_run: Option<String>,
+    last_cron_check: Option<String>,
     commit_sha: Option<String>,
     branch: Option<String>,
     updated_by: Option<String>,
     timestamp: String,
-    drift_count: Option<i64>,
+    status_observed_at: String,
+    reported_drift_count: Option<i64>,
+    last_report_id: i64,
+    status_id: i64,
+    files_id: i64,
+    files_at: String,
+    pipeline_id: Option<i64>,
+    cron_id: Option<i64>,
 }
 
 impl LoadedHost {
     fn into_entry(self) -> Result<HostEntry, StoreError> {
-        use super::rows::timestamp;
-        let head = |id: Option<i64>, at: Option<&str>| -> Result<Option<Head>, StoreError> {
-            match (id, at) {
-                (Some(report_id), Some(at)) => Ok(Some(Head {
-                    report_id,
-                    observed_at: timestamp("observed_at", at)?,
-                })),
-                _ => Ok(None),
-            }
-        };
+        // The view's pipeline and cron times are their reports' observed_at.
         let heads = Heads {
-            status: head(Some(self.status_id), Some(&self.status_at))?,
+            status: head(Some(self.status_id), Some(&self.status_observed_at))?,
             files: head(Some(self.files_id), Some(&self.files_at))?,
-            pipeline: head(self.pipeline_id, self.pipeline_at.as_deref())?,
-            cron_check: head(self.cron_id, self.cron_at.as_deref())?,
+            pipeline: head(self.pipeline_id, self.last_pipeline_run.as_deref())?,
+            cron_check: head(self.cron_id, self.last_cron_check.as_deref())?,
         };
         let state = HostState::try_from(HostStateRow {
             project_name: self.project_name,
@@ -615,17 +604,17 @@ impl LoadedHost {
             environment: self.environment,
             host: self.host,
             status: self.status,
-            changed_files: self.changed_files.unwrap_or_else(|| "[]".to_owned()),
+            changed_files: self.changed_files,
             validation_status: self.validation_status,
             validation_message: self.validation_message,
-            last_pipeline_run: self.pipeline_at,
-            last_cron_check: self.cron_at,
+            last_pipeline_run: self.last_pipeline_run,
+            last_cron_check: self.last_cron_check,
             commit_sha: self.commit_sha,
             branch: self.branch,
             updated_by: self.updated_by,
             timestamp: self.timestamp,
-            status_observed_at: self.status_at,
-            reported_drift_count: self.drift_count,
+            status_observed_at: self.status_observed_at,
+            reported_drift_count: self.reported_drift_count,
         })?;
         Ok(HostEntry {
             heads,
@@ -636,54 +625,53 @@ impl LoadedHost {
     }
 }
 
-const HOST_PARAMS: usize = 8;
+/// A host's new pointers, and its rendered `GET /status` row (None: rendered at the next
+/// start, as the bulk loader leaves it).
+pub(super) struct HostPointers<'a> {
+    pub key: &'a HostKey,
+    pub heads: Heads,
+    pub last_report_id: i64,
+    pub status_row: Option<String>,
+}
 
-static UPSERT_HOSTS: LazyLock<Vec<String>> = LazyLock::new(|| {
-    (0..=MAX_ROWS_PER_STATEMENT.ilog2())
-        .map(|power| {
-            multi_row_sql(
-                "INSERT INTO hosts (server_group, host, last_report_id, status_report_id, \
-                 files_report_id, pipeline_report_id, cron_report_id, status_row)",
-                HOST_PARAMS,
-                1 << power,
-                " ON CONFLICT (server_group, host) DO UPDATE SET \
-                 last_report_id = excluded.last_report_id, \
-                 status_report_id = excluded.status_report_id, \
-                 files_report_id = excluded.files_report_id, \
-                 pipeline_report_id = excluded.pipeline_report_id, \
-                 cron_report_id = excluded.cron_report_id, \
-                 status_row = excluded.status_row",
-            )
-        })
-        .collect()
+static UPSERT_HOSTS: LazyLock<MultiRow> = LazyLock::new(|| {
+    MultiRow::new(
+        "INSERT INTO hosts (server_group, host, last_report_id, status_report_id, \
+         files_report_id, pipeline_report_id, cron_report_id, status_row)",
+        8,
+        " ON CONFLICT (server_group, host) DO UPDATE SET \
+         last_report_id = excluded.last_report_id, \
+         status_report_id = excluded.status_report_id, \
+         files_report_id = excluded.files_report_id, \
+         pipeline_report_id = excluded.pipeline_report_id, \
+         cron_report_id = excluded.cron_report_id, \
+         status_row = excluded.status_row",
+    )
 });
 
-/// Writes the hosts' new pointers and rendered rows; each host appears once.
-async fn upsert_hosts(
+/// Writes the hosts' new pointers and rows; each host appears once.
+pub(super) async fn upsert_hosts(
     conn: &mut SqliteConnection,
-    hosts: &[(&HostKey, &HostEntry, String)],
+    hosts: &[HostPointers<'_>],
 ) -> Result<(), StoreError> {
-    let mut rest = hosts;
-    for size in statement_sizes(hosts.len()) {
-        let (chunk, after) = rest.split_at(size);
-        rest = after;
-        let sql = &UPSERT_HOSTS[size.ilog2() as usize];
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-        for (key, entry, status_row) in chunk {
-            let (Some(status), Some(files)) = (entry.heads.status, entry.heads.files) else {
+    for (sql, chunk) in UPSERT_HOSTS.chunks(hosts) {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for host in chunk {
+            let (Some(status), Some(files)) = (host.heads.status, host.heads.files) else {
                 return Err(StoreError::Corrupt(format!(
-                    "host {key} would have no status"
+                    "host {} would have no status",
+                    host.key
                 )));
             };
             query = query
-                .bind(key.server_group.as_str())
-                .bind(key.host.as_str())
-                .bind(entry.last_report_id)
+                .bind(host.key.server_group.as_str())
+                .bind(host.key.host.as_str())
+                .bind(host.last_report_id)
                 .bind(status.report_id)
                 .bind(files.report_id)
-                .bind(entry.heads.pipeline.map(|h| h.report_id))
-                .bind(entry.heads.cron_check.map(|h| h.report_id))
-                .bind(status_row.as_str());
+                .bind(host.heads.pipeline.map(|h| h.report_id))
+                .bind(host.heads.cron_check.map(|h| h.report_id))
+                .bind(host.status_row.as_deref());
         }
         query.execute(&mut *conn).await?;
     }

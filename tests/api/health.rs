@@ -67,25 +67,16 @@ async fn a_file_that_is_not_a_database_stops_start_up_with_a_clear_message() {
 
 #[tokio::test]
 async fn writes_wait_for_an_outside_lock_then_answer_503_while_reads_go_on() {
-    use sqlx::Connection;
     let app = spawn_app().await;
     expect(app.pipeline(seed_pipeline()).await, 201).await;
     // An operator's sqlite3 session holds the write lock past the 5 s busy timeout.
-    let mut operator = app.db().connect().await;
-    sqlx::raw_sql("BEGIN IMMEDIATE")
-        .execute(&mut operator)
-        .await
-        .unwrap();
+    let operator = app.db().hold_write_lock().await;
 
     let details = expect_error(app.pipeline(seed_pipeline()).await, 503).await;
     assert!(details.is_empty());
     assert_eq!(app.get_json("/status").await.as_array().unwrap().len(), 1);
 
-    sqlx::raw_sql("ROLLBACK")
-        .execute(&mut operator)
-        .await
-        .unwrap();
-    operator.close().await.unwrap();
+    crate::helpers::db::Db::release_write_lock(operator).await;
     expect(app.pipeline(seed_pipeline()).await, 200).await;
     assert_eq!(app.db().scalar("SELECT count(*) FROM reports").await, 2);
 }

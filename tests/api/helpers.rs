@@ -326,6 +326,25 @@ pub mod db {
                 .expect("open the database file")
         }
 
+        /// An operator's sqlite3 session holding the write lock (`BEGIN IMMEDIATE`) until
+        /// `release_write_lock`.
+        pub async fn hold_write_lock(&self) -> SqliteConnection {
+            let mut operator = self.connect().await;
+            sqlx::raw_sql("BEGIN IMMEDIATE")
+                .execute(&mut operator)
+                .await
+                .expect("take the write lock");
+            operator
+        }
+
+        pub async fn release_write_lock(mut operator: SqliteConnection) {
+            sqlx::raw_sql("ROLLBACK")
+                .execute(&mut operator)
+                .await
+                .expect("release the write lock");
+            operator.close().await.expect("close the connection");
+        }
+
         /// Runs a statement, returning the error message on failure.
         pub async fn execute(&self, sql: &str) -> Result<(), String> {
             let mut conn = self.connect().await;

@@ -139,17 +139,12 @@ async fn each_answer_shows_the_state_its_own_report_left() {
 
 #[tokio::test]
 async fn a_full_write_queue_is_refused_at_once_with_retry_after() {
-    use sqlx::Connection;
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_with(dir, |settings| settings.write_queue = 1).await;
     expect(app.pipeline(seed_pipeline()).await, 201).await;
     // An operator's sqlite3 holds the write lock: the writer waits in BEGIN IMMEDIATE with
     // the group it took, one more report fits in the queue, the rest cannot wait.
-    let mut operator = app.db().connect().await;
-    sqlx::raw_sql("BEGIN IMMEDIATE")
-        .execute(&mut operator)
-        .await
-        .unwrap();
+    let operator = app.db().hold_write_lock().await;
 
     let mut posts = JoinSet::new();
     for n in 0..6 {
@@ -177,11 +172,7 @@ async fn a_full_write_queue_is_refused_at_once_with_retry_after() {
         refused += 1;
     }
 
-    sqlx::raw_sql("ROLLBACK")
-        .execute(&mut operator)
-        .await
-        .unwrap();
-    operator.close().await.unwrap();
+    crate::helpers::db::Db::release_write_lock(operator).await;
     let mut accepted = 0;
     while let Some(answer) = posts.join_next().await {
         match answer.unwrap().status().as_u16() {
