@@ -17,14 +17,32 @@ use crate::api::{self, body::MAX_BODY_BYTES, AppContext, RouteTable};
 use crate::auth::Auth;
 use crate::config::Settings;
 use crate::openapi;
+use crate::pruner::Pruner;
 use crate::store::{Store, StoreConfig};
+use crate::supervisor::{Shutdown, Supervisor};
 
-/// A bound, running server and its database.
+/// A bound, running server, its database and its background tasks.
 pub struct Application {
     server: Server,
     address: SocketAddr,
     store: Store,
     auth: Option<Arc<Auth>>,
+    supervisor: Arc<Supervisor>,
+}
+
+/// Stops a running application: its background tasks, then its server (in-flight requests
+/// finish first).
+#[derive(Clone)]
+pub struct Stopper {
+    server: ServerHandle,
+    supervisor: Arc<Supervisor>,
+}
+
+impl Stopper {
+    pub async fn stop(&self) {
+        self.supervisor.begin_shutdown();
+        self.server.stop(true).await;
+    }
 }
 
 impl Application {
@@ -37,9 +55,20 @@ impl Application {
                 chain_log_every: settings.chain_log_every,
                 write_queue: settings.write_queue,
                 render_row: api::status::render_row,
+                clock: settings.clock.clone(),
             },
         )
         .await?;
+        let supervisor = Arc::new(Supervisor::default());
+        let pruner = Arc::new(Pruner::new(
+            store.clone(),
+            settings.retention,
+            settings.prune_interval,
+            settings.clock.clone(),
+            supervisor.shutdown(),
+        ));
+        tracing::info!(retention = %settings.retention, prune_interval = %settings.prune_interval, "history retention");
+        supervisor.spawn("pruner", Arc::clone(&pruner).run());
         let auth = match &settings.tokens {
             Some(path) => {
                 let auth = Auth::load(path, settings.read_requires_token)?;
@@ -60,6 +89,8 @@ impl Application {
             auth: auth.clone(),
             body_timeout: settings.request_timeout,
             status_cache: Default::default(),
+            pruner,
+            supervisor: Arc::clone(&supervisor),
         });
         let spec = openapi::spec();
         let routes = web::Data::new(RouteTable::from_spec(&spec));
@@ -114,6 +145,7 @@ impl Application {
             address,
             store,
             auth,
+            supervisor,
         })
     }
 
@@ -126,14 +158,28 @@ impl Application {
         self.auth.clone()
     }
 
-    /// Stops the server: `handle().stop(true)` finishes in-flight requests first.
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
+    /// What stops the application (from a signal handler).
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            server: self.server.handle(),
+            supervisor: Arc::clone(&self.supervisor),
+        }
     }
 
-    /// Serves until stopped, then closes the database (checkpointing the WAL).
+    /// Runs `task` under the application's supervisor; it gets the shared shutdown signal.
+    pub fn spawn<F>(&self, name: &'static str, task: impl FnOnce(Shutdown) -> F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.supervisor
+            .spawn(name, task(self.supervisor.shutdown()));
+    }
+
+    /// Serves until stopped, then stops the background tasks and closes the database
+    /// (checkpointing the WAL).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let served = self.server.await;
+        self.supervisor.stop().await;
         self.store.close().await;
         tracing::info!("stopped; database closed");
         Ok(served?)
@@ -172,10 +218,12 @@ pub async fn watch_tokens(
     auth: Arc<Auth>,
     poll: Option<Duration>,
     mut hangup: tokio::signal::unix::Signal,
+    mut shutdown: Shutdown,
 ) {
     let mut ticks = poll.map(tokio::time::interval);
     loop {
         let trigger = tokio::select! {
+            _ = shutdown.wait() => return,
             _ = hangup.recv() => "SIGHUP",
             _ = async {
                 match ticks.as_mut() {

@@ -16,13 +16,13 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
-    pub serve: ServeArgs,
+    pub serve: Box<ServeArgs>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the HTTP API (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the OpenAPI document as YAML.
     Openapi,
     /// Check the database and walk the audit chain: exit 0 with the number of rows verified,
@@ -167,6 +167,45 @@ pub struct ServeArgs {
         default_value_t = 1000
     )]
     pub chain_log_every: u64,
+
+    /// Reports older than this are removed, unless a rule keeps them (45s, 90m, 36h, 30d;
+    /// 0 or off: never).
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_RETAIN_REPORTS",
+        value_name = "DURATION",
+        default_value = "30d"
+    )]
+    pub retain_reports: String,
+
+    /// Reports that changed something (every deployment, a drift check that changed a host's
+    /// status or files, decommissions, imports, retention's records) are kept this long
+    /// (0 or off: forever).
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_RETAIN_CHANGES",
+        value_name = "DURATION",
+        default_value = "400d"
+    )]
+    pub retain_changes: String,
+
+    /// The newest N reports of every host are always kept.
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_RETAIN_PER_HOST",
+        value_name = "N",
+        default_value_t = 100
+    )]
+    pub retain_per_host: u32,
+
+    /// How often retention prunes the history (the first pass runs shortly after start).
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_PRUNE_INTERVAL",
+        value_name = "DURATION",
+        default_value = "10m"
+    )]
+    pub prune_interval: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::cli::{LogFormat, ServeArgs};
+use crate::domain::{Clock, Period, RetentionPolicy};
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -33,6 +34,12 @@ pub struct Settings {
     pub max_connections: usize,
     /// Reports that may wait for the writer before more are refused with 503.
     pub write_queue: usize,
+    /// How long history is kept.
+    pub retention: RetentionPolicy,
+    /// How often retention prunes.
+    pub prune_interval: Period,
+    /// The clock every row is stamped with: the system's, except in tests.
+    pub clock: Clock,
 }
 
 impl Settings {
@@ -53,8 +60,21 @@ impl Settings {
             keep_alive: Duration::from_secs(5),
             max_connections: 1024,
             write_queue: 1024,
+            retention: RetentionPolicy::default(),
+            prune_interval: Period::from_secs(600).unwrap_or(Period::MINUTE),
+            clock: Clock::system(),
         }
     }
+}
+
+/// A duration option, or the start-up error naming its flag and variable.
+fn period(flag: &str, env: &str, text: &str) -> anyhow::Result<Period> {
+    Period::parse(text).map_err(|problem| anyhow::anyhow!("{flag} / {env}: {problem}"))
+}
+
+/// A retention limit: a duration, or 0 / off for none.
+fn limit(flag: &str, env: &str, text: &str) -> anyhow::Result<Option<Period>> {
+    Period::parse_or_off(text).map_err(|problem| anyhow::anyhow!("{flag} / {env}: {problem}"))
 }
 
 fn listen_address(args: &ServeArgs) -> anyhow::Result<SocketAddr> {
@@ -107,6 +127,24 @@ impl TryFrom<ServeArgs> for Settings {
         if args.workers == Some(0) {
             bail!("--workers / GITOPS_STATUS_WORKERS: must be at least 1");
         }
+        let retention = RetentionPolicy {
+            reports: limit(
+                "--retain-reports",
+                "GITOPS_STATUS_RETAIN_REPORTS",
+                &args.retain_reports,
+            )?,
+            changes: limit(
+                "--retain-changes",
+                "GITOPS_STATUS_RETAIN_CHANGES",
+                &args.retain_changes,
+            )?,
+            per_host: args.retain_per_host,
+        };
+        let prune_interval = period(
+            "--prune-interval",
+            "GITOPS_STATUS_PRUNE_INTERVAL",
+            &args.prune_interval,
+        )?;
         Ok(Settings {
             listen,
             db: args.db,
@@ -123,6 +161,9 @@ impl TryFrom<ServeArgs> for Settings {
             keep_alive: Duration::from_secs(args.keep_alive),
             max_connections: args.max_connections,
             write_queue: args.write_queue,
+            retention,
+            prune_interval,
+            clock: Clock::system(),
         })
     }
 }
@@ -136,7 +177,7 @@ mod tests {
         let cli = crate::cli::Cli::try_parse_from(
             std::iter::once("gitops-status").chain(args.iter().copied()),
         )?;
-        Settings::try_from(cli.serve)
+        Settings::try_from(*cli.serve)
     }
 
     #[test]
@@ -163,5 +204,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("GITOPS_STATUS_READ_CONNECTIONS"), "{err}");
+        let err = settings(&["--retain-reports", "30"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--retain-reports / GITOPS_STATUS_RETAIN_REPORTS: \"30\""),
+            "{err}"
+        );
+        let err = settings(&["--prune-interval", "off"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--prune-interval / GITOPS_STATUS_PRUNE_INTERVAL"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn retention_defaults_and_off() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.retention, RetentionPolicy::default());
+        assert_eq!(s.prune_interval.to_string(), "10m");
+        let s = settings(&["--retain-reports", "36h", "--retain-changes", "off"]).unwrap();
+        assert_eq!(s.retention.reports, Period::from_secs(36 * 3600));
+        assert_eq!(s.retention.changes, None);
+        let s = settings(&["--retain-reports", "0", "--retain-per-host", "0"]).unwrap();
+        assert!(s.retention.keeps_everything());
+        assert_eq!(s.retention.per_host, 0);
     }
 }

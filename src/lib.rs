@@ -9,8 +9,11 @@ pub mod auth;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod domain;
 pub mod openapi;
+pub mod pruner;
 pub mod store;
+pub mod supervisor;
 pub mod telemetry;

@@ -19,13 +19,19 @@ pub const DEFAULT_LIMIT: u32 = 100;
 /// The largest `limit` accepted.
 pub const MAX_LIMIT: u32 = 1000;
 
-/// Which endpoint a report came through.
+/// What the row is: a report through `POST /status/pipeline` (`pipeline`), `/status/cron`
+/// (`cron`) or `/api/status` (`legacy`), or an event: a host decommissioned
+/// (`decommission`), imported from an old server's file (`import`), or a pruning pass
+/// (`retention`, which belongs to no host).
 #[derive(Clone, Copy, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Pipeline,
     Cron,
     Legacy,
+    Decommission,
+    Import,
+    Retention,
 }
 
 impl From<ReportKind> for Kind {
@@ -34,6 +40,9 @@ impl From<ReportKind> for Kind {
             ReportKind::Pipeline => Kind::Pipeline,
             ReportKind::Cron => Kind::Cron,
             ReportKind::Legacy => Kind::Legacy,
+            ReportKind::Decommission => Kind::Decommission,
+            ReportKind::Import => Kind::Import,
+            ReportKind::Retention => Kind::Retention,
         }
     }
 }
@@ -83,8 +92,11 @@ pub struct HistoryRow {
     #[schema(format = DateTime)]
     pub received_at: String,
     pub kind: Kind,
-    pub server_group: String,
-    pub host: String,
+    /// Null only for retention rows, which belong to no host.
+    #[schema(required = true)]
+    pub server_group: Option<String>,
+    #[schema(required = true)]
+    pub host: Option<String>,
     /// Null for a cron report without a status.
     #[schema(required = true)]
     pub status: Option<SyncStatus>,
@@ -157,8 +169,8 @@ impl TryFrom<HistoryEntry> for HistoryRow {
             id: e.id,
             received_at: e.received_at.to_string(),
             kind: e.kind.into(),
-            server_group: e.server_group.to_string(),
-            host: e.host.to_string(),
+            server_group: e.server_group.map(|g| g.to_string()),
+            host: e.host.map(|h| h.to_string()),
             status: e.status.map(SyncStatus::from),
             changed_files_count: e.changed_files.as_ref().map(Vec::len),
             changed_files: e.changed_files,
@@ -193,7 +205,10 @@ impl TryFrom<HistoryEntry> for HistoryRow {
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Only reports that came through this endpoint.
-    #[param(value_type = Option<String>, pattern = "^(pipeline|cron|legacy)?$")]
+    #[param(
+        value_type = Option<String>,
+        pattern = "^(pipeline|cron|legacy|decommission|import|retention)?$"
+    )]
     kind: Option<String>,
     /// Only reports with this status (v1 or v2 spelling, any case).
     #[param(

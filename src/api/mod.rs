@@ -39,6 +39,10 @@ pub struct AppContext {
     pub body_timeout: std::time::Duration,
     /// The last rendered `GET /status` body.
     pub status_cache: std::sync::Arc<status::StatusCache>,
+    /// Retention: its policy, its last pass, and a pass on demand.
+    pub pruner: std::sync::Arc<crate::pruner::Pruner>,
+    /// The background tasks: one that died makes `/ready` fail.
+    pub supervisor: std::sync::Arc<crate::supervisor::Supervisor>,
 }
 
 /// Registers every API handler (the spec is collected from this).

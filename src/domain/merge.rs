@@ -12,7 +12,7 @@
 //!
 //! A report that carries a status without `changed_files` says "no changed files".
 
-use super::{HostState, Report, ReportKind, Timestamp};
+use super::{HostState, Observation, Report, ReportKind, Timestamp};
 
 /// A facet's defining report and the time that report observed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub struct Heads {
     pub cron_check: Option<Head>,
 }
 
-/// Which facets a report carries.
+/// Which facets a report moved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Facets {
     pub status: bool,
@@ -39,67 +39,102 @@ pub struct Facets {
     pub cron_check: bool,
 }
 
+/// The facets a report carries, each with the time it observed it (None: not carried).
+/// Reports through the API observe everything at one time; an imported entry keeps the old
+/// file's separate times for its deployment and its last drift check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FacetTimes {
+    pub status: Option<Timestamp>,
+    pub files: Option<Timestamp>,
+    pub pipeline: Option<Timestamp>,
+    pub cron_check: Option<Timestamp>,
+}
+
 impl Report {
-    pub fn facets(&self) -> Facets {
+    /// The facets this report carries and when it observed each, given when it arrived. A
+    /// time ahead of the server clock counts as the arrival (see `Report::observed_at`).
+    pub fn facet_times(&self, received_at: Timestamp) -> FacetTimes {
+        let at = self.observed_at(received_at);
         let status = self.status().is_some();
-        Facets {
-            status,
-            files: status || self.changed_files().is_some(),
-            pipeline: self.kind() == ReportKind::Pipeline,
-            cron_check: matches!(self.kind(), ReportKind::Cron | ReportKind::Legacy),
+        let files = status || self.changed_files().is_some();
+        let not_ahead = |t: Timestamp| t.min(received_at);
+        match &self.observation {
+            Observation::Import {
+                deployment,
+                pipeline_at,
+                cron_at,
+                ..
+            } => FacetTimes {
+                status: Some(at),
+                files: Some(at),
+                pipeline: deployment
+                    .is_some()
+                    .then(|| pipeline_at.map_or(at, not_ahead)),
+                cron_check: cron_at.map(not_ahead),
+            },
+            Observation::Decommission => FacetTimes::default(),
+            _ => FacetTimes {
+                status: status.then_some(at),
+                files: files.then_some(at),
+                pipeline: (self.kind() == ReportKind::Pipeline).then_some(at),
+                cron_check: matches!(self.kind(), ReportKind::Cron | ReportKind::Legacy)
+                    .then_some(at),
+            },
         }
     }
 }
 
 impl Heads {
-    /// The heads after accepting a report with these facets, stored as `new`.
-    pub fn advance(self, facets: Facets, new: Head) -> Heads {
-        let step = |current: Option<Head>, carried: bool| match current {
-            Some(head) if !carried || head.observed_at > new.observed_at => Some(head),
-            None if !carried => None,
-            _ => Some(new),
+    /// The heads after accepting report `report_id`, which carries the facets in `times`.
+    pub fn advance(self, times: FacetTimes, report_id: i64) -> Heads {
+        let step = |current: Option<Head>, carried: Option<Timestamp>| match (current, carried) {
+            (current, None) => current,
+            (Some(head), Some(at)) if head.observed_at > at => Some(head),
+            (_, Some(observed_at)) => Some(Head {
+                report_id,
+                observed_at,
+            }),
         };
         Heads {
-            status: step(self.status, facets.status),
-            files: step(self.files, facets.files),
-            pipeline: step(self.pipeline, facets.pipeline),
-            cron_check: step(self.cron_check, facets.cron_check),
+            status: step(self.status, times.status),
+            files: step(self.files, times.files),
+            pipeline: step(self.pipeline, times.pipeline),
+            cron_check: step(self.cron_check, times.cron_check),
         }
     }
-}
 
-impl Heads {
-    /// The parts of the state (by field name) that a report with these facets, stored as
-    /// `new`, carried but did not move because a newer observation was already there.
-    pub fn kept_newer(self, facets: Facets, new: Head) -> Vec<&'static str> {
+    /// The parts of the state (by field name) that report `report_id`, carrying `times`,
+    /// carried but did not move because a newer observation was already there.
+    pub fn kept_newer(self, times: FacetTimes, report_id: i64) -> Vec<&'static str> {
         [
-            ("status", facets.status, self.status),
-            ("changed_files", facets.files, self.files),
-            ("deployment", facets.pipeline, self.pipeline),
-            ("last_cron_check", facets.cron_check, self.cron_check),
+            ("status", times.status, self.status),
+            ("changed_files", times.files, self.files),
+            ("deployment", times.pipeline, self.pipeline),
+            ("last_cron_check", times.cron_check, self.cron_check),
         ]
         .into_iter()
-        .filter(|(_, carried, head)| *carried && *head != Some(new))
+        .filter(|(_, carried, head)| {
+            carried.is_some() && head.map(|h| h.report_id) != Some(report_id)
+        })
         .map(|(name, _, _)| name)
         .collect()
     }
-}
 
-impl Heads {
-    /// The facets that point at `new`: the ones a report stored as `new` moved.
-    pub fn moved_to(self, new: Head) -> Facets {
+    /// The facets that point at report `report_id`: the ones it moved.
+    pub fn moved_to(self, report_id: i64) -> Facets {
+        let at = |head: Option<Head>| head.is_some_and(|h| h.report_id == report_id);
         Facets {
-            status: self.status == Some(new),
-            files: self.files == Some(new),
-            pipeline: self.pipeline == Some(new),
-            cron_check: self.cron_check == Some(new),
+            status: at(self.status),
+            files: at(self.files),
+            pipeline: at(self.pipeline),
+            cron_check: at(self.cron_check),
         }
     }
 }
 
 impl HostState {
-    /// The host's state after `report`, received at `received_at` and ordered as observed at
-    /// `observed_at`, moved the facets in `moved` (see `Heads::moved_to`); `before` is the
+    /// The host's state after `report`, received at `received_at`, moved the facets in
+    /// `moved` (see `Heads::moved_to`), each observed at its time in `times`; `before` is the
     /// state it replaced, None for a new host. It is what the `current_status` view derives
     /// from the stored reports, computed without reading them back: each moved facet takes
     /// its fields from the report, the others keep theirs. None when a new host would be
@@ -109,13 +144,14 @@ impl HostState {
         report: &Report,
         moved: Facets,
         received_at: Timestamp,
-        observed_at: Timestamp,
+        times: FacetTimes,
     ) -> Option<HostState> {
-        let (status, status_observed_at) = match (moved.status, report.status(), before) {
-            (true, Some(status), _) => (status, observed_at),
-            (_, _, Some(b)) => (b.status, b.status_observed_at),
-            _ => return None,
-        };
+        let (status, status_observed_at) =
+            match (moved.status, report.status(), times.status, before) {
+                (true, Some(status), Some(at), _) => (status, at),
+                (_, _, _, Some(b)) => (b.status, b.status_observed_at),
+                _ => return None,
+            };
         let (changed_files, reported_drift_count) = match (moved.files, before) {
             (true, _) => (
                 report
@@ -130,13 +166,13 @@ impl HostState {
         let (deployment, last_pipeline_run) = match (moved.pipeline, before) {
             (true, _) => (
                 report.deployment().cloned().unwrap_or_default(),
-                Some(observed_at),
+                times.pipeline,
             ),
             (false, Some(b)) => (b.deployment.clone(), b.last_pipeline_run),
             (false, None) => (Default::default(), None),
         };
         let last_cron_check = match (moved.cron_check, before) {
-            (true, _) => Some(observed_at),
+            (true, _) => times.cron_check,
             (false, before) => before.and_then(|b| b.last_cron_check),
         };
         Some(HostState {
@@ -169,28 +205,37 @@ mod tests {
         }
     }
 
-    const PIPELINE: Facets = Facets {
-        status: true,
-        files: true,
-        pipeline: true,
-        cron_check: false,
-    };
-    const CRON: Facets = Facets {
-        status: true,
-        files: true,
-        pipeline: false,
-        cron_check: true,
-    };
-    const HEARTBEAT: Facets = Facets {
-        status: false,
-        files: false,
-        pipeline: false,
-        cron_check: true,
-    };
+    /// What a pipeline, cron or heartbeat (cron without status) report observed at `time`.
+    fn pipeline(time: &str) -> FacetTimes {
+        let t = Some(at(time));
+        FacetTimes {
+            status: t,
+            files: t,
+            pipeline: t,
+            cron_check: None,
+        }
+    }
+
+    fn cron(time: &str) -> FacetTimes {
+        let t = Some(at(time));
+        FacetTimes {
+            status: t,
+            files: t,
+            pipeline: None,
+            cron_check: t,
+        }
+    }
+
+    fn heartbeat(time: &str) -> FacetTimes {
+        FacetTimes {
+            cron_check: Some(at(time)),
+            ..FacetTimes::default()
+        }
+    }
 
     #[test]
     fn first_report_defines_every_facet_it_carries() {
-        let heads = Heads::default().advance(PIPELINE, head(1, "2026-04-26T10:30:00Z"));
+        let heads = Heads::default().advance(pipeline("2026-04-26T10:30:00Z"), 1);
         assert_eq!(heads.status, Some(head(1, "2026-04-26T10:30:00Z")));
         assert_eq!(heads.pipeline, Some(head(1, "2026-04-26T10:30:00Z")));
         assert_eq!(heads.cron_check, None);
@@ -199,8 +244,8 @@ mod tests {
     #[test]
     fn newer_cron_moves_drift_facets_but_not_the_pipeline() {
         let heads = Heads::default()
-            .advance(PIPELINE, head(1, "2026-04-26T10:30:00Z"))
-            .advance(CRON, head(2, "2026-04-26T11:00:00Z"));
+            .advance(pipeline("2026-04-26T10:30:00Z"), 1)
+            .advance(cron("2026-04-26T11:00:00Z"), 2);
         assert_eq!(heads.status.unwrap().report_id, 2);
         assert_eq!(heads.files.unwrap().report_id, 2);
         assert_eq!(heads.pipeline.unwrap().report_id, 1);
@@ -210,18 +255,18 @@ mod tests {
     #[test]
     fn older_report_moves_nothing() {
         let before = Heads::default()
-            .advance(PIPELINE, head(1, "2026-04-26T10:30:00Z"))
-            .advance(CRON, head(2, "2026-04-26T11:00:00Z"));
-        let after = before.advance(CRON, head(3, "2026-04-26T10:45:00Z"));
+            .advance(pipeline("2026-04-26T10:30:00Z"), 1)
+            .advance(cron("2026-04-26T11:00:00Z"), 2);
+        let after = before.advance(cron("2026-04-26T10:45:00Z"), 3);
         assert_eq!(before, after);
     }
 
     #[test]
     fn late_pipeline_still_updates_its_own_facet_when_newer_there() {
         let heads = Heads::default()
-            .advance(PIPELINE, head(1, "2026-04-26T10:00:00Z"))
-            .advance(CRON, head(2, "2026-04-26T11:00:00Z"))
-            .advance(PIPELINE, head(3, "2026-04-26T10:30:00Z"));
+            .advance(pipeline("2026-04-26T10:00:00Z"), 1)
+            .advance(cron("2026-04-26T11:00:00Z"), 2)
+            .advance(pipeline("2026-04-26T10:30:00Z"), 3);
         assert_eq!(heads.pipeline.unwrap().report_id, 3, "newer deployment");
         assert_eq!(
             heads.status.unwrap().report_id,
@@ -233,34 +278,31 @@ mod tests {
     #[test]
     fn equal_times_go_to_the_later_report() {
         let heads = Heads::default()
-            .advance(CRON, head(1, "2026-04-26T11:00:00Z"))
-            .advance(CRON, head(2, "2026-04-26T11:00:00Z"));
+            .advance(cron("2026-04-26T11:00:00Z"), 1)
+            .advance(cron("2026-04-26T11:00:00Z"), 2);
         assert_eq!(heads.status.unwrap().report_id, 2);
     }
 
     #[test]
     fn kept_newer_names_the_parts_a_late_report_could_not_move() {
         let before = Heads::default()
-            .advance(PIPELINE, head(1, "2026-04-26T10:00:00Z"))
-            .advance(CRON, head(2, "2026-04-26T11:00:00Z"));
-        let late_pipeline = head(3, "2026-04-26T10:30:00Z");
-        let after = before.advance(PIPELINE, late_pipeline);
+            .advance(pipeline("2026-04-26T10:00:00Z"), 1)
+            .advance(cron("2026-04-26T11:00:00Z"), 2);
+        let late_pipeline = pipeline("2026-04-26T10:30:00Z");
+        let after = before.advance(late_pipeline, 3);
         assert_eq!(
-            after.kept_newer(PIPELINE, late_pipeline),
+            after.kept_newer(late_pipeline, 3),
             ["status", "changed_files"]
         );
-        let fresh = head(4, "2026-04-26T12:00:00Z");
-        assert!(after
-            .advance(CRON, fresh)
-            .kept_newer(CRON, fresh)
-            .is_empty());
+        let fresh = cron("2026-04-26T12:00:00Z");
+        assert!(after.advance(fresh, 4).kept_newer(fresh, 4).is_empty());
     }
 
     #[test]
     fn heartbeat_moves_only_the_cron_check() {
         let heads = Heads::default()
-            .advance(PIPELINE, head(1, "2026-04-26T10:00:00Z"))
-            .advance(HEARTBEAT, head(2, "2026-04-26T11:00:00Z"));
+            .advance(pipeline("2026-04-26T10:00:00Z"), 1)
+            .advance(heartbeat("2026-04-26T11:00:00Z"), 2);
         assert_eq!(heads.status.unwrap().report_id, 1);
         assert_eq!(heads.cron_check.unwrap().report_id, 2);
     }
@@ -295,7 +337,18 @@ mod tests {
     fn state_after_a_report_takes_the_moved_parts_from_it() {
         let deploy = report("pipeline", Some("synced"), None);
         let t1 = at("2026-04-26T10:00:00Z");
-        let first = HostState::after(None, &deploy, PIPELINE, t1, t1).unwrap();
+        let moved = |heads: Heads, id| heads.moved_to(id);
+        let first = HostState::after(
+            None,
+            &deploy,
+            moved(
+                Heads::default().advance(pipeline("2026-04-26T10:00:00Z"), 1),
+                1,
+            ),
+            t1,
+            deploy.facet_times(t1),
+        )
+        .unwrap();
         assert_eq!(first.changed_files, Vec::<String>::new());
         assert_eq!(first.deployment.commit_sha.as_deref(), Some("abc"));
         assert_eq!(first.last_pipeline_run, Some(t1));
@@ -304,7 +357,22 @@ mod tests {
         // A drift check moves status and files; the deployment stays.
         let drift = report("cron", Some("out_of_sync"), Some(&["/etc/a"]));
         let (t2, observed) = (at("2026-04-26T11:00:05Z"), at("2026-04-26T11:00:00Z"));
-        let second = HostState::after(Some(&first), &drift, CRON, t2, observed).unwrap();
+        let drift = Report {
+            reported_at: Some(observed),
+            ..drift
+        };
+        let all = Facets {
+            status: true,
+            files: true,
+            pipeline: true,
+            cron_check: true,
+        };
+        let only_drift = Facets {
+            pipeline: false,
+            ..all
+        };
+        let second =
+            HostState::after(Some(&first), &drift, only_drift, t2, drift.facet_times(t2)).unwrap();
         assert_eq!(second.status, crate::domain::Status::OutOfSync);
         assert_eq!(second.status_observed_at, observed);
         assert_eq!(second.changed_files, ["/etc/a"]);
@@ -315,7 +383,13 @@ mod tests {
         // A heartbeat (no status, no files) moves only the check time.
         let beat = report("cron", None, None);
         let t3 = at("2026-04-26T12:00:00Z");
-        let third = HostState::after(Some(&second), &beat, HEARTBEAT, t3, t3).unwrap();
+        let beat_moves = Facets {
+            status: false,
+            files: false,
+            ..only_drift
+        };
+        let third =
+            HostState::after(Some(&second), &beat, beat_moves, t3, beat.facet_times(t3)).unwrap();
         assert_eq!(third.status, second.status);
         assert_eq!(third.changed_files, second.changed_files);
         assert_eq!(third.last_cron_check, Some(t3));
@@ -325,6 +399,48 @@ mod tests {
     fn only_a_report_with_a_status_creates_a_host() {
         let beat = report("cron", None, None);
         let t = at("2026-04-26T12:00:00Z");
-        assert_eq!(HostState::after(None, &beat, HEARTBEAT, t, t), None);
+        let moved = Heads::default().advance(beat.facet_times(t), 1).moved_to(1);
+        assert_eq!(
+            HostState::after(None, &beat, moved, t, beat.facet_times(t)),
+            None
+        );
+    }
+
+    #[test]
+    fn an_import_keeps_the_files_separate_times() {
+        use crate::domain::{Deployment, HostName, ServerGroup, Status};
+        let (status_at, pipeline_at, cron_at) = (
+            at("2026-04-26T11:00:00Z"),
+            at("2026-04-26T10:30:00Z"),
+            at("2026-04-26T11:00:00Z"),
+        );
+        let received = at("2026-05-01T00:00:00Z");
+        let import = Report {
+            server_group: ServerGroup::parse("g").unwrap(),
+            host: HostName::parse("h").unwrap(),
+            reported_at: Some(status_at),
+            observation: Observation::Import {
+                status: Status::Synced,
+                changed_files: None,
+                drift_count: None,
+                deployment: Some(Box::new(Deployment::default())),
+                pipeline_at: Some(pipeline_at),
+                cron_at: Some(cron_at),
+            },
+        };
+        let times = import.facet_times(received);
+        assert_eq!(times.status, Some(status_at));
+        assert_eq!(times.pipeline, Some(pipeline_at));
+        assert_eq!(times.cron_check, Some(cron_at));
+        // A live deployment newer than the file's keeps its facet; the import moves the rest.
+        let live = Heads::default().advance(pipeline("2026-04-26T10:45:00Z"), 1);
+        let heads = live.advance(times, 2);
+        assert_eq!(heads.pipeline.unwrap().report_id, 1);
+        assert_eq!(heads.status.unwrap().report_id, 2);
+        assert_eq!(heads.kept_newer(times, 2), ["deployment"]);
+        // A file time ahead of the import's arrival counts as the arrival.
+        let early = import.facet_times(at("2026-04-26T10:50:00Z"));
+        assert_eq!(early.cron_check, Some(at("2026-04-26T10:50:00Z")));
+        assert_eq!(early.pipeline, Some(pipeline_at));
     }
 }

@@ -76,6 +76,20 @@ pub enum Observation {
         changed_files: Option<ChangedFiles>,
         drift_count: Option<u32>,
     },
+    /// The host leaves the fleet: it is gone from the current state, its history stays.
+    Decommission,
+    /// A host's last state from an old server's file. Each part carries the file's own time:
+    /// the report's `reported_at` for the status and files, `pipeline_at` for the
+    /// deployment, `cron_at` for the last drift check.
+    Import {
+        status: Status,
+        changed_files: Option<ChangedFiles>,
+        drift_count: Option<u32>,
+        /// None when the entry says nothing about a deployment.
+        deployment: Option<Box<Deployment>>,
+        pipeline_at: Option<Timestamp>,
+        cron_at: Option<Timestamp>,
+    },
 }
 
 /// One accepted report: which host, when the client observed it (if it said), and what.
@@ -94,15 +108,18 @@ impl Report {
             Observation::Pipeline { .. } => ReportKind::Pipeline,
             Observation::Cron { .. } => ReportKind::Cron,
             Observation::Legacy { .. } => ReportKind::Legacy,
+            Observation::Decommission => ReportKind::Decommission,
+            Observation::Import { .. } => ReportKind::Import,
         }
     }
 
     pub fn status(&self) -> Option<Status> {
         match &self.observation {
-            Observation::Pipeline { status, .. } | Observation::Legacy { status, .. } => {
-                Some(*status)
-            }
+            Observation::Pipeline { status, .. }
+            | Observation::Legacy { status, .. }
+            | Observation::Import { status, .. } => Some(*status),
             Observation::Cron { status, .. } => *status,
+            Observation::Decommission => None,
         }
     }
 
@@ -110,13 +127,16 @@ impl Report {
         match &self.observation {
             Observation::Pipeline { changed_files, .. }
             | Observation::Cron { changed_files, .. }
-            | Observation::Legacy { changed_files, .. } => changed_files.as_ref(),
+            | Observation::Legacy { changed_files, .. }
+            | Observation::Import { changed_files, .. } => changed_files.as_ref(),
+            Observation::Decommission => None,
         }
     }
 
     pub fn deployment(&self) -> Option<&Deployment> {
         match &self.observation {
             Observation::Pipeline { deployment, .. } => Some(deployment),
+            Observation::Import { deployment, .. } => deployment.as_deref(),
             _ => None,
         }
     }
@@ -133,7 +153,9 @@ impl Report {
 
     pub fn drift_count(&self) -> Option<u32> {
         match &self.observation {
-            Observation::Legacy { drift_count, .. } => *drift_count,
+            Observation::Legacy { drift_count, .. } | Observation::Import { drift_count, .. } => {
+                *drift_count
+            }
             _ => None,
         }
     }
@@ -163,8 +185,9 @@ pub struct HistoryEntry {
     pub id: i64,
     pub received_at: Timestamp,
     pub kind: ReportKind,
-    pub server_group: ServerGroup,
-    pub host: HostName,
+    /// None for the rows that belong to no host (retention).
+    pub server_group: Option<ServerGroup>,
+    pub host: Option<HostName>,
     pub status: Option<Status>,
     pub changed_files: Option<Vec<String>>,
     pub deployment: Deployment,

@@ -58,7 +58,8 @@ impl fmt::Display for Status {
     }
 }
 
-/// Which endpoint a report came through; it decides which parts of a host's state it may move.
+/// What a row of the history is: a report through one of the endpoints, or an event the
+/// service recorded itself. The kind decides which parts of a host's state it may move.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReportKind {
     /// `POST /status/pipeline`: a deployment; may create the host.
@@ -67,16 +68,34 @@ pub enum ReportKind {
     Cron,
     /// `POST /api/status`: the v1 drift report; may create the host.
     Legacy,
+    /// `DELETE /status/{server_group}/{host}`: the host left the fleet.
+    Decommission,
+    /// `gitops-status import`: a host's last state from the old servers' files.
+    Import,
+    /// A pruning pass: which rows retention removed (belongs to no host).
+    Retention,
 }
 
 impl ReportKind {
-    pub const ALL: [ReportKind; 3] = [ReportKind::Pipeline, ReportKind::Cron, ReportKind::Legacy];
+    pub const ALL: [ReportKind; 6] = [
+        ReportKind::Pipeline,
+        ReportKind::Cron,
+        ReportKind::Legacy,
+        ReportKind::Decommission,
+        ReportKind::Import,
+        ReportKind::Retention,
+    ];
 
     pub fn parse(value: &str) -> Result<Self, String> {
         Self::ALL
             .into_iter()
             .find(|k| k.as_str() == value)
-            .ok_or_else(|| format!("must be one of pipeline, cron, legacy; got {value:?}"))
+            .ok_or_else(|| {
+                format!(
+                    "must be one of pipeline, cron, legacy, decommission, import, retention; \
+                     got {value:?}"
+                )
+            })
     }
 
     pub fn as_str(self) -> &'static str {
@@ -84,12 +103,26 @@ impl ReportKind {
             ReportKind::Pipeline => "pipeline",
             ReportKind::Cron => "cron",
             ReportKind::Legacy => "legacy",
+            ReportKind::Decommission => "decommission",
+            ReportKind::Import => "import",
+            ReportKind::Retention => "retention",
         }
     }
 
-    /// Cron reports only describe hosts that a pipeline or v1 report created.
+    /// Pipeline, v1 and imported reports create the host they name; a drift check or a
+    /// decommission needs it to exist.
     pub fn may_create_host(self) -> bool {
-        !matches!(self, ReportKind::Cron)
+        matches!(
+            self,
+            ReportKind::Pipeline | ReportKind::Legacy | ReportKind::Import
+        )
+    }
+
+    /// Rows that are a change by their kind alone, kept for `--retain-changes`: deployments
+    /// and the service's own events. Drift checks are changes only when they changed a
+    /// host's status or files.
+    pub fn is_change(self) -> bool {
+        !matches!(self, ReportKind::Cron | ReportKind::Legacy)
     }
 }
 
@@ -124,11 +157,16 @@ mod tests {
     }
 
     #[test]
-    fn kind_is_exact_and_only_cron_cannot_create_hosts() {
+    fn kind_is_exact_and_only_reports_that_describe_a_host_create_it() {
         assert_eq!(ReportKind::parse("cron").unwrap(), ReportKind::Cron);
         assert!(ReportKind::parse("CRON").is_err());
         assert!(ReportKind::Pipeline.may_create_host());
         assert!(ReportKind::Legacy.may_create_host());
         assert!(!ReportKind::Cron.may_create_host());
+        assert!(ReportKind::Import.may_create_host());
+        assert!(!ReportKind::Decommission.may_create_host());
+        for kind in ReportKind::ALL {
+            assert_eq!(ReportKind::parse(kind.as_str()).unwrap(), kind);
+        }
     }
 }

@@ -86,6 +86,22 @@ impl Timestamp {
         Some(Self(truncated))
     }
 
+    /// This instant `period` earlier; None before the year 0000.
+    pub fn checked_sub(self, period: super::Period) -> Option<Self> {
+        let seconds = i64::try_from(period.as_secs()).ok()?;
+        self.0
+            .checked_sub(Duration::seconds(seconds))
+            .and_then(Self::from_datetime)
+    }
+
+    /// This instant `period` later; None after the year 9999.
+    pub fn checked_add(self, period: super::Period) -> Option<Self> {
+        let seconds = i64::try_from(period.as_secs()).ok()?;
+        self.0
+            .checked_add(Duration::seconds(seconds))
+            .and_then(Self::from_datetime)
+    }
+
     /// How far this instant lies after `other` (negative when before).
     pub fn since(self, other: Timestamp) -> Duration {
         self.0 - other.0

@@ -1,5 +1,5 @@
 //! Appending reports to the audit chain: a report's row as far as the request's own thread
-//! can render it (`NewRow`), the id, times and hashes the writer gives it (`Link`), and the
+//! can render it (`NewRow`), then linked by the writer (its id, times and hashes), and the
 //! multi-row INSERT that stores a group of them. Shared by the writer's group commits and the
 //! benchmark's bulk loader.
 
@@ -7,9 +7,9 @@ use std::sync::LazyLock;
 
 use sqlx::SqliteConnection;
 
-use crate::domain::{chain, Deployment, Report, ReportKind, Timestamp};
+use crate::domain::{chain, Observation, Report, Timestamp};
 
-use super::chain::push_members;
+use super::record::{column_list, json_string_array, ReportRecord, COLUMNS};
 use super::{RequestMeta, StoreError};
 
 /// Reports per INSERT statement, at most (27 parameters each, far below SQLite's limit).
@@ -37,60 +37,57 @@ pub(super) async fn load_tip(conn: &mut SqliteConnection) -> Result<Tip, StoreEr
     })
 }
 
-/// A `reports` row about to be inserted, as far as it is known before the writer takes it:
-/// everything but its id, its times and its links in the chain. The canonical text of the
-/// members in between is rendered here too, on the request's thread, so the writer only
-/// adds the members it decides and hashes.
+/// A `reports` row about to be inserted: everything but its id, its times and its links in
+/// the chain is known when the request is accepted, and the canonical text of those columns
+/// is rendered then, on the request's thread, so the writer only adds what it decides and
+/// hashes.
 pub(super) struct NewRow {
-    kind: &'static str,
-    server_group: String,
-    host: String,
-    status: Option<&'static str>,
-    changed_files: Option<String>,
-    deployment: Deployment,
-    last_pipeline_run: Option<String>,
-    last_cron_check: Option<String>,
-    drift_count: Option<i64>,
-    principal: Option<String>,
-    pub client_addr: Option<String>,
-    forwarded_for: Option<String>,
-    user_agent: Option<String>,
-    raw_body: String,
-    /// The canonical members from `kind` to `drift_count`.
-    canonical_middle: String,
-    /// The canonical members from `principal` to `raw_body`.
-    canonical_tail: String,
-}
-
-/// What the writer adds to a `NewRow`: its id, times and place in the chain.
-pub(super) struct Link {
-    /// The report's place in its group.
-    pub index: usize,
-    pub id: i64,
-    received_at: String,
-    observed_at: String,
-    prev_hash: String,
-    pub hash: String,
+    pub record: ReportRecord,
+    runs: Vec<String>,
 }
 
 impl NewRow {
-    pub(super) fn new(report: &Report, meta: RequestMeta) -> Self {
-        use super::chain::Member::{Int, Text};
+    pub(super) fn new(record: ReportRecord) -> Self {
+        let runs = record.content_runs();
+        NewRow { record, runs }
+    }
+
+    /// The row of an accepted report.
+    pub(super) fn of_report(report: &Report, meta: RequestMeta) -> Self {
         let kind = report.kind();
         let reported_at = report.reported_at.map(|t| t.to_string());
-        let (last_pipeline_run, last_cron_check) = match kind {
-            ReportKind::Pipeline => (reported_at, None),
+        let (last_pipeline_run, last_cron_check) = match &report.observation {
+            Observation::Pipeline { .. } => (reported_at, None),
+            // The file's own times, as written there (in UTC).
+            Observation::Import {
+                pipeline_at,
+                cron_at,
+                ..
+            } => (
+                pipeline_at.map(|t| t.to_string()),
+                cron_at.map(|t| t.to_string()),
+            ),
+            Observation::Decommission => (None, None),
             _ => (None, reported_at),
         };
-        let mut row = NewRow {
-            kind: kind.as_str(),
-            server_group: report.server_group.as_str().to_owned(),
-            host: report.host.as_str().to_owned(),
-            status: report.status().map(|s| s.as_str()),
+        let d = report.deployment().cloned().unwrap_or_default();
+        Self::new(ReportRecord {
+            kind: kind.as_str().to_owned(),
+            server_group: Some(report.server_group.as_str().to_owned()),
+            host: Some(report.host.as_str().to_owned()),
+            status: report.status().map(|s| s.as_str().to_owned()),
             changed_files: report
                 .changed_files()
                 .map(|files| json_string_array(files.as_slice())),
-            deployment: report.deployment().cloned().unwrap_or_default(),
+            project_name: d.project_name,
+            repo_name: d.repo_name,
+            server_type: d.server_type,
+            environment: d.environment,
+            validation_status: d.validation_status,
+            validation_message: d.validation_message,
+            commit_sha: d.commit_sha,
+            branch: d.branch,
+            updated_by: d.updated_by,
             last_pipeline_run,
             last_cron_check,
             drift_count: report.drift_count().map(i64::from),
@@ -99,110 +96,28 @@ impl NewRow {
             forwarded_for: meta.forwarded_for,
             user_agent: meta.user_agent,
             raw_body: meta.raw_body,
-            canonical_middle: String::new(),
-            canonical_tail: String::new(),
-        };
-        let d = &row.deployment;
-        let mut middle = String::with_capacity(512);
-        push_members(
-            &mut middle,
-            [
-                ("kind", Text(Some(row.kind))),
-                ("server_group", Text(Some(&row.server_group))),
-                ("host", Text(Some(&row.host))),
-                ("status", Text(row.status)),
-                ("changed_files", Text(row.changed_files.as_deref())),
-                ("project_name", Text(d.project_name.as_deref())),
-                ("repo_name", Text(d.repo_name.as_deref())),
-                ("server_type", Text(d.server_type.as_deref())),
-                ("environment", Text(d.environment.as_deref())),
-                ("validation_status", Text(d.validation_status.as_deref())),
-                ("validation_message", Text(d.validation_message.as_deref())),
-                ("commit_sha", Text(d.commit_sha.as_deref())),
-                ("branch", Text(d.branch.as_deref())),
-                ("updated_by", Text(d.updated_by.as_deref())),
-                ("last_pipeline_run", Text(row.last_pipeline_run.as_deref())),
-                ("last_cron_check", Text(row.last_cron_check.as_deref())),
-                ("drift_count", Int(row.drift_count)),
-            ],
-        );
-        let mut tail = String::with_capacity(row.raw_body.len() + 256);
-        push_members(
-            &mut tail,
-            [
-                ("principal", Text(row.principal.as_deref())),
-                ("client_addr", Text(row.client_addr.as_deref())),
-                ("forwarded_for", Text(row.forwarded_for.as_deref())),
-                ("user_agent", Text(row.user_agent.as_deref())),
-                ("raw_body", Text(Some(&row.raw_body))),
-            ],
-        );
-        row.canonical_middle = middle;
-        row.canonical_tail = tail;
-        row
+            ..ReportRecord::default()
+        })
     }
 
-    /// The row as report `id` of the chain after `prev_hash`. Its canonical text is byte for
-    /// byte what SQLite's `json_object` renders from the stored row (`chain::CANONICAL_ROW`),
-    /// which `verify` and auditors recompute.
+    /// Makes the row report `id` of the chain after `prev_hash`. Its canonical text is byte
+    /// for byte what SQLite's `json_object` renders from the stored row
+    /// (`record::canonical_sql`), which `verify` and auditors recompute.
     pub(super) fn link(
-        &self,
-        index: usize,
+        &mut self,
         id: i64,
         received_at: Timestamp,
         observed_at: Timestamp,
         prev_hash: &str,
-    ) -> Link {
-        use super::chain::Member::{Int, Text};
-        let received_at = received_at.to_string();
-        let observed_at = observed_at.to_string();
-        let mut canonical =
-            String::with_capacity(self.canonical_middle.len() + self.canonical_tail.len() + 128);
-        canonical.push('{');
-        push_members(
-            &mut canonical,
-            [
-                ("id", Int(Some(id))),
-                ("received_at", Text(Some(&received_at))),
-            ],
-        );
-        canonical.push(',');
-        canonical.push_str(&self.canonical_middle);
-        canonical.push(',');
-        push_members(&mut canonical, [("observed_at", Text(Some(&observed_at)))]);
-        canonical.push(',');
-        canonical.push_str(&self.canonical_tail);
-        canonical.push('}');
-        Link {
-            index,
-            id,
-            received_at,
-            observed_at,
-            prev_hash: prev_hash.to_owned(),
-            hash: chain::link(prev_hash, &canonical),
-        }
+    ) {
+        let record = &mut self.record;
+        record.id = id;
+        record.received_at = received_at.to_string();
+        record.observed_at = observed_at.to_string();
+        record.prev_hash = prev_hash.to_owned();
+        record.hash = chain::link(prev_hash, &record.canonical_with(&self.runs));
     }
 }
-
-/// A JSON array of strings, as stored in `reports.changed_files`.
-fn json_string_array(items: &[String]) -> String {
-    let mut out = String::with_capacity(2 + items.iter().map(|i| i.len() + 3).sum::<usize>());
-    out.push('[');
-    for (index, item) in items.iter().enumerate() {
-        if index > 0 {
-            out.push(',');
-        }
-        super::chain::push_json_string(&mut out, item);
-    }
-    out.push(']');
-    out
-}
-
-const REPORT_COLUMNS: &str = "id, received_at, kind, server_group, host, status, changed_files, \
-    project_name, repo_name, server_type, environment, validation_status, validation_message, \
-    commit_sha, branch, updated_by, last_pipeline_run, last_cron_check, drift_count, \
-    observed_at, principal, client_addr, forwarded_for, user_agent, raw_body, prev_hash, hash";
-const REPORT_PARAMS: usize = 27;
 
 /// One multi-row statement (`INSERT … VALUES (…), (…) …`) prepared for 1, 2, 4, …
 /// MAX_ROWS_PER_STATEMENT rows: any number of rows is written with a few statements whose text
@@ -250,8 +165,8 @@ fn statement_sizes(mut n: usize) -> impl Iterator<Item = usize> {
 
 static INSERT_REPORTS: LazyLock<MultiRow> = LazyLock::new(|| {
     MultiRow::new(
-        &format!("INSERT INTO reports ({REPORT_COLUMNS})"),
-        REPORT_PARAMS,
+        &format!("INSERT INTO reports ({})", column_list()),
+        COLUMNS.len(),
         "",
     )
 });
@@ -259,40 +174,12 @@ static INSERT_REPORTS: LazyLock<MultiRow> = LazyLock::new(|| {
 /// Inserts linked rows, in the order given.
 pub(super) async fn insert_reports(
     conn: &mut SqliteConnection,
-    rows: &[(&NewRow, &Link)],
+    rows: &[&ReportRecord],
 ) -> Result<(), StoreError> {
     for (sql, chunk) in INSERT_REPORTS.chunks(rows) {
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (row, link) in chunk {
-            let d = &row.deployment;
-            query = query
-                .bind(link.id)
-                .bind(link.received_at.as_str())
-                .bind(row.kind)
-                .bind(row.server_group.as_str())
-                .bind(row.host.as_str())
-                .bind(row.status)
-                .bind(row.changed_files.as_deref())
-                .bind(d.project_name.as_deref())
-                .bind(d.repo_name.as_deref())
-                .bind(d.server_type.as_deref())
-                .bind(d.environment.as_deref())
-                .bind(d.validation_status.as_deref())
-                .bind(d.validation_message.as_deref())
-                .bind(d.commit_sha.as_deref())
-                .bind(d.branch.as_deref())
-                .bind(d.updated_by.as_deref())
-                .bind(row.last_pipeline_run.as_deref())
-                .bind(row.last_cron_check.as_deref())
-                .bind(row.drift_count)
-                .bind(link.observed_at.as_str())
-                .bind(row.principal.as_deref())
-                .bind(row.client_addr.as_deref())
-                .bind(row.forwarded_for.as_deref())
-                .bind(row.user_agent.as_deref())
-                .bind(row.raw_body.as_str())
-                .bind(link.prev_hash.as_str())
-                .bind(link.hash.as_str());
+        for record in chunk {
+            query = record.bind(query);
         }
         query.execute(&mut *conn).await?;
     }
@@ -329,19 +216,10 @@ mod tests {
         assert_eq!(INSERT_REPORTS.0.len(), 6);
         assert_eq!(
             INSERT_REPORTS.0[5].matches('?').count(),
-            REPORT_PARAMS * MAX_ROWS_PER_STATEMENT
+            COLUMNS.len() * MAX_ROWS_PER_STATEMENT
         );
         let rows: Vec<usize> = (0..37).collect();
         let chunks: Vec<&[usize]> = INSERT_REPORTS.chunks(&rows).map(|(_, c)| c).collect();
         assert_eq!(chunks.concat(), rows, "every row once, in order");
-    }
-
-    #[test]
-    fn changed_files_are_a_json_array() {
-        let files = vec!["/etc/a \"b\"".to_owned(), "c\\d\n".to_owned()];
-        let text = json_string_array(&files);
-        let back: Vec<String> = serde_json::from_str(&text).unwrap();
-        assert_eq!(back, files);
-        assert_eq!(json_string_array(&[]), "[]");
     }
 }

@@ -11,9 +11,10 @@ use anyhow::Context;
 use sqlx::sqlite::SqliteSynchronous;
 use sqlx::{Connection, SqliteConnection};
 
-use crate::domain::{Head, Heads, Report, Timestamp};
+use crate::domain::{Heads, Report, Timestamp};
 
-use super::append::{insert_reports, load_tip, Link, NewRow};
+use super::append::{insert_reports, load_tip, NewRow};
+use super::lock::WriterLock;
 use super::rows::{head, render_missing_status_rows};
 use super::writer::{upsert_hosts, HostKey, HostPointers};
 use super::{connect_options, open_for_writing, RenderRow, RequestMeta};
@@ -38,6 +39,10 @@ pub async fn append(
     render: RenderRow,
     reports: impl IntoIterator<Item = Generated>,
 ) -> anyhow::Result<u64> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let lock = WriterLock::acquire(path)?;
     let (_, options) = connect_options(path);
     let options = options.synchronous(SqliteSynchronous::Off);
     let mut conn = open_for_writing(path, &options, render).await?;
@@ -59,7 +64,7 @@ pub async fn append(
             .await?;
     }
     let mut appended = 0u64;
-    let mut batch: Vec<(NewRow, Link)> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<NewRow> = Vec::with_capacity(BATCH);
     for generated in reports {
         let report = &generated.report;
         let key = HostKey::of(report);
@@ -69,17 +74,16 @@ pub async fn append(
         }
         let received_at = generated.received_at;
         let observed_at = report.observed_at(received_at);
-        let row = NewRow::new(report, generated.meta);
-        let link = row.link(0, tip.next_id, received_at, observed_at, &tip.hash);
-        tip.hash.clone_from(&link.hash);
+        let mut row = NewRow::of_report(report, generated.meta);
+        let id = tip.next_id;
+        row.link(id, received_at, observed_at, &tip.hash);
+        tip.hash.clone_from(&row.record.hash);
         tip.next_id += 1;
-        let new = Head {
-            report_id: link.id,
-            observed_at,
-        };
-        let advanced = known.unwrap_or_default().advance(report.facets(), new);
-        heads.insert(key, (advanced, link.id));
-        batch.push((row, link));
+        let advanced = known
+            .unwrap_or_default()
+            .advance(report.facet_times(received_at), id);
+        heads.insert(key, (advanced, id));
+        batch.push(row);
         appended += 1;
         if batch.len() == BATCH {
             flush(&mut tx, &mut batch).await?;
@@ -113,11 +117,12 @@ pub async fn append(
         .execute(&mut conn)
         .await?;
     conn.close().await?;
+    lock.release();
     Ok(appended)
 }
 
-async fn flush(conn: &mut SqliteConnection, batch: &mut Vec<(NewRow, Link)>) -> anyhow::Result<()> {
-    let rows: Vec<(&NewRow, &Link)> = batch.iter().map(|(row, link)| (row, link)).collect();
+async fn flush(conn: &mut SqliteConnection, batch: &mut Vec<NewRow>) -> anyhow::Result<()> {
+    let rows: Vec<&super::record::ReportRecord> = batch.iter().map(|row| &row.record).collect();
     insert_reports(conn, &rows).await?;
     batch.clear();
     Ok(())

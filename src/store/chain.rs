@@ -1,7 +1,9 @@
-//! Reading the audit chain back: its head, and `verify`, which walks every row and names the
-//! first one whose content, order or presence was changed.
+//! Reading the audit chain back: `verify` walks every row and names the first one whose
+//! content, order or presence was changed. Retention deletes rows, but each pruning
+//! transaction appends a `retention` row saying which ids it removed and the hashes at both
+//! ends of each run; `verify` links the chain across exactly those gaps and names any other
+//! missing row.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
@@ -10,109 +12,8 @@ use sqlx::{Connection, Row, SqliteConnection};
 
 use crate::domain::chain::{is_hash, link, GENESIS};
 
-/// The canonical content of a stored row, as SQLite renders it. The writer renders the same
-/// members from the values it is about to insert (store/write.rs); the README gives auditors
-/// the same expression.
-pub const CANONICAL_ROW: &str = "json_object(\
-    'id', id, 'received_at', received_at, 'kind', kind, 'server_group', server_group, \
-    'host', host, 'status', status, 'changed_files', changed_files, \
-    'project_name', project_name, 'repo_name', repo_name, 'server_type', server_type, \
-    'environment', environment, 'validation_status', validation_status, \
-    'validation_message', validation_message, 'commit_sha', commit_sha, 'branch', branch, \
-    'updated_by', updated_by, 'last_pipeline_run', last_pipeline_run, \
-    'last_cron_check', last_cron_check, 'drift_count', drift_count, \
-    'observed_at', observed_at, 'principal', principal, 'client_addr', client_addr, \
-    'forwarded_for', forwarded_for, 'user_agent', user_agent, 'raw_body', raw_body)";
-
-/// A member's value in the canonical text: SQLite's INTEGER, TEXT or NULL.
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Member<'a> {
-    Int(Option<i64>),
-    Text(Option<&'a str>),
-}
-
-/// What SQLite's `json_object(name, value, …)` renders for these members: `{"name":value,…}`
-/// without spaces, NULL as `null`, integers in decimal, text as a JSON string escaped the way
-/// SQLite escapes it (`push_json_string`). The writer hashes this instead of asking SQLite to
-/// render each row; tests check the two agree on every kind of text.
-#[cfg(test)]
-pub(super) fn canonical_json<'a>(
-    members: impl IntoIterator<Item = (&'a str, Member<'a>)>,
-) -> String {
-    let mut out = String::with_capacity(1024);
-    out.push('{');
-    push_members(&mut out, members);
-    out.push('}');
-    out
-}
-
-/// Appends members as `canonical_json` renders them, without the braces: `"a":1,"b":null`.
-/// The writer renders a row's canonical text from such runs, some rendered in advance.
-pub(super) fn push_members<'a>(
-    out: &mut String,
-    members: impl IntoIterator<Item = (&'a str, Member<'a>)>,
-) {
-    for (index, (name, value)) in members.into_iter().enumerate() {
-        if index > 0 {
-            out.push(',');
-        }
-        push_json_string(out, name);
-        out.push(':');
-        match value {
-            Member::Int(Some(n)) => {
-                // Writing to a String cannot fail.
-                let _ = write!(out, "{n}");
-            }
-            Member::Text(Some(text)) => push_json_string(out, text),
-            Member::Int(None) | Member::Text(None) => out.push_str("null"),
-        }
-    }
-}
-
-/// Appends `text` as a JSON string, escaped as SQLite's json functions escape it
-/// (`jsonAppendString` in SQLite's json.c): `"` and `\` get a backslash; backspace, tab, line
-/// feed, form feed and carriage return their short escapes; other characters below U+0020
-/// `\u00xx` with lower-case hex digits; everything else, including U+007F and non-ASCII, as is.
-pub(super) fn push_json_string(out: &mut String, text: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push('"');
-    let mut plain = 0;
-    for (index, byte) in text.bytes().enumerate() {
-        let escape = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            0x08 => "\\b",
-            b'\t' => "\\t",
-            b'\n' => "\\n",
-            0x0c => "\\f",
-            b'\r' => "\\r",
-            0x00..=0x1f => "",
-            _ => continue,
-        };
-        out.push_str(&text[plain..index]);
-        plain = index + 1;
-        if escape.is_empty() {
-            out.push_str("\\u00");
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0xf)]));
-        } else {
-            out.push_str(escape);
-        }
-    }
-    out.push_str(&text[plain..]);
-    out.push('"');
-}
-
-/// The same members from bound values (?1…?25 in CANONICAL_ROW's order): what SQLite renders
-/// for values before they are stored. Tests check `canonical_json` renders the same text.
-#[cfg(test)]
-pub(super) const CANONICAL_VALUES: &str = "SELECT json_object(\
-    'id', ?1, 'received_at', ?2, 'kind', ?3, 'server_group', ?4, 'host', ?5, 'status', ?6, \
-    'changed_files', ?7, 'project_name', ?8, 'repo_name', ?9, 'server_type', ?10, \
-    'environment', ?11, 'validation_status', ?12, 'validation_message', ?13, \
-    'commit_sha', ?14, 'branch', ?15, 'updated_by', ?16, 'last_pipeline_run', ?17, \
-    'last_cron_check', ?18, 'drift_count', ?19, 'observed_at', ?20, 'principal', ?21, \
-    'client_addr', ?22, 'forwarded_for', ?23, 'user_agent', ?24, 'raw_body', ?25)";
+use super::record::canonical_sql;
+use super::retention::{RemovedRun, RetentionRecord};
 
 const BATCH: i64 = 5_000;
 
@@ -125,12 +26,14 @@ pub struct ChainHead {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verification {
-    /// Every row links to the one before it and matches its hash, and every host's status
-    /// row is what its reports make of it.
+    /// Every row links to the one before it (across the gaps retention recorded) and matches
+    /// its hash, and every host's status row is what its reports make of it.
     Intact {
         rows: u64,
         first_id: Option<i64>,
         head: Option<ChainHead>,
+        /// Rows that retention removed, as its records in the chain describe them.
+        removed_by_retention: u64,
         /// Hosts whose `status_row` was checked.
         hosts: u64,
     },
@@ -162,9 +65,15 @@ pub async fn verify(path: &Path, render: super::RenderRow) -> anyhow::Result<Ver
     }
     // One read transaction: one snapshot, whatever the server appends meanwhile.
     let mut tx = conn.begin().await?;
+    let mut gaps = match Gaps::load(&mut tx).await? {
+        Ok(gaps) => gaps,
+        Err((id, problem)) => return Ok(Verification::Broken { id, problem }),
+    };
+    let removed_by_retention = gaps.removed();
     let sql = format!(
-        "SELECT id, prev_hash, hash, {CANONICAL_ROW} AS canonical \
-         FROM reports WHERE id > ?1 ORDER BY id LIMIT ?2"
+        "SELECT id, prev_hash, hash, {} AS canonical \
+         FROM reports WHERE id > ?1 ORDER BY id LIMIT ?2",
+        canonical_sql()
     );
     let mut previous: Option<ChainHead> = None;
     let mut first_id = None;
@@ -184,14 +93,22 @@ pub async fn verify(path: &Path, render: super::RenderRow) -> anyhow::Result<Ver
             let prev_hash: String = row.try_get("prev_hash")?;
             let hash: String = row.try_get("hash")?;
             let canonical: String = row.try_get("canonical")?;
-            if let Some(problem) = check_link(previous.as_ref(), id, &prev_hash, &hash, &canonical)
-            {
+            // What the row must link to: the row before it, or across a gap retention made,
+            // the last row it removed there.
+            let expected = match gaps.bridge(previous.as_ref(), id) {
+                Ok(expected) => expected,
+                Err((id, problem)) => return Ok(Verification::Broken { id, problem }),
+            };
+            if let Some(problem) = check_link(&expected, &prev_hash, &hash, &canonical) {
                 return Ok(Verification::Broken { id, problem });
             }
             first_id.get_or_insert(id);
             rows += 1;
             previous = Some(ChainHead { id, hash });
         }
+    }
+    if let Some((id, problem)) = gaps.left_over(previous.as_ref()) {
+        return Ok(Verification::Broken { id, problem });
     }
     let hosts = sqlx::query_as::<_, (String, String, Option<String>)>(
         "SELECT server_group, host, status_row FROM hosts ORDER BY server_group, host",
@@ -222,41 +139,171 @@ pub async fn verify(path: &Path, render: super::RenderRow) -> anyhow::Result<Ver
         rows,
         first_id,
         head: previous,
+        removed_by_retention,
         hosts: hosts.len() as u64,
     })
 }
 
-/// What is wrong with one row given the row before it, if anything.
-fn check_link(
-    previous: Option<&ChainHead>,
-    id: i64,
-    prev_hash: &str,
-    hash: &str,
-    canonical: &str,
-) -> Option<String> {
+/// What a row must link to.
+#[derive(Debug, PartialEq, Eq)]
+struct Expected {
+    /// The id of the row whose hash it must carry as prev_hash (0: none, the genesis).
+    after_id: i64,
+    prev_hash: String,
+    /// Retention removed the rows between `after_id` and this row.
+    across_gap: bool,
+}
+
+/// The gaps retention made in the chain, as its records describe them, in id order.
+struct Gaps {
+    runs: Vec<(i64, RemovedRun)>,
+    next: usize,
+}
+
+impl Gaps {
+    /// Every run of every retention row; an unreadable or overlapping one is named.
+    async fn load(conn: &mut SqliteConnection) -> anyhow::Result<Result<Gaps, (i64, String)>> {
+        let records: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, raw_body FROM reports WHERE kind = 'retention' ORDER BY id")
+                .fetch_all(&mut *conn)
+                .await?;
+        let mut runs = Vec::new();
+        for (id, body) in records {
+            match RetentionRecord::runs_of(&body) {
+                Ok(list) => runs.extend(list.into_iter().map(|run| (id, run))),
+                Err(problem) => return Ok(Err((id, problem))),
+            }
+        }
+        runs.sort_by_key(|(_, run)| run.first_id);
+        for pair in runs.windows(2) {
+            let ((a, first), (b, second)) = (&pair[0], &pair[1]);
+            if second.first_id <= first.last_id {
+                return Ok(Err((
+                    *b,
+                    format!(
+                        "retention row {b} says it removed rows {}..{}, which retention row {a} \
+                         says it removed ({}..{})",
+                        second.first_id, second.last_id, first.first_id, first.last_id
+                    ),
+                )));
+            }
+        }
+        Ok(Ok(Gaps { runs, next: 0 }))
+    }
+
+    fn removed(&self) -> u64 {
+        self.runs
+            .iter()
+            .map(|(_, run)| u64::try_from(run.last_id - run.first_id + 1).unwrap_or(0))
+            .sum()
+    }
+
+    /// What row `id`, the next one present after `previous`, must link to. Every id missing
+    /// between them must be covered, in order, by runs retention recorded, each linking to
+    /// the one before it; otherwise the first missing row is named.
+    fn bridge(&mut self, previous: Option<&ChainHead>, id: i64) -> Result<Expected, (i64, String)> {
+        let (mut after_id, mut prev_hash) = match previous {
+            Some(p) => (p.id, p.hash.clone()),
+            None => (0, GENESIS.to_owned()),
+        };
+        let mut across_gap = false;
+        while after_id + 1 < id {
+            let missing = after_id + 1;
+            let run = match self.runs.get(self.next) {
+                Some((record, run)) if run.first_id == missing => (*record, run),
+                Some((record, run)) if run.first_id < missing => {
+                    return Err((
+                        run.first_id.max(1),
+                        format!(
+                            "is present, but retention row {record} says it removed rows {}..{}",
+                            run.first_id, run.last_id
+                        ),
+                    ))
+                }
+                _ => {
+                    let last = id - 1;
+                    let span = if last > missing {
+                        format!(" (rows {missing}..{last} are missing)")
+                    } else {
+                        String::new()
+                    };
+                    return Err((
+                        missing,
+                        format!("deleted outside retention: no retention record covers it{span}"),
+                    ));
+                }
+            };
+            let (record, run) = run;
+            if run.prev_hash != prev_hash {
+                return Err((
+                    missing,
+                    format!(
+                        "retention row {record} removed rows {}..{}, but the first of them did \
+                         not follow {}: the chain does not link across the gap",
+                        run.first_id,
+                        run.last_id,
+                        if after_id == 0 {
+                            "the genesis".to_owned()
+                        } else {
+                            format!("row {after_id}")
+                        }
+                    ),
+                ));
+            }
+            if run.last_id >= id {
+                return Err((
+                    id,
+                    format!(
+                        "is present, but retention row {record} says it removed rows {}..{}",
+                        run.first_id, run.last_id
+                    ),
+                ));
+            }
+            after_id = run.last_id;
+            prev_hash = run.last_hash.clone();
+            across_gap = true;
+            self.next += 1;
+        }
+        Ok(Expected {
+            after_id,
+            prev_hash,
+            across_gap,
+        })
+    }
+
+    /// A run beyond the last row present: rows retention never removed are missing from the
+    /// end, or a retention row describes rows that never were.
+    fn left_over(&self, last: Option<&ChainHead>) -> Option<(i64, String)> {
+        let (record, run) = self.runs.get(self.next)?;
+        let last = last.map_or(0, |l| l.id);
+        Some((
+            run.first_id,
+            format!(
+                "retention row {record} says it removed rows {}..{}, after the last row present \
+                 ({last})",
+                run.first_id, run.last_id
+            ),
+        ))
+    }
+}
+
+/// What is wrong with one row given what it must link to, if anything.
+fn check_link(expected: &Expected, prev_hash: &str, hash: &str, canonical: &str) -> Option<String> {
     if !is_hash(prev_hash) || !is_hash(hash) {
         return Some("its hash or prev_hash is not 64 lower-case hex digits".to_owned());
     }
-    match previous {
-        // The first remaining row anchors the chain; only row 1 has a known predecessor.
-        None if id == 1 && prev_hash != GENESIS => {
-            return Some("the first row's prev_hash is not the genesis value".to_owned())
-        }
-        None => {}
-        Some(before) if id != before.id + 1 => {
-            return Some(format!(
-                "ids jump from {} to {id}: rows between them are missing",
-                before.id
-            ))
-        }
-        Some(before) if prev_hash != before.hash => {
-            return Some(format!(
-                "its prev_hash is not the hash of row {}: a row before it was changed, \
-                 removed or reordered",
-                before.id
-            ))
-        }
-        Some(_) => {}
+    if prev_hash != expected.prev_hash {
+        return Some(match (expected.after_id, expected.across_gap) {
+            (0, false) => "the first row's prev_hash is not the genesis value".to_owned(),
+            (after, false) => format!(
+                "its prev_hash is not the hash of row {after}: a row before it was changed, \
+                 removed or reordered"
+            ),
+            (after, true) => format!(
+                "its prev_hash is not the hash retention recorded for row {after}, the last \
+                 row it removed before this one"
+            ),
+        });
     }
     if link(prev_hash, canonical) != hash {
         return Some("its content does not match its hash: the row was changed".to_owned());
@@ -268,131 +315,131 @@ fn check_link(
 mod tests {
     use super::*;
 
-    fn head(id: i64, canonical: &str, prev: &str) -> (ChainHead, String) {
-        let hash = link(prev, canonical);
+    fn chain(contents: &[&str]) -> Vec<ChainHead> {
+        let mut prev = GENESIS.to_owned();
+        contents
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                prev = link(&prev, c);
+                ChainHead {
+                    id: i as i64 + 1,
+                    hash: prev.clone(),
+                }
+            })
+            .collect()
+    }
+
+    fn no_gaps() -> Gaps {
+        Gaps {
+            runs: Vec::new(),
+            next: 0,
+        }
+    }
+
+    /// A run as the pruner records it: rows first..=last of `rows` (1-based ids).
+    fn run(record: i64, rows: &[ChainHead], first: i64, last: i64) -> (i64, RemovedRun) {
+        let hash_of = |id: i64| {
+            if id == 0 {
+                GENESIS.to_owned()
+            } else {
+                rows[id as usize - 1].hash.clone()
+            }
+        };
         (
-            ChainHead {
-                id,
-                hash: hash.clone(),
+            record,
+            RemovedRun {
+                first_id: first,
+                last_id: last,
+                prev_hash: hash_of(first - 1),
+                last_hash: hash_of(last),
             },
-            hash,
         )
     }
 
     #[test]
     fn links_are_checked_in_order() {
-        let (first, h1) = head(1, "a", GENESIS);
-        assert_eq!(check_link(None, 1, GENESIS, &h1, "a"), None);
-        let h2 = link(&h1, "b");
-        assert_eq!(check_link(Some(&first), 2, &h1, &h2, "b"), None);
-        assert!(check_link(Some(&first), 2, &h1, &h2, "B")
+        let rows = chain(&["a", "b", "c"]);
+        let mut gaps = no_gaps();
+        let expected = gaps.bridge(None, 1).unwrap();
+        assert_eq!(check_link(&expected, GENESIS, &rows[0].hash, "a"), None);
+        let expected = gaps.bridge(Some(&rows[0]), 2).unwrap();
+        assert_eq!(
+            check_link(&expected, &rows[0].hash, &rows[1].hash, "b"),
+            None
+        );
+        assert!(check_link(&expected, &rows[0].hash, &rows[1].hash, "B")
             .unwrap()
             .contains("content"));
-        assert!(check_link(Some(&first), 3, &h1, &h2, "b")
-            .unwrap()
-            .contains("missing"));
         let other = link(GENESIS, "x");
-        assert!(check_link(Some(&first), 2, &other, &link(&other, "b"), "b")
+        assert!(check_link(&expected, &other, &link(&other, "b"), "b")
             .unwrap()
-            .contains("prev_hash"));
-        assert!(check_link(None, 1, &h1, &link(&h1, "a"), "a")
+            .contains("not the hash of row 1"));
+        let first = gaps.bridge(None, 1).unwrap();
+        assert!(check_link(&first, &rows[0].hash, &rows[1].hash, "b")
             .unwrap()
             .contains("genesis"));
-        // After retention, the first remaining row anchors the chain.
-        assert_eq!(check_link(None, 7, &h1, &h2, "b"), None);
-    }
-}
-
-#[cfg(test)]
-mod canonical_tests {
-    use proptest::prelude::*;
-    use proptest::test_runner::{Config, TestRunner};
-    use sqlx::{Connection, SqliteConnection};
-
-    use super::{canonical_json, Member, CANONICAL_VALUES};
-
-    /// CANONICAL_VALUES' member names, in order: the quoted words of `'name', ?N, …`.
-    fn names() -> Vec<&'static str> {
-        CANONICAL_VALUES.split('\'').skip(1).step_by(2).collect()
-    }
-
-    /// ?1 (id) and ?19 (drift_count) are integers.
-    fn is_int(index: usize) -> bool {
-        index == 0 || index == 18
-    }
-
-    /// SQLite's own rendering of the members, bound as CANONICAL_VALUES' parameters.
-    async fn sqlite_renders(
-        conn: &mut SqliteConnection,
-        ints: &[Option<i64>],
-        texts: &[Option<String>],
-    ) -> String {
-        let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(CANONICAL_VALUES));
-        let (mut ints, mut texts) = (ints.iter(), texts.iter());
-        for index in 0..names().len() {
-            query = if is_int(index) {
-                query.bind(*ints.next().unwrap())
-            } else {
-                query.bind(texts.next().unwrap().clone())
-            };
-        }
-        query.fetch_one(conn).await.unwrap()
-    }
-
-    fn rust_renders(ints: &[Option<i64>], texts: &[Option<String>]) -> String {
-        let (mut ints, mut texts) = (ints.iter(), texts.iter());
-        canonical_json(names().into_iter().enumerate().map(|(index, name)| {
-            let member = if is_int(index) {
-                Member::Int(*ints.next().unwrap())
-            } else {
-                Member::Text(texts.next().unwrap().as_deref())
-            };
-            (name, member)
-        }))
-    }
-
-    fn text() -> impl Strategy<Value = Option<String>> {
-        prop::option::of(prop_oneof![
-            any::<String>(),
-            // Every ASCII character, control characters and quotes included.
-            prop::collection::vec(0u8..0x80, 0..40)
-                .prop_map(|bytes| bytes.into_iter().map(char::from).collect()),
-        ])
     }
 
     #[test]
-    fn canonical_json_is_what_sqlite_json_object_renders() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let mut conn = runtime
-            .block_on(SqliteConnection::connect("sqlite::memory:"))
-            .unwrap();
-        let names = names();
+    fn a_missing_row_is_named_unless_retention_covers_it() {
+        let rows = chain(&["a", "b", "c", "d", "e", "f"]);
+        let (code, problem) = no_gaps().bridge(Some(&rows[1]), 5).unwrap_err();
+        assert_eq!(code, 3);
+        assert!(problem.contains("deleted outside retention") && problem.contains("3..4"));
+        let (code, _) = no_gaps().bridge(None, 3).unwrap_err();
+        assert_eq!(code, 1, "rows missing from the start are named too");
+
+        // Retention removed 1..2 (record 7), then 3 and 4 (record 8).
+        let mut gaps = Gaps {
+            runs: vec![
+                run(7, &rows, 1, 2),
+                run(8, &rows, 3, 3),
+                run(8, &rows, 4, 4),
+            ],
+            next: 0,
+        };
+        assert_eq!(gaps.removed(), 4);
+        let expected = gaps.bridge(None, 5).unwrap();
+        assert_eq!(expected.prev_hash, rows[3].hash);
+        assert!(expected.across_gap);
         assert_eq!(
-            (names.len(), names[0], names[18]),
-            (25, "id", "drift_count")
+            check_link(&expected, &rows[3].hash, &rows[4].hash, "e"),
+            None
         );
-        // Each ASCII character alone, then random members.
-        for byte in 0u8..0x80 {
-            let texts = vec![Some(char::from(byte).to_string()); 23];
-            let ints = [Some(i64::MIN), None];
-            let sqlite = runtime.block_on(sqlite_renders(&mut conn, &ints, &texts));
-            assert_eq!(rust_renders(&ints, &texts), sqlite, "byte {byte:#04x}");
-        }
-        let conn = std::cell::RefCell::new(conn);
-        let mut runner = TestRunner::new(Config::with_cases(2000));
-        let members = (
-            prop::collection::vec(prop::option::of(any::<i64>()), 2),
-            prop::collection::vec(text(), 23),
-        );
-        runner
-            .run(&members, |(ints, texts)| {
-                let sqlite =
-                    runtime.block_on(sqlite_renders(&mut conn.borrow_mut(), &ints, &texts));
-                prop_assert_eq!(rust_renders(&ints, &texts), sqlite);
-                Ok(())
-            })
-            .unwrap();
+        assert!(gaps.left_over(Some(&rows[5])).is_none());
+    }
+
+    #[test]
+    fn a_gap_whose_ends_do_not_link_is_named() {
+        let rows = chain(&["a", "b", "c", "d"]);
+        let mut forged = run(9, &rows, 2, 3);
+        forged.1.prev_hash = link(GENESIS, "forged");
+        let mut gaps = Gaps {
+            runs: vec![forged],
+            next: 0,
+        };
+        let (id, problem) = gaps.bridge(Some(&rows[0]), 4).unwrap_err();
+        assert_eq!(id, 2);
+        assert!(problem.contains("does not link"), "{problem}");
+    }
+
+    #[test]
+    fn a_run_over_a_present_row_or_past_the_end_is_named() {
+        let rows = chain(&["a", "b", "c", "d"]);
+        let mut gaps = Gaps {
+            runs: vec![run(9, &rows, 2, 3)],
+            next: 0,
+        };
+        let (id, problem) = gaps.bridge(Some(&rows[0]), 3).unwrap_err();
+        assert_eq!(id, 3);
+        assert!(problem.contains("is present"), "{problem}");
+        let gaps = Gaps {
+            runs: vec![run(9, &rows, 4, 4)],
+            next: 0,
+        };
+        let (id, problem) = gaps.left_over(Some(&rows[2])).unwrap();
+        assert_eq!(id, 4);
+        assert!(problem.contains("after the last row"), "{problem}");
     }
 }

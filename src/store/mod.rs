@@ -7,7 +7,10 @@ mod append;
 #[cfg(feature = "bench")]
 pub mod bulk;
 pub mod chain;
+pub mod lock;
 mod read;
+pub mod record;
+pub mod retention;
 mod rows;
 mod writer;
 
@@ -19,8 +22,9 @@ use anyhow::Context;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 
-use crate::domain::{HostName, HostState, Report, ServerGroup};
+use crate::domain::{Clock, HostName, HostState, Report, ServerGroup};
 
+pub use retention::PruneSummary;
 pub use writer::{Recorded, RequestMeta};
 
 /// How long a request may wait for its report's commit before it is answered 503. The
@@ -118,7 +122,7 @@ impl StoreError {
 pub type RenderRow = fn(&HostState) -> Result<String, serde_json::Error>;
 
 /// How the store runs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct StoreConfig {
     /// Read-only connections serving GETs.
     pub read_connections: u32,
@@ -128,6 +132,8 @@ pub struct StoreConfig {
     pub write_queue: usize,
     /// How a host's `GET /status` row is rendered.
     pub render_row: RenderRow,
+    /// The clock that stamps every row (the system clock but in tests).
+    pub clock: Clock,
 }
 
 /// The database: one writer task and a read pool over one SQLite file.
@@ -136,6 +142,7 @@ pub struct Store {
     writer: writer::WriterHandle,
     readers: SqlitePool,
     path: PathBuf,
+    lock: lock::WriterLock,
 }
 
 /// Logs the durability settings the writer actually runs with (read back from SQLite, not
@@ -193,10 +200,6 @@ async fn open_for_writing(
     options: &SqliteConnectOptions,
     render: RenderRow,
 ) -> anyhow::Result<SqliteConnection> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create the folder {}", parent.display()))?;
-    }
     let mut conn = SqliteConnection::connect_with(options)
         .await
         .with_context(|| format!("cannot open the database {}", path.display()))?;
@@ -218,6 +221,11 @@ impl Store {
     /// Opens (creating it and its parent folders if needed) and migrates the database,
     /// renders the hosts' status rows still missing, and starts the writer.
     pub async fn open(path: &Path, config: StoreConfig) -> anyhow::Result<Store> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create the folder {}", parent.display()))?;
+        }
+        let lock = lock::WriterLock::acquire(path)?;
         let (base, writer_options) = connect_options(path);
         let conn = open_for_writing(path, &writer_options, config.render_row).await?;
         // Readers open after the writer so the file exists and is already in WAL mode.
@@ -234,6 +242,7 @@ impl Store {
                 queue: config.write_queue,
                 chain_log_every: i64::try_from(config.chain_log_every).unwrap_or(i64::MAX),
                 render: config.render_row,
+                clock: config.clock,
             },
         )
         .await
@@ -242,6 +251,7 @@ impl Store {
             writer,
             readers,
             path: path.to_owned(),
+            lock,
         })
     }
 
@@ -254,6 +264,15 @@ impl Store {
     #[tracing::instrument(skip_all, fields(kind = %report.kind(), server_group = %report.server_group, host = %report.host))]
     pub async fn record(&self, report: Report, meta: RequestMeta) -> Result<Recorded, StoreError> {
         self.writer.record(report, meta).await
+    }
+
+    /// Appends every report in one transaction, or none: a report that cannot be written
+    /// (a drift check for an unknown host) fails them all.
+    pub async fn record_all(
+        &self,
+        reports: Vec<(Report, RequestMeta)>,
+    ) -> Result<Vec<Recorded>, StoreError> {
+        self.writer.record_all(reports).await
     }
 
     /// The id of the newest committed report: it changes whenever what readers see changes.
@@ -284,5 +303,6 @@ impl Store {
     pub async fn close(&self) {
         self.readers.close().await;
         self.writer.close().await;
+        self.lock.release();
     }
 }

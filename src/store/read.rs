@@ -5,7 +5,8 @@ use sqlx::{QueryBuilder, Sqlite, SqliteExecutor};
 
 use crate::domain::{HistoryEntry, HistoryFilter, HostName, HostState, ServerGroup};
 
-use super::rows::{HostStateRow, ReportRow};
+use super::record::{self, ReportRecord};
+use super::rows::HostStateRow;
 
 /// The answer of `status_rows`' queries.
 struct StatusRows {
@@ -26,7 +27,8 @@ pub(super) async fn fetch_host_state<'e>(
         r#"SELECT project_name, repo_name, server_group AS "server_group!", server_type,
                   environment, host AS "host!", status AS "status!",
                   changed_files AS "changed_files!", validation_status, validation_message,
-                  last_pipeline_run, last_cron_check, commit_sha, branch, updated_by,
+                  last_pipeline_run AS "last_pipeline_run?: String",
+                  last_cron_check AS "last_cron_check?: String", commit_sha, branch, updated_by,
                   timestamp AS "timestamp!", status_observed_at AS "status_observed_at!",
                   reported_drift_count
            FROM current_status
@@ -125,10 +127,17 @@ impl Store {
         let mut conn = self.readers.acquire().await?;
         let group = group.map(ServerGroup::as_str);
         let host = host.map(HostName::as_str);
+        // The newest v1 report of a host still in the fleet, sent since it last joined it.
         let key = sqlx::query!(
-            "SELECT server_group, host FROM reports
-             WHERE kind = 'legacy' AND (?1 IS NULL OR server_group = ?1) AND (?2 IS NULL OR host = ?2)
-             ORDER BY id DESC LIMIT 1",
+            r#"SELECT r.server_group AS "server_group!", r.host AS "host!" FROM reports r
+             WHERE r.kind = 'legacy' AND (?1 IS NULL OR r.server_group = ?1)
+               AND (?2 IS NULL OR r.host = ?2)
+               AND EXISTS (SELECT 1 FROM hosts h
+                           WHERE h.server_group = r.server_group AND h.host = r.host)
+               AND NOT EXISTS (SELECT 1 FROM reports d
+                               WHERE d.server_group = r.server_group AND d.host = r.host
+                                 AND d.kind = 'decommission' AND d.id > r.id)
+             ORDER BY r.id DESC LIMIT 1"#,
             group,
             host
         )
@@ -143,14 +152,10 @@ impl Store {
     /// The audit trail, newest first.
     #[tracing::instrument(skip_all)]
     pub async fn history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryEntry>, StoreError> {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "SELECT id, received_at, kind, server_group, host, status, changed_files,
-                    project_name, repo_name, server_type, environment, validation_status,
-                    validation_message, commit_sha, branch, updated_by, last_pipeline_run,
-                    last_cron_check, drift_count, observed_at, principal, client_addr,
-                    forwarded_for, user_agent, raw_body, prev_hash, hash
-             FROM reports WHERE 1 = 1",
-        );
+        let mut query = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {} FROM reports WHERE 1 = 1",
+            record::column_list()
+        ));
         if let Some(group) = &filter.server_group {
             query
                 .push(" AND server_group = ")
@@ -185,7 +190,7 @@ impl Store {
             .push_bind(i64::from(filter.limit))
             .push(" OFFSET ")
             .push_bind(offset);
-        let rows: Vec<ReportRow> = query.build_query_as().fetch_all(&self.readers).await?;
+        let rows: Vec<ReportRecord> = query.build_query_as().fetch_all(&self.readers).await?;
         rows.into_iter().map(HistoryEntry::try_from).collect()
     }
 }

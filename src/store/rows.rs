@@ -6,6 +6,7 @@ use crate::domain::{
     Deployment, Head, HistoryEntry, HostName, HostState, ReportKind, ServerGroup, Status, Timestamp,
 };
 
+use super::record::ReportRecord;
 use super::StoreError;
 
 fn corrupt(column: &str, problem: String) -> StoreError {
@@ -98,43 +99,22 @@ impl TryFrom<HostStateRow> for HostState {
     }
 }
 
-/// One row of `reports`.
-#[derive(Debug, sqlx::FromRow)]
-pub(super) struct ReportRow {
-    pub id: i64,
-    pub received_at: String,
-    pub kind: String,
-    pub server_group: String,
-    pub host: String,
-    pub status: Option<String>,
-    pub changed_files: Option<String>,
-    pub project_name: Option<String>,
-    pub repo_name: Option<String>,
-    pub server_type: Option<String>,
-    pub environment: Option<String>,
-    pub validation_status: Option<String>,
-    pub validation_message: Option<String>,
-    pub commit_sha: Option<String>,
-    pub branch: Option<String>,
-    pub updated_by: Option<String>,
-    pub last_pipeline_run: Option<String>,
-    pub last_cron_check: Option<String>,
-    pub drift_count: Option<i64>,
-    pub observed_at: String,
-    pub principal: Option<String>,
-    pub client_addr: Option<String>,
-    pub forwarded_for: Option<String>,
-    pub user_agent: Option<String>,
-    pub raw_body: String,
-    pub prev_hash: String,
-    pub hash: String,
-}
-
-impl TryFrom<ReportRow> for HistoryEntry {
+impl TryFrom<ReportRecord> for HistoryEntry {
     type Error = StoreError;
 
-    fn try_from(row: ReportRow) -> Result<Self, StoreError> {
-        let (server_group, host) = names(&row.server_group, &row.host)?;
+    fn try_from(row: ReportRecord) -> Result<Self, StoreError> {
+        let server_group = row
+            .server_group
+            .as_deref()
+            .map(ServerGroup::parse)
+            .transpose()
+            .map_err(|p| corrupt("server_group", p))?;
+        let host = row
+            .host
+            .as_deref()
+            .map(HostName::parse)
+            .transpose()
+            .map_err(|p| corrupt("host", p))?;
         Ok(HistoryEntry {
             id: row.id,
             received_at: timestamp("received_at", &row.received_at)?,

@@ -16,9 +16,11 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::domain::{chain, Head, Heads, HostState, Report, Timestamp};
+use crate::domain::{chain, Clock, Heads, HostState, Report, ReportKind};
 
-use super::append::{insert_reports, load_tip, Link, MultiRow, NewRow, Tip};
+use super::append::{insert_reports, load_tip, MultiRow, NewRow, Tip};
+use super::record::ReportRecord;
+use super::retention::{prune_batch, PruneBatch, PruneOutcome};
 use super::rows::{head, HostStateRow};
 use super::{RenderRow, StoreError, WRITER_ANSWER_TIMEOUT};
 
@@ -62,11 +64,14 @@ struct Pending {
     /// The report's row, rendered by the request's own thread as far as it can be before
     /// the writer gives it an id, times and its place in the chain.
     row: NewRow,
-    reply: Answer<Recorded>,
 }
 
 enum Job {
-    Report(Box<Pending>),
+    Report(Box<Pending>, Answer<Recorded>),
+    /// Reports written all together or not at all (an import run).
+    Atomic(Vec<Pending>, Answer<Vec<Recorded>>),
+    /// Remove rows retention let go, recording them in the chain.
+    Prune(PruneBatch, Answer<PruneOutcome>),
     /// Write one row to learn whether the database takes writes again (readiness).
     Probe(Answer<()>),
     /// Finish, close the connection (checkpointing the WAL), then answer.
@@ -76,7 +81,7 @@ enum Job {
 /// What the writer publishes to everyone else.
 #[derive(Debug, Default)]
 struct Shared {
-    /// The id of the newest committed report (0 before the first): the version of everything
+    /// The id of the newest committed row (0 before the first): the version of everything
     /// a reader can see.
     committed: AtomicI64,
     /// Why the last write failed, while the database does not take writes.
@@ -107,8 +112,8 @@ impl WriterHandle {
         meta: RequestMeta,
     ) -> Result<Recorded, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let row = NewRow::new(&report, meta);
-        let job = Job::Report(Box::new(Pending { report, row, reply }));
+        let row = NewRow::of_report(&report, meta);
+        let job = Job::Report(Box::new(Pending { report, row }), reply);
         self.jobs.try_send(job).map_err(|err| match err {
             mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
@@ -116,11 +121,35 @@ impl WriterHandle {
         self.wait(answer).await
     }
 
+    /// Writes every report in one transaction, or none of them.
+    pub(super) async fn record_all(
+        &self,
+        reports: Vec<(Report, RequestMeta)>,
+    ) -> Result<Vec<Recorded>, StoreError> {
+        let group = reports
+            .into_iter()
+            .map(|(report, meta)| {
+                let row = NewRow::of_report(&report, meta);
+                Pending { report, row }
+            })
+            .collect();
+        self.send(|reply| Job::Atomic(group, reply)).await
+    }
+
+    /// Has the writer remove what retention let go (waits for room in the queue).
+    pub(super) async fn prune(&self, batch: PruneBatch) -> Result<PruneOutcome, StoreError> {
+        self.send(|reply| Job::Prune(batch, reply)).await
+    }
+
     /// Asks the writer to write its probe row.
     pub(super) async fn probe(&self) -> Result<(), StoreError> {
+        self.send(Job::Probe).await
+    }
+
+    async fn send<T>(&self, job: impl FnOnce(Answer<T>) -> Job) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job::Probe(reply))
+            .send(job(reply))
             .await
             .map_err(|_| StoreError::Closed)?;
         self.wait(answer).await
@@ -161,6 +190,7 @@ pub(super) struct WriterConfig {
     pub queue: usize,
     pub chain_log_every: i64,
     pub render: RenderRow,
+    pub clock: Clock,
 }
 
 /// Starts the writer on `conn` (migrated, its status rows rendered) and returns its handle.
@@ -184,6 +214,7 @@ pub(super) async fn start(
         tip: Some(tip),
         chain_log_every: config.chain_log_every,
         render: config.render,
+        clock: config.clock,
     };
     tokio::spawn(writer.run());
     Ok(WriterHandle { jobs, shared })
@@ -199,6 +230,7 @@ struct Writer {
     tip: Option<Tip>,
     chain_log_every: i64,
     render: RenderRow,
+    clock: Clock,
 }
 
 impl Writer {
@@ -213,12 +245,12 @@ impl Writer {
                 },
             };
             match job {
-                Job::Report(first) => {
-                    // Everything waiting now joins this group; a probe or close waits for it.
-                    let mut group = vec![*first];
+                Job::Report(first, reply) => {
+                    // Everything waiting now joins this group; other jobs wait for it.
+                    let mut group = vec![(*first, reply)];
                     while group.len() < MAX_GROUP {
                         match self.queue.try_recv() {
-                            Ok(Job::Report(pending)) => group.push(*pending),
+                            Ok(Job::Report(pending, reply)) => group.push((*pending, reply)),
                             Ok(other) => {
                                 next = Some(other);
                                 break;
@@ -227,6 +259,19 @@ impl Writer {
                         }
                     }
                     self.write_group(group).await;
+                }
+                Job::Atomic(mut group, reply) => {
+                    let outcome = self.commit_group(&mut group, true).await;
+                    let outcome = match outcome {
+                        Ok(results) => results.into_iter().collect(),
+                        Err(err) => Err(err),
+                    };
+                    self.after_write(outcome.as_ref().map(|_| ()));
+                    let _ = reply.send(outcome);
+                }
+                Job::Prune(batch, reply) => {
+                    let outcome = self.prune(&batch).await;
+                    let _ = reply.send(outcome);
                 }
                 Job::Probe(reply) => {
                     let outcome = self.probe().await;
@@ -272,6 +317,16 @@ impl Writer {
         self.tip = None;
     }
 
+    /// After a write: a failure resets the connection; either way readiness learns of it.
+    fn after_write(&mut self, outcome: Result<(), &StoreError>) {
+        if let Err(err) = outcome {
+            if err.affects_every_write() || matches!(err, StoreError::Database(_)) {
+                self.reset();
+            }
+        }
+        self.note(outcome);
+    }
+
     /// Records the outcome of a write for readiness: an unwritable database sets the fault,
     /// any success clears it.
     fn note(&self, outcome: Result<(), &StoreError>) {
@@ -293,11 +348,14 @@ impl Writer {
         }
     }
 
-    async fn write_group(&mut self, group: Vec<Pending>) {
+    async fn write_group(&mut self, group: Vec<(Pending, Answer<Recorded>)>) {
         // A request whose client went away (or gave up waiting) is not written: nobody could
         // be told it was.
         let waiting = group.len();
-        let group: Vec<Pending> = group.into_iter().filter(|p| !p.reply.is_closed()).collect();
+        let (mut group, replies): (Vec<Pending>, Vec<Answer<Recorded>>) = group
+            .into_iter()
+            .filter(|(_, reply)| !reply.is_closed())
+            .unzip();
         if group.len() < waiting {
             tracing::info!(
                 reports = waiting - group.len(),
@@ -307,26 +365,27 @@ impl Writer {
         if group.is_empty() {
             return;
         }
-        match self.commit_group(&group).await {
+        match self.commit_group(&mut group, false).await {
             Ok(results) => {
                 self.note(Ok(()));
-                for (pending, result) in group.into_iter().zip(results) {
-                    let _ = pending.reply.send(result);
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
                 }
             }
             Err(err) => {
                 self.reset();
                 self.note(Err(&err));
                 if group.len() == 1 || err.affects_every_write() {
-                    for pending in group {
-                        let _ = pending.reply.send(Err(err.clone()));
+                    for reply in replies {
+                        let _ = reply.send(Err(err.clone()));
                     }
                     return;
                 }
                 // One report may be at fault: write each alone, so only it fails.
                 tracing::warn!(error = %err, reports = group.len(), "a group commit failed; writing its reports one by one");
-                for pending in group {
-                    let result = match self.commit_group(std::slice::from_ref(&pending)).await {
+                for (pending, reply) in group.into_iter().zip(replies) {
+                    let mut alone = [pending];
+                    let result = match self.commit_group(&mut alone, false).await {
                         Ok(mut results) => results.pop().unwrap_or(Err(StoreError::Closed)),
                         Err(err) => {
                             self.reset();
@@ -334,7 +393,7 @@ impl Writer {
                             Err(err)
                         }
                     };
-                    let _ = pending.reply.send(result);
+                    let _ = reply.send(result);
                 }
             }
         }
@@ -342,121 +401,189 @@ impl Writer {
 
     /// Writes a group in one transaction. The outer error fails the whole group (nothing was
     /// stored); an inner error belongs to one report that was refused without being stored.
+    /// When `atomic`, a refused report fails the whole group instead.
     async fn commit_group(
         &mut self,
-        group: &[Pending],
+        group: &mut [Pending],
+        atomic: bool,
     ) -> Result<Vec<Result<Recorded, StoreError>>, StoreError> {
         let render = self.render;
         let log_every = self.chain_log_every;
+        let clock = self.clock.clone();
         let (conn, stored_tip) = self.ready().await?;
         // IMMEDIATE takes the write lock up front, so a writer outside this process (sqlite3)
         // makes us wait for busy_timeout instead of failing the transaction half-way.
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let mut hosts = load_hosts(&mut tx, group).await?;
         let mut tip = stored_tip.clone();
-        let mut links = Vec::with_capacity(group.len());
+        let mut linked: Vec<usize> = Vec::with_capacity(group.len());
         let mut results = Vec::with_capacity(group.len());
         let mut touched: Vec<HostKey> = Vec::new();
 
-        for (index, pending) in group.iter().enumerate() {
+        for (index, pending) in group.iter_mut().enumerate() {
             let report = &pending.report;
             let key = HostKey::of(report);
-            let before = hosts.get(&key);
+            let before = hosts.get(&key).and_then(|entry| entry.present());
             if before.is_none() && !report.kind().may_create_host() {
-                results.push(Err(StoreError::UnknownHost {
+                let refused = StoreError::UnknownHost {
                     server_group: report.server_group.clone(),
                     host: report.host.clone(),
-                }));
+                };
+                if atomic {
+                    return Err(refused);
+                }
+                results.push(Err(refused));
                 continue;
             }
-            let received_at = Timestamp::now();
+            let received_at = clock.now();
             let observed_at = report.observed_at(received_at);
             let ahead_of_clock = report.reported_at.is_some_and(|at| at > received_at);
             if ahead_of_clock {
-                tracing::warn!(client = ?pending.row.client_addr, "a report's own time lies ahead of the server clock; ordered by its arrival");
+                tracing::warn!(client = ?pending.row.record.client_addr, "a report's own time lies ahead of the server clock; ordered by its arrival");
             }
 
             let id = tip.next_id;
-            let link = pending
-                .row
-                .link(index, id, received_at, observed_at, &tip.hash);
+            pending.row.link(id, received_at, observed_at, &tip.hash);
             tip.next_id += 1;
-            tip.hash.clone_from(&link.hash);
+            tip.hash.clone_from(&pending.row.record.hash);
 
-            let new = Head {
-                report_id: id,
-                observed_at,
+            let entry = if report.kind() == ReportKind::Decommission {
+                // The host leaves the current state; its history stays.
+                let Some(before) = before else {
+                    return Err(StoreError::Corrupt(format!("host {key} is not there")));
+                };
+                results.push(Ok(Recorded {
+                    report_id: id,
+                    created: false,
+                    changed: true,
+                    kept_newer: Vec::new(),
+                    ahead_of_clock: false,
+                    state: before.state.clone(),
+                }));
+                HostEntry::Removed
+            } else {
+                let times = report.facet_times(received_at);
+                let heads_before = before.map(|b| b.heads).unwrap_or_default();
+                let heads = heads_before.advance(times, id);
+                let state = HostState::after(
+                    before.map(|b| &b.state),
+                    report,
+                    heads.moved_to(id),
+                    received_at,
+                    times,
+                )
+                .ok_or_else(|| StoreError::Corrupt(format!("host {key} would have no status")))?;
+                results.push(Ok(Recorded {
+                    report_id: id,
+                    created: before.is_none(),
+                    changed: heads != heads_before,
+                    kept_newer: heads.kept_newer(times, id),
+                    ahead_of_clock,
+                    state: state.clone(),
+                }));
+                HostEntry::Present(Box::new(PresentHost {
+                    heads,
+                    last_report_id: id,
+                    state,
+                }))
             };
-            let heads_before = before.map(|b| b.heads).unwrap_or_default();
-            let heads = heads_before.advance(report.facets(), new);
-            let state = HostState::after(
-                before.map(|b| &b.state),
-                report,
-                heads.moved_to(new),
-                received_at,
-                observed_at,
-            )
-            .ok_or_else(|| StoreError::Corrupt(format!("host {key} would have no status")))?;
-            results.push(Ok(Recorded {
-                report_id: id,
-                created: before.is_none(),
-                changed: heads != heads_before,
-                kept_newer: heads.kept_newer(report.facets(), new),
-                ahead_of_clock,
-                state: state.clone(),
-            }));
-            if !before.is_some_and(|b| b.touched) {
+            if !hosts.get(&key).is_some_and(|e| e.touched) {
                 touched.push(key.clone());
             }
             hosts.insert(
                 key,
-                HostEntry {
-                    heads,
-                    last_report_id: id,
-                    state,
+                Touched {
+                    entry,
                     touched: true,
                 },
             );
-            links.push(link);
+            linked.push(index);
         }
 
-        let rows: Vec<(&NewRow, &Link)> = links
+        let rows: Vec<&ReportRecord> = linked
             .iter()
-            .filter_map(|link| group.get(link.index).map(|pending| (&pending.row, link)))
+            .filter_map(|index| group.get(*index).map(|pending| &pending.row.record))
             .collect();
         insert_reports(&mut tx, &rows).await?;
         let mut pointers = Vec::with_capacity(touched.len());
+        let mut removed = Vec::new();
         for key in &touched {
-            if let Some(entry) = hosts.get(key) {
-                // Only the state a host is left in is stored: rendered once per host.
-                let row = render(&entry.state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                pointers.push(HostPointers {
-                    key,
-                    heads: entry.heads,
-                    last_report_id: entry.last_report_id,
-                    status_row: Some(row),
-                });
+            match hosts.get(key).map(|t| &t.entry) {
+                Some(HostEntry::Present(host)) => {
+                    // Only the state a host is left in is stored: rendered once per host.
+                    let row =
+                        render(&host.state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    pointers.push(HostPointers {
+                        key,
+                        heads: host.heads,
+                        last_report_id: host.last_report_id,
+                        status_row: Some(row),
+                    });
+                }
+                Some(HostEntry::Removed) => removed.push(key),
+                None => {}
             }
         }
         upsert_hosts(&mut tx, &pointers).await?;
+        delete_hosts(&mut tx, &removed).await?;
         tx.commit().await?;
 
+        let last = linked
+            .last()
+            .and_then(|index| group.get(*index))
+            .map(|pending| pending.row.record.id);
         *stored_tip = tip;
-        if let Some(last) = links.last() {
-            self.shared.committed.store(last.id, Ordering::Release);
+        if let Some(last) = last {
+            self.shared.committed.store(last, Ordering::Release);
         }
         if log_every > 0 {
-            for link in links.iter().filter(|link| link.id % log_every == 0) {
-                tracing::info!(id = link.id, hash = %link.hash, "audit chain head");
+            for record in linked
+                .iter()
+                .filter_map(|index| group.get(*index))
+                .map(|pending| &pending.row.record)
+                .filter(|record| record.id % log_every == 0)
+            {
+                tracing::info!(id = record.id, hash = %record.hash, "audit chain head");
             }
         }
         Ok(results)
     }
 
+    /// One pruning transaction (see `retention::prune_batch`).
+    async fn prune(&mut self, batch: &PruneBatch) -> Result<PruneOutcome, StoreError> {
+        let now = self.clock.now();
+        let outcome = async {
+            let (conn, tip) = self.ready().await?;
+            let mut next = tip.clone();
+            let outcome = prune_batch(conn, &mut next, now, batch).await?;
+            *tip = next;
+            Ok::<_, StoreError>(outcome)
+        }
+        .await;
+        match &outcome {
+            Ok(done) => {
+                if let Some(id) = done.record_id {
+                    self.shared.committed.store(id, Ordering::Release);
+                    tracing::info!(
+                        removed = done.removed,
+                        retention_row = id,
+                        "retention removed reports"
+                    );
+                }
+                self.note(Ok(()));
+            }
+            Err(err) => {
+                self.reset();
+                self.note(Err(err));
+            }
+        }
+        outcome
+    }
+
     /// Rewrites the one row of `writer_probe` with 64 KiB: succeeds once the database takes
     /// writes again, with room for reports.
     async fn probe(&mut self) -> Result<(), StoreError> {
-        let at = Timestamp::now().to_string();
+        let at = self.clock.now().to_string();
         let outcome = async {
             let (conn, _) = self.ready().await?;
             let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
@@ -502,19 +629,38 @@ impl std::fmt::Display for HostKey {
 }
 
 /// A host as the group found it, then as the group left it.
-struct HostEntry {
+struct Touched {
+    entry: HostEntry,
+    /// A report of this group moved it: its row in `hosts` is to be written (or deleted).
+    touched: bool,
+}
+
+enum HostEntry {
+    Present(Box<PresentHost>),
+    /// Decommissioned by a report of this group.
+    Removed,
+}
+
+struct PresentHost {
     heads: Heads,
     last_report_id: i64,
     state: HostState,
-    /// A report of this group moved it: its row in `hosts` is to be written.
-    touched: bool,
+}
+
+impl Touched {
+    fn present(&self) -> Option<&PresentHost> {
+        match &self.entry {
+            HostEntry::Present(host) => Some(host),
+            HostEntry::Removed => None,
+        }
+    }
 }
 
 /// The stored facet heads and current state of every host the group names (one query).
 async fn load_hosts(
     conn: &mut SqliteConnection,
     group: &[Pending],
-) -> Result<HashMap<HostKey, HostEntry>, StoreError> {
+) -> Result<HashMap<HostKey, Touched>, StoreError> {
     let mut keys: Vec<(&str, &str)> = group
         .iter()
         .map(|p| (p.report.server_group.as_str(), p.report.host.as_str()))
@@ -532,8 +678,8 @@ async fn load_hosts(
                   cs.changed_files AS "changed_files!: String",
                   cs.validation_status AS "validation_status?",
                   cs.validation_message AS "validation_message?",
-                  cs.last_pipeline_run AS "last_pipeline_run?",
-                  cs.last_cron_check AS "last_cron_check?", cs.commit_sha AS "commit_sha?",
+                  cs.last_pipeline_run AS "last_pipeline_run?: String",
+                  cs.last_cron_check AS "last_cron_check?: String", cs.commit_sha AS "commit_sha?",
                   cs.branch AS "branch?", cs.updated_by AS "updated_by?",
                   cs.timestamp AS "timestamp!", cs.status_observed_at AS "status_observed_at!",
                   cs.reported_drift_count AS "reported_drift_count?",
@@ -588,7 +734,7 @@ struct LoadedHost {
 }
 
 impl LoadedHost {
-    fn into_entry(self) -> Result<HostEntry, StoreError> {
+    fn into_entry(self) -> Result<Touched, StoreError> {
         // The view's pipeline and cron times are their reports' observed_at.
         let heads = Heads {
             status: head(Some(self.status_id), Some(&self.status_observed_at))?,
@@ -616,10 +762,12 @@ impl LoadedHost {
             status_observed_at: self.status_observed_at,
             reported_drift_count: self.reported_drift_count,
         })?;
-        Ok(HostEntry {
-            heads,
-            last_report_id: self.last_report_id,
-            state,
+        Ok(Touched {
+            entry: HostEntry::Present(Box::new(PresentHost {
+                heads,
+                last_report_id: self.last_report_id,
+                state,
+            })),
             touched: false,
         })
     }
@@ -648,6 +796,18 @@ static UPSERT_HOSTS: LazyLock<MultiRow> = LazyLock::new(|| {
          status_row = excluded.status_row",
     )
 });
+
+/// Removes decommissioned hosts from the current state.
+async fn delete_hosts(conn: &mut SqliteConnection, hosts: &[&HostKey]) -> Result<(), StoreError> {
+    for key in hosts {
+        sqlx::query("DELETE FROM hosts WHERE server_group = ?1 AND host = ?2")
+            .bind(&key.server_group)
+            .bind(&key.host)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
 
 /// Writes the hosts' new pointers and rows; each host appears once.
 pub(super) async fn upsert_hosts(

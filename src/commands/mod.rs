@@ -1,0 +1,5 @@
+//! One module per subcommand of `gitops-status`; `main.rs` only parses and dispatches.
+
+pub mod serve;
+pub mod token;
+pub mod verify;

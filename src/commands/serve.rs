@@ -1,0 +1,32 @@
+//! `gitops-status serve` (also a bare `gitops-status`): the HTTP server until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+
+use crate::app::{watch_tokens, Application, ShutdownSignals};
+use crate::cli::ServeArgs;
+use crate::config::Settings;
+use crate::telemetry;
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let settings = Settings::try_from(args)?;
+    telemetry::init(settings.log_format);
+    let signals = ShutdownSignals::install()?;
+    // Caught from now on: SIGHUP's default action would end the process.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let app = Application::build(&settings).await?;
+    let stopper = app.stopper();
+    if let Some(auth) = app.auth() {
+        let poll = settings.tokens_poll_interval;
+        app.spawn("token watcher", |shutdown| {
+            watch_tokens(auth, poll, hangup, shutdown)
+        });
+    }
+    // Its handle is not kept: the signal ends the process, through the stopper.
+    tokio::spawn(async move {
+        let signal = signals.recv().await;
+        tracing::info!(signal, "shutting down: finishing in-flight requests");
+        stopper.stop().await;
+    });
+    app.run_until_stopped().await?;
+    Ok(ExitCode::SUCCESS)
+}

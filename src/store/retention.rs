@@ -1,0 +1,556 @@
+//! Retention: a pruning pass finds the rows the policy lets go (reading through the read pool,
+//! oldest first), and the writer removes them in small transactions. Each transaction first
+//! appends a `retention` row to the chain that lists exactly what it removes: the runs of
+//! consecutive ids, with the `prev_hash` of each run's first row and the `hash` of its last,
+//! so `verify` can link the chain across every gap retention made and name any other missing
+//! row. The DELETE trigger lets through only the ids listed in `prune_permit`, which holds
+//! this transaction's runs until its commit.
+//!
+//! A retention row is itself kept for `--retain-changes`. When a later pass removes one, its
+//! runs are restated in the new row (merged with neighbouring ones), so the evidence for
+//! every gap stays in the chain.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use sqlx::{Connection, SqliteConnection};
+
+use crate::domain::chain::is_hash;
+use crate::domain::{Cutoffs, HostTrail, ReportKind, RetentionPolicy, Status, Tier, Timestamp};
+
+use super::append::{insert_reports, NewRow, Tip};
+use super::record::ReportRecord;
+use super::{Store, StoreError};
+
+/// Rows read per query while a pass looks for what to remove.
+const SCAN_BATCH: i64 = 2_000;
+/// Rows removed per transaction: small, so reports wait milliseconds for the writer, not
+/// seconds, while a large backlog is pruned.
+pub(super) const REMOVE_BATCH: usize = 500;
+/// The principal of retention rows.
+pub const PRINCIPAL: &str = "retention";
+
+/// A run of consecutive ids that retention removed, and the hashes at its ends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct RemovedRun {
+    pub first_id: i64,
+    pub last_id: i64,
+    /// The `prev_hash` of the run's first row: the hash of the row before the gap.
+    pub prev_hash: String,
+    /// The `hash` of the run's last row: the `prev_hash` of the row after the gap.
+    pub last_hash: String,
+}
+
+/// The body of a retention row.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct RetentionRecord {
+    /// Rows this transaction removed.
+    pub removed: u64,
+    /// Earlier retention rows among them, whose runs are restated in `runs`.
+    pub restates: Vec<i64>,
+    pub policy: PolicyText,
+    /// The receive times below which routine reports and changes were removable.
+    pub cutoffs: CutoffText,
+    /// Every gap this row vouches for: what it removed, merged with what the rows it
+    /// restates had removed.
+    pub runs: Vec<RemovedRun>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct PolicyText {
+    pub retain_reports: String,
+    pub retain_changes: String,
+    pub retain_per_host: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct CutoffText {
+    pub reports: Option<String>,
+    pub changes: Option<String>,
+}
+
+/// Only what `verify` reads of a retention row.
+#[derive(Deserialize)]
+struct RunsOnly {
+    runs: Vec<RemovedRun>,
+}
+
+impl RetentionRecord {
+    /// The runs a retention row's body describes, checked for shape.
+    pub(super) fn runs_of(body: &str) -> Result<Vec<RemovedRun>, String> {
+        let parsed: RunsOnly = serde_json::from_str(body).map_err(|e| {
+            format!("its description of what retention removed cannot be read: {e}")
+        })?;
+        for run in &parsed.runs {
+            if run.first_id < 1
+                || run.last_id < run.first_id
+                || !is_hash(&run.prev_hash)
+                || !is_hash(&run.last_hash)
+            {
+                return Err(format!(
+                    "its description of what retention removed holds a malformed run \
+                     ({}..{})",
+                    run.first_id, run.last_id
+                ));
+            }
+        }
+        Ok(parsed.runs)
+    }
+}
+
+/// What the writer is asked to remove in one transaction.
+#[derive(Clone, Debug)]
+pub(super) struct PruneBatch {
+    pub ids: Vec<i64>,
+    pub policy: RetentionPolicy,
+    pub cutoffs: Cutoffs,
+}
+
+/// What one pruning transaction did.
+#[derive(Clone, Debug, Default)]
+pub(super) struct PruneOutcome {
+    pub removed: u64,
+    /// The retention row it appended (None when nothing was left to remove).
+    pub record_id: Option<i64>,
+}
+
+/// One row of the history as a pass sees it.
+#[derive(sqlx::FromRow)]
+struct Candidate {
+    id: i64,
+    received_at: String,
+    kind: String,
+    server_group: Option<String>,
+    host: Option<String>,
+    status: Option<String>,
+    changed_files: Option<String>,
+}
+
+/// What a pruning pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PruneSummary {
+    /// Rows read.
+    pub scanned: u64,
+    /// Rows removed.
+    pub removed: u64,
+    /// Retention rows appended (one per transaction).
+    pub records: u64,
+    /// The pass stopped early because the server is shutting down.
+    pub interrupted: bool,
+}
+
+/// What a pass knows about one host.
+struct HostMemo {
+    trail: HostTrail,
+    /// Rows of the host with an id at or above this are among its newest N: kept.
+    newest_from: i64,
+}
+
+/// The ids a host's current state rests on, and the hosts of the fleet.
+struct Fleet {
+    protected: HashSet<i64>,
+    hosts: HashSet<(String, String)>,
+}
+
+fn status_of(text: Option<&str>) -> Result<Option<Status>, StoreError> {
+    text.map(Status::parse)
+        .transpose()
+        .map_err(|p| StoreError::Corrupt(format!("status: {p}")))
+}
+
+fn files_of(text: Option<&str>) -> Result<Option<Vec<String>>, StoreError> {
+    text.map(serde_json::from_str::<Vec<String>>)
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("changed_files: {e}")))
+}
+
+impl Store {
+    /// Runs one pruning pass with `policy` as of `now`: reads the history oldest first and
+    /// has the writer remove, in transactions of at most `REMOVE_BATCH` rows, every row the
+    /// policy lets go. `stopping` is asked between transactions; when it says yes, the pass
+    /// ends early (what it removed so far is committed and recorded).
+    #[tracing::instrument(skip_all)]
+    pub async fn prune(
+        &self,
+        policy: RetentionPolicy,
+        now: Timestamp,
+        stopping: impl Fn() -> bool,
+    ) -> Result<PruneSummary, StoreError> {
+        let mut summary = PruneSummary::default();
+        let cutoffs = policy.cutoffs(now);
+        let Some(routine_cutoff) = cutoffs.routine else {
+            return Ok(summary);
+        };
+        let routine_cutoff = routine_cutoff.to_string();
+        let changes_cutoff = cutoffs.changes.map(|c| c.to_string());
+        // Rows received before the cutoff end about here (the clock only moves forward, or
+        // nearly); later ids are newer than every limit.
+        let last: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM reports WHERE received_at < ?1 ORDER BY received_at DESC LIMIT 1",
+        )
+        .bind(&routine_cutoff)
+        .fetch_optional(&self.readers)
+        .await?;
+        let Some(last) = last else {
+            return Ok(summary);
+        };
+        let fleet = self.fleet().await?;
+        let mut memos: HashMap<(String, String), HostMemo> = HashMap::new();
+        let mut doomed: Vec<i64> = Vec::with_capacity(REMOVE_BATCH);
+        let mut after = 0i64;
+        loop {
+            let batch: Vec<Candidate> = sqlx::query_as(
+                "SELECT id, received_at, kind, server_group, host, status, changed_files
+                 FROM reports WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
+            )
+            .bind(after)
+            .bind(last)
+            .bind(SCAN_BATCH)
+            .fetch_all(&self.readers)
+            .await?;
+            let Some(end) = batch.last().map(|c| c.id) else {
+                break;
+            };
+            after = end;
+            summary.scanned += batch.len() as u64;
+            for row in batch {
+                let kind = ReportKind::parse(&row.kind)
+                    .map_err(|p| StoreError::Corrupt(format!("kind: {p}")))?;
+                let tier = match (&row.server_group, &row.host) {
+                    (Some(group), Some(host)) => {
+                        let key = (group.clone(), host.clone());
+                        let memo = match memos.get_mut(&key) {
+                            Some(memo) => memo,
+                            None => {
+                                let memo = self.host_memo(&fleet, &key, row.id, policy).await?;
+                                memos.entry(key).or_insert(memo)
+                            }
+                        };
+                        let tier = memo.trail.next(
+                            kind,
+                            status_of(row.status.as_deref())?,
+                            files_of(row.changed_files.as_deref())?,
+                        );
+                        if row.id >= memo.newest_from {
+                            continue;
+                        }
+                        tier
+                    }
+                    _ => Tier::Change,
+                };
+                if fleet.protected.contains(&row.id) {
+                    continue;
+                }
+                let removable = match tier {
+                    Tier::Routine => row.received_at < routine_cutoff,
+                    Tier::Change => changes_cutoff
+                        .as_ref()
+                        .is_some_and(|cutoff| row.received_at < *cutoff),
+                };
+                if removable {
+                    doomed.push(row.id);
+                }
+                if doomed.len() >= REMOVE_BATCH {
+                    self.remove(&mut doomed, policy, cutoffs, &mut summary)
+                        .await?;
+                    if stopping() {
+                        summary.interrupted = true;
+                        return Ok(summary);
+                    }
+                }
+            }
+            if stopping() {
+                self.remove(&mut doomed, policy, cutoffs, &mut summary)
+                    .await?;
+                summary.interrupted = true;
+                return Ok(summary);
+            }
+        }
+        self.remove(&mut doomed, policy, cutoffs, &mut summary)
+            .await?;
+        Ok(summary)
+    }
+
+    async fn remove(
+        &self,
+        doomed: &mut Vec<i64>,
+        policy: RetentionPolicy,
+        cutoffs: Cutoffs,
+        summary: &mut PruneSummary,
+    ) -> Result<(), StoreError> {
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        let batch = PruneBatch {
+            ids: std::mem::take(doomed),
+            policy,
+            cutoffs,
+        };
+        let outcome = self.writer.prune(batch).await?;
+        summary.removed += outcome.removed;
+        summary.records += u64::from(outcome.record_id.is_some());
+        Ok(())
+    }
+
+    async fn fleet(&self) -> Result<Fleet, StoreError> {
+        type HostRow = (String, String, i64, i64, i64, Option<i64>, Option<i64>);
+        let rows: Vec<HostRow> = sqlx::query_as(
+            "SELECT server_group, host, last_report_id, status_report_id, files_report_id,
+                        pipeline_report_id, cron_report_id
+                 FROM hosts",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        let mut fleet = Fleet {
+            protected: HashSet::with_capacity(rows.len() * 5),
+            hosts: HashSet::with_capacity(rows.len()),
+        };
+        for (group, host, last, status, files, pipeline, cron) in rows {
+            fleet.protected.extend([last, status, files]);
+            fleet.protected.extend(pipeline.into_iter().chain(cron));
+            fleet.hosts.insert((group, host));
+        }
+        Ok(fleet)
+    }
+
+    /// What the pass needs to know of a host it meets first at row `id`: what its reports
+    /// before that row said, and where its newest `per_host` reports begin.
+    async fn host_memo(
+        &self,
+        fleet: &Fleet,
+        key: &(String, String),
+        id: i64,
+        policy: RetentionPolicy,
+    ) -> Result<HostMemo, StoreError> {
+        let (group, host) = (key.0.as_str(), key.1.as_str());
+        let newest_from = if fleet.hosts.contains(key) && policy.per_host > 0 {
+            let nth: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM reports WHERE server_group = ?1 AND host = ?2
+                 ORDER BY id DESC LIMIT 1 OFFSET ?3",
+            )
+            .bind(group)
+            .bind(host)
+            .bind(i64::from(policy.per_host) - 1)
+            .fetch_optional(&self.readers)
+            .await?;
+            // Fewer reports than that: every one is among the newest.
+            nth.unwrap_or(i64::MIN)
+        } else {
+            i64::MAX
+        };
+        // The last report before `id` that said something about the status or the files.
+        let last: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT kind, status, changed_files FROM reports
+             WHERE server_group = ?1 AND host = ?2 AND id < ?3
+               AND (status IS NOT NULL OR changed_files IS NOT NULL OR kind = 'decommission')
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(group)
+        .bind(host)
+        .bind(id)
+        .fetch_optional(&self.readers)
+        .await?;
+        let trail = match last {
+            None => HostTrail::default(),
+            Some((kind, _, _)) if kind == ReportKind::Decommission.as_str() => HostTrail::default(),
+            Some((_, Some(status), files)) => HostTrail::from_last(
+                status_of(Some(&status))?,
+                Some(files_of(files.as_deref())?.unwrap_or_default()),
+            ),
+            Some((_, None, files)) => {
+                // A file list without a status: the status is the one said before it.
+                let status: Option<Option<String>> = sqlx::query_scalar(
+                    "SELECT CASE WHEN kind = 'decommission' THEN NULL ELSE status END
+                     FROM reports
+                     WHERE server_group = ?1 AND host = ?2 AND id < ?3
+                       AND (status IS NOT NULL OR kind = 'decommission')
+                     ORDER BY id DESC LIMIT 1",
+                )
+                .bind(group)
+                .bind(host)
+                .bind(id)
+                .fetch_optional(&self.readers)
+                .await?;
+                HostTrail::from_last(
+                    status_of(status.flatten().as_deref())?,
+                    files_of(files.as_deref())?,
+                )
+            }
+        };
+        Ok(HostMemo { trail, newest_from })
+    }
+}
+
+/// The writer's half: removes what `batch` names and is still removable (present, and no
+/// host's state rests on it), recording it first in a retention row linked after `tip`, all
+/// in one transaction. Returns the outcome and the retention row's record, for the tip.
+pub(super) async fn prune_batch(
+    conn: &mut SqliteConnection,
+    tip: &mut Tip,
+    now: Timestamp,
+    batch: &PruneBatch,
+) -> Result<PruneOutcome, StoreError> {
+    let ids = serde_json::to_string(&batch.ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let rows: Vec<(i64, String, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT r.id, r.kind, r.prev_hash, r.hash,
+                CASE WHEN r.kind = 'retention' THEN r.raw_body END
+         FROM json_each(?1) AS j JOIN reports r ON r.id = j.value
+         WHERE r.id NOT IN (SELECT last_report_id FROM hosts
+                            UNION ALL SELECT status_report_id FROM hosts
+                            UNION ALL SELECT files_report_id FROM hosts
+                            UNION ALL SELECT pipeline_report_id FROM hosts
+                                      WHERE pipeline_report_id IS NOT NULL
+                            UNION ALL SELECT cron_report_id FROM hosts
+                                      WHERE cron_report_id IS NOT NULL)
+         ORDER BY r.id",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.is_empty() {
+        return Ok(PruneOutcome::default());
+    }
+    let mut fresh: Vec<RemovedRun> = Vec::new();
+    let mut restated: Vec<RemovedRun> = Vec::new();
+    let mut restates = Vec::new();
+    for (id, kind, prev_hash, hash, body) in &rows {
+        match fresh.last_mut() {
+            Some(run) if run.last_id + 1 == *id => {
+                run.last_id = *id;
+                run.last_hash.clone_from(hash);
+            }
+            _ => fresh.push(RemovedRun {
+                first_id: *id,
+                last_id: *id,
+                prev_hash: prev_hash.clone(),
+                last_hash: hash.clone(),
+            }),
+        }
+        if kind == ReportKind::Retention.as_str() {
+            let runs = RetentionRecord::runs_of(body.as_deref().unwrap_or_default())
+                .map_err(|p| StoreError::Corrupt(format!("retention row {id}: {p}")))?;
+            restated.extend(runs);
+            restates.push(*id);
+        }
+    }
+    let description = RetentionRecord {
+        removed: rows.len() as u64,
+        restates,
+        policy: PolicyText {
+            retain_reports: batch.policy.reports_text(),
+            retain_changes: batch.policy.changes_text(),
+            retain_per_host: batch.policy.per_host,
+        },
+        cutoffs: CutoffText {
+            reports: batch.cutoffs.routine.map(|t| t.to_string()),
+            changes: batch.cutoffs.changes.map(|t| t.to_string()),
+        },
+        runs: merge(fresh.iter().cloned().chain(restated).collect()),
+    };
+    let mut row = NewRow::new(ReportRecord {
+        kind: ReportKind::Retention.as_str().to_owned(),
+        principal: Some(PRINCIPAL.to_owned()),
+        raw_body: serde_json::to_string(&description)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        ..ReportRecord::default()
+    });
+    let id = tip.next_id;
+    row.link(id, now, now, &tip.hash);
+    insert_reports(&mut tx, &[&row.record]).await?;
+    let permits = serde_json::to_string(
+        &fresh
+            .iter()
+            .map(|run| (run.first_id, run.last_id))
+            .collect::<Vec<_>>(),
+    )
+    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO prune_permit (first_id, last_id)
+         SELECT value ->> 0, value ->> 1 FROM json_each(?1)",
+    )
+    .bind(&permits)
+    .execute(&mut *tx)
+    .await?;
+    let removable = serde_json::to_string(&rows.iter().map(|r| r.0).collect::<Vec<_>>())
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let deleted = sqlx::query("DELETE FROM reports WHERE id IN (SELECT value FROM json_each(?1))")
+        .bind(&removable)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    sqlx::query("DELETE FROM prune_permit")
+        .execute(&mut *tx)
+        .await?;
+    if deleted != rows.len() as u64 {
+        return Err(StoreError::Corrupt(format!(
+            "retention meant to remove {} rows but removed {deleted}",
+            rows.len()
+        )));
+    }
+    tx.commit().await?;
+    tip.next_id = id + 1;
+    tip.hash.clone_from(&row.record.hash);
+    Ok(PruneOutcome {
+        removed: deleted,
+        record_id: Some(id),
+    })
+}
+
+/// Sorts runs and joins neighbours that link (`a` ends right before `b` starts, and `b`'s
+/// first row followed `a`'s last).
+fn merge(mut runs: Vec<RemovedRun>) -> Vec<RemovedRun> {
+    runs.sort_by_key(|run| run.first_id);
+    let mut merged: Vec<RemovedRun> = Vec::with_capacity(runs.len());
+    for run in runs {
+        match merged.last_mut() {
+            Some(last) if last.last_id + 1 == run.first_id && last.last_hash == run.prev_hash => {
+                last.last_id = run.last_id;
+                last.last_hash = run.last_hash;
+            }
+            _ => merged.push(run),
+        }
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(first: i64, last: i64, prev: char, last_hash: char) -> RemovedRun {
+        RemovedRun {
+            first_id: first,
+            last_id: last,
+            prev_hash: prev.to_string().repeat(64),
+            last_hash: last_hash.to_string().repeat(64),
+        }
+    }
+
+    #[test]
+    fn neighbouring_runs_that_link_are_merged() {
+        let merged = merge(vec![
+            run(5, 6, 'c', 'd'),
+            run(1, 2, '0', 'a'),
+            run(3, 4, 'a', 'c'),
+        ]);
+        assert_eq!(merged, [run(1, 6, '0', 'd')]);
+        let apart = merge(vec![run(1, 2, '0', 'a'), run(4, 4, 'b', 'c')]);
+        assert_eq!(apart.len(), 2, "a row in between is still there");
+        let unlinked = merge(vec![run(1, 2, '0', 'a'), run(3, 3, 'b', 'c')]);
+        assert_eq!(
+            unlinked.len(),
+            2,
+            "runs that do not link stay apart for verify to name"
+        );
+    }
+
+    #[test]
+    fn malformed_runs_are_refused() {
+        let ok = serde_json::json!({"runs": [run(1, 2, '0', 'a')]}).to_string();
+        assert_eq!(RetentionRecord::runs_of(&ok).unwrap().len(), 1);
+        let backwards = serde_json::json!({"runs": [run(3, 2, '0', 'a')]}).to_string();
+        assert!(RetentionRecord::runs_of(&backwards).is_err());
+        assert!(RetentionRecord::runs_of("{}").is_err());
+    }
+}
