@@ -91,6 +91,7 @@ impl Application {
             status_cache: Default::default(),
             pruner,
             supervisor: Arc::clone(&supervisor),
+            clock: settings.clock.clone(),
         });
         let spec = openapi::spec();
         let routes = web::Data::new(RouteTable::from_spec(&spec));

@@ -88,6 +88,13 @@ impl Token {
             .iter()
             .any(|scope| matches!(scope, Scope::Read | Scope::Admin))
     }
+
+    /// Operations on the whole service (backups, retention on demand).
+    pub fn is_admin(&self) -> bool {
+        self.scopes
+            .iter()
+            .any(|scope| matches!(scope, Scope::Admin))
+    }
 }
 
 /// The tokens of one token file.

@@ -28,6 +28,11 @@ pub enum Command {
     /// Check the database and walk the audit chain: exit 0 with the number of rows verified,
     /// exit 1 naming the first row whose content, order or presence was changed.
     Verify(VerifyArgs),
+    /// Import the last state of the old servers' files (v2 status.json, v1 status object):
+    /// one report per host, all or nothing. Refuses while a server has the database open.
+    Import(ImportArgs),
+    /// Write a consistent copy of the database (safe while the server runs).
+    Backup(BackupArgs),
     /// Fill a database with a generated history, for bench/run (built with --features bench).
     #[cfg(feature = "bench")]
     BenchFill(BenchFillArgs),
@@ -230,6 +235,36 @@ pub struct VerifyArgs {
         default_value = "data/gitops-status.db"
     )]
     pub db: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// SQLite database file to import into (created if missing).
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_DB",
+        value_name = "PATH",
+        default_value = "data/gitops-status.db"
+    )]
+    pub db: PathBuf,
+    /// The old servers' files: v2 status.json or v1 status objects.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// SQLite database file to copy (read-only; safe while the server runs).
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_DB",
+        value_name = "PATH",
+        default_value = "data/gitops-status.db"
+    )]
+    pub db: PathBuf,
+    /// Where to write the copy; it must not exist.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 #[cfg(feature = "bench")]

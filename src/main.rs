@@ -17,6 +17,8 @@ async fn main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify(args) => commands::verify::run(&args.db).await,
+        Command::Import(args) => commands::import::run(&args.db, &args.files).await,
+        Command::Backup(args) => commands::backup::run(&args.db, &args.out).await,
         Command::Token {
             command: TokenCommand::New { name, scope },
         } => commands::token::new(&name, &scope),

@@ -29,6 +29,7 @@ use crate::api;
         (name = "history", description = "The audit trail: every accepted report"),
         (name = "v1", description = "The v1 single-object API, kept for existing pipelines"),
         (name = "probes", description = "Liveness and readiness"),
+        (name = "admin", description = "Retention on demand and backups, for a token with the admin scope"),
     ),
     components(schemas(api::error::ErrorBody, api::error::FieldProblem)),
     modifiers(&BearerScheme)
@@ -50,7 +51,8 @@ impl Modify for BearerScheme {
                         "A token from the server's token file (`gitops-status token new`). \
                          Writes need a `write:<glob>` scope matching the report's server_group \
                          (or `admin`); reads need `read` (or `admin`) only when the server runs \
-                         with --read-requires-token. Without a token file no token is needed.",
+                         with --read-requires-token; /admin/ needs `admin`. Without a token \
+                         file no token is needed.",
                     ))
                     .build(),
             ),

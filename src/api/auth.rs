@@ -127,3 +127,35 @@ impl FromRequest for Reader {
         ready(context(req).and_then(check))
     }
 }
+
+/// Permission for operations on the whole service (`/admin/…`): a token with the `admin`
+/// scope; open only when the server runs without a token file.
+pub struct Admin {
+    /// The token's name; None without a token file.
+    pub principal: Option<String>,
+}
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Ready<Result<Admin, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let check = |ctx: &web::Data<AppContext>| match authenticate(req, ctx)? {
+            Caller::Open => Ok(Admin { principal: None }),
+            Caller::Token { token, .. } if token.is_admin() => Ok(Admin {
+                principal: Some(token.name.clone()),
+            }),
+            Caller::Token { token, client } => {
+                tracing::warn!(client = %client, token = %token.name, path = req.path(), "forbidden: no admin scope");
+                Err(ApiError::Forbidden {
+                    message: format!(
+                        "token {} may not do this (it needs the admin scope)",
+                        token.name
+                    ),
+                    scope: "admin".into(),
+                })
+            }
+        };
+        ready(context(req).and_then(check))
+    }
+}

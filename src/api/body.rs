@@ -112,35 +112,80 @@ impl JsonObject {
     }
 }
 
+/// The request's body, read within the body timeout and the size limit: the future to
+/// await, and the Content-Type header.
+fn read_body(
+    req: &HttpRequest,
+    payload: &mut Payload,
+) -> (
+    impl Future<Output = Result<web::Bytes, ApiError>> + 'static,
+    Option<String>,
+) {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)").to_owned());
+    let timeout = req
+        .app_data::<web::Data<AppContext>>()
+        .map_or(DEFAULT_BODY_TIMEOUT, |ctx| ctx.body_timeout);
+    let body = web::Bytes::from_request(req, payload);
+    let read = async move {
+        // A client trickling its body must not hold a worker's attention forever.
+        tokio::time::timeout(timeout, body)
+            .await
+            .map_err(|_| ApiError::RequestTimeout {
+                seconds: timeout.as_secs(),
+            })?
+            .map_err(|err| match err.as_error::<PayloadError>() {
+                Some(PayloadError::Overflow) => ApiError::PayloadTooLarge {
+                    limit: MAX_BODY_BYTES,
+                },
+                _ => ApiError::MalformedJson(format!("cannot read the request body: {err}")),
+            })
+    };
+    (read, content_type)
+}
+
 impl FromRequest for JsonObject {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap_or("(not text)").to_owned());
-        let timeout = req
-            .app_data::<web::Data<AppContext>>()
-            .map_or(DEFAULT_BODY_TIMEOUT, |ctx| ctx.body_timeout);
-        // Not polled before the content type is checked: a refused body is never read.
-        let body = web::Bytes::from_request(req, payload);
+        let (body, content_type) = read_body(req, payload);
         Box::pin(async move {
+            // Not polled before the content type is checked: a refused body is never read.
             JsonObject::check_content_type(content_type.as_deref())?;
-            // A client trickling its body must not hold a worker's attention forever.
-            let bytes = tokio::time::timeout(timeout, body)
-                .await
-                .map_err(|_| ApiError::RequestTimeout {
-                    seconds: timeout.as_secs(),
-                })?
-                .map_err(|err| match err.as_error::<PayloadError>() {
-                    Some(PayloadError::Overflow) => ApiError::PayloadTooLarge {
-                        limit: MAX_BODY_BYTES,
-                    },
-                    _ => ApiError::MalformedJson(format!("cannot read the request body: {err}")),
-                })?;
-            JsonObject::parse(&bytes)
+            JsonObject::parse(&body.await?)
+        })
+    }
+}
+
+/// A body that may be left out (a DELETE's): None when the request has none; otherwise a
+/// JSON object, checked as `JsonObject` is.
+pub struct OptionalJsonObject(pub Option<JsonObject>);
+
+impl FromRequest for OptionalJsonObject {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+        let (body, content_type) = read_body(req, payload);
+        Box::pin(async move {
+            if declared.unwrap_or(0) == 0 && !chunked {
+                return Ok(OptionalJsonObject(None));
+            }
+            JsonObject::check_content_type(content_type.as_deref())?;
+            let bytes = body.await?;
+            if bytes.is_empty() {
+                return Ok(OptionalJsonObject(None));
+            }
+            JsonObject::parse(&bytes).map(|object| OptionalJsonObject(Some(object)))
         })
     }
 }

@@ -121,6 +121,19 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A DELETE for a host that is not in the fleet.
+    pub fn no_host_to_decommission(
+        group: &crate::domain::ServerGroup,
+        host: &crate::domain::HostName,
+    ) -> Self {
+        ApiError::NotFound(format!(
+            "no host {group}/{host}: it was never reported or is already decommissioned; \
+             nothing was stored"
+        ))
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
@@ -343,6 +356,23 @@ pub mod examples {
         }))
     }
 
+    pub fn no_host_to_decommission() -> Value {
+        let (Ok(group), Ok(host)) = (
+            crate::domain::ServerGroup::parse("rsyslog-prod"),
+            crate::domain::HostName::parse("rsyslog-99"),
+        ) else {
+            return Value::Null;
+        };
+        render(ApiError::no_host_to_decommission(&group, &host))
+    }
+
+    pub fn forbidden_admin() -> Value {
+        render(ApiError::Forbidden {
+            message: "token rsyslog-ci may not do this (it needs the admin scope)".to_owned(),
+            scope: "admin".to_owned(),
+        })
+    }
+
     pub fn host_not_found() -> Value {
         render(ApiError::NotFound(
             "no host rsyslog-prod/rsyslog-99".to_owned(),
@@ -434,6 +464,26 @@ impl utoipa::IntoResponses for ReportErrors {
                 .insert("Retry-After".to_owned(), RefOr::T(header));
         }
         responses
+    }
+}
+
+/// The answers of admin endpoints to a caller without the admin scope.
+pub struct AdminAuthErrors;
+
+impl utoipa::IntoResponses for AdminAuthErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_responses(vec![
+            (
+                "401",
+                "With a token file: no bearer token, or an unknown one",
+                examples::unauthorized(),
+            ),
+            (
+                "403",
+                "The token has no admin scope",
+                examples::forbidden_admin(),
+            ),
+        ])
     }
 }
 

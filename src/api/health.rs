@@ -26,8 +26,8 @@ pub async fn health() -> HttpResponse {
     })
 }
 
-/// Readiness: 200 when the database answers a query on the current-state view, 503 with the
-/// reason otherwise.
+/// Readiness: 200 when the database answers a query on the current-state view, takes writes,
+/// and the background tasks run; 503 with the reason otherwise.
 #[utoipa::path(
     tag = "probes",
     responses(
@@ -37,6 +37,10 @@ pub async fn health() -> HttpResponse {
 )]
 #[get("/ready")]
 pub async fn ready(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError> {
+    if let Some(failure) = ctx.supervisor.failure() {
+        tracing::warn!(problem = %failure, "readiness check failed");
+        return Err(ApiError::Unavailable(format!("not ready: {failure}")));
+    }
     match ctx.store.check().await {
         Ok(()) => Ok(HttpResponse::Ok().json(Probe {
             status: "ready".to_owned(),

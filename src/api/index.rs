@@ -1,8 +1,42 @@
-//! `GET /`: what this service is and where to go next (the seeds' smoke test curls `/`).
+//! `GET /`: what this service is, how much history it keeps, and where to go next (the
+//! seeds' smoke test curls `/`).
 
-use actix_web::{get, HttpResponse};
+use actix_web::{get, web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
+
+use super::admin::RetentionPolicyView;
+use super::error::ApiError;
+use super::AppContext;
+
+/// How much history the server keeps.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "policy": {"retain_reports": "30d", "retain_changes": "400d", "retain_per_host": 100,
+               "prune_interval": "10m"},
+    "oldest_report": "2026-10-31T12:00:00.000Z",
+    "last_prune": {"started_at": "2026-11-30T12:00:00.000Z", "removed": 14400, "error": null}
+}))]
+pub struct Retention {
+    pub policy: RetentionPolicyView,
+    /// When the oldest row still in the history was received; null while it is empty.
+    #[schema(required = true, format = DateTime)]
+    pub oldest_report: Option<String>,
+    /// The last retention pass since the server started; null before the first.
+    #[schema(required = true)]
+    pub last_prune: Option<LastPrune>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LastPrune {
+    #[schema(format = DateTime)]
+    pub started_at: String,
+    /// Rows it removed.
+    pub removed: u64,
+    /// Why it failed, when it did (the next pass retries).
+    #[schema(required = true)]
+    pub error: Option<String>,
+}
 
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -11,7 +45,13 @@ use utoipa::ToSchema;
     "status": "/status",
     "history": "/history",
     "swagger_ui": "/swagger-ui/",
-    "openapi": "/api-docs/openapi.json"
+    "openapi": "/api-docs/openapi.json",
+    "retention": {
+        "policy": {"retain_reports": "30d", "retain_changes": "400d", "retain_per_host": 100,
+                   "prune_interval": "10m"},
+        "oldest_report": "2026-10-31T12:00:00.000Z",
+        "last_prune": null
+    }
 }))]
 pub struct Index {
     pub service: &'static str,
@@ -22,21 +62,33 @@ pub struct Index {
     pub history: &'static str,
     pub swagger_ui: &'static str,
     pub openapi: &'static str,
+    pub retention: Retention,
 }
 
-/// The service's name, version and main addresses.
+/// The service's name, version, main addresses and how much history it keeps.
 #[utoipa::path(
     tag = "probes",
-    responses((status = 200, description = "Name, version and links", body = Index))
+    responses((status = 200, description = "Name, version, links and retention", body = Index))
 )]
 #[get("/")]
-pub async fn index() -> HttpResponse {
-    HttpResponse::Ok().json(Index {
+pub async fn index(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError> {
+    let oldest = ctx.store.oldest_report().await?;
+    let last_prune = ctx.pruner.last_pass().map(|pass| LastPrune {
+        started_at: pass.started_at.to_string(),
+        removed: pass.summary.removed,
+        error: pass.error,
+    });
+    Ok(HttpResponse::Ok().json(Index {
         service: env!("CARGO_PKG_NAME"),
         version: env!("CARGO_PKG_VERSION"),
         status: "/status",
         history: "/history",
         swagger_ui: "/swagger-ui/",
         openapi: "/api-docs/openapi.json",
-    })
+        retention: Retention {
+            policy: RetentionPolicyView::of(&ctx),
+            oldest_report: oldest.map(|t| t.to_string()),
+            last_prune,
+        },
+    }))
 }

@@ -172,7 +172,7 @@ fn file_entry(item: &Value) -> Result<String, (Option<&'static str>, String)> {
     }
 }
 
-pub(super) fn parse(body: &JsonObject) -> Result<Report, ApiError> {
+pub(crate) fn parse(body: &JsonObject) -> Result<Report, ApiError> {
     let mut f = Fields::new(&body.fields);
     let server_group = f.required("repo", ServerGroup::parse);
     let host = f.required("server", HostName::parse);

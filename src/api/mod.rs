@@ -2,9 +2,11 @@
 //! registers every handler; the OpenAPI document is collected from the same registration, so
 //! routes and spec cannot drift.
 
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod cron;
+pub mod decommission;
 pub mod error;
 pub mod health;
 pub mod history;
@@ -43,6 +45,8 @@ pub struct AppContext {
     pub pruner: std::sync::Arc<crate::pruner::Pruner>,
     /// The background tasks: one that died makes `/ready` fail.
     pub supervisor: std::sync::Arc<crate::supervisor::Supervisor>,
+    /// The server's clock.
+    pub clock: crate::domain::Clock,
 }
 
 /// Registers every API handler (the spec is collected from this).
@@ -53,13 +57,16 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(status::list_status_json)
         .service(status::group_status)
         .service(status::host_status)
+        .service(decommission::decommission)
         .service(history::host_history)
         .service(history::history)
         .service(legacy::post_v1_status)
         .service(legacy::get_v1_status)
         .service(health::health)
         .service(health::ready)
-        .service(index::index);
+        .service(index::index)
+        .service(admin::prune)
+        .service(admin::backup);
 }
 
 /// Merges two validations so one 422 names the problems of both.
@@ -99,7 +106,11 @@ pub(crate) async fn record(
 }
 
 /// Who sent the request, for the audit trail.
-fn request_meta(req: &HttpRequest, raw_body: String, principal: Option<String>) -> RequestMeta {
+pub(crate) fn request_meta(
+    req: &HttpRequest,
+    raw_body: String,
+    principal: Option<String>,
+) -> RequestMeta {
     let header = |name: &str| {
         req.headers()
             .get(name)

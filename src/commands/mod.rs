@@ -1,5 +1,7 @@
 //! One module per subcommand of `gitops-status`; `main.rs` only parses and dispatches.
 
+pub mod backup;
+pub mod import;
 pub mod serve;
 pub mod token;
 pub mod verify;

@@ -35,12 +35,12 @@ pub fn describe(verification: &Verification) -> (String, bool) {
             let text = match (first_id, head) {
                 (Some(first), Some(head)) => format!(
                     "verified {} (ids {first}..{}), {} by retention; chain head {}; {} \
-                     match their reports",
+                     their reports",
                     plural(*rows, "row", "rows"),
                     head.id,
                     plural(*removed_by_retention, "row removed", "rows removed"),
                     head.hash,
-                    plural(*hosts, "host row", "host rows"),
+                    plural(*hosts, "host row matches", "host rows match"),
                 ),
                 _ => "verified 0 rows (the history is empty)".to_owned(),
             };

@@ -4,6 +4,7 @@
 //! for the writer. Migrations in `migrations/` run at start-up.
 
 mod append;
+pub mod backup;
 #[cfg(feature = "bench")]
 pub mod bulk;
 pub mod chain;

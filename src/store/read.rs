@@ -149,6 +149,38 @@ impl Store {
         }
     }
 
+    /// When the oldest row still in the history was received.
+    pub async fn oldest_report(&self) -> Result<Option<crate::domain::Timestamp>, StoreError> {
+        let oldest: Option<String> =
+            sqlx::query_scalar("SELECT received_at FROM reports ORDER BY id LIMIT 1")
+                .fetch_optional(&self.readers)
+                .await?;
+        oldest
+            .map(|t| super::rows::timestamp("received_at", &t))
+            .transpose()
+    }
+
+    /// Whether this entry of an old server's file was imported for this host before (the
+    /// same JSON, compared as SQLite minifies it).
+    pub async fn imported_before(
+        &self,
+        group: &ServerGroup,
+        host: &HostName,
+        entry: &str,
+    ) -> Result<bool, StoreError> {
+        let found: i64 = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM reports
+                            WHERE server_group = ?1 AND host = ?2 AND kind = 'import'
+                              AND json_extract(raw_body, '$.entry') = json(?3))",
+        )
+        .bind(group.as_str())
+        .bind(host.as_str())
+        .bind(entry)
+        .fetch_one(&self.readers)
+        .await?;
+        Ok(found == 1)
+    }
+
     /// The audit trail, newest first.
     #[tracing::instrument(skip_all)]
     pub async fn history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryEntry>, StoreError> {
