@@ -29,8 +29,10 @@ async fn wrong_method_is_a_json_405_with_allow() {
         (
             reqwest::Method::POST,
             "/status/rsyslog-prod/rsyslog-01",
-            "GET",
+            "DELETE, GET",
         ),
+        (reqwest::Method::GET, "/admin/prune", "POST"),
+        (reqwest::Method::DELETE, "/admin/backup", "GET"),
         (reqwest::Method::PATCH, "/api/status", "GET, POST"),
         (reqwest::Method::POST, "/history", "GET"),
         (reqwest::Method::POST, "/health", "GET"),
