@@ -22,6 +22,8 @@ pub struct TestApp {
     pub db_path: PathBuf,
     /// Keeps the temporary folder alive for the life of the app.
     pub _dir: TempDir,
+    stopper: gitops_status::app::Stopper,
+    running: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 /// Starts the server in-process on 127.0.0.1:0 with a new database in a temp folder.
@@ -42,16 +44,30 @@ pub async fn spawn_app_with(dir: TempDir, configure: impl FnOnce(&mut Settings))
     configure(&mut settings);
     let app = Application::build(&settings).await.expect("server starts");
     let address = app.address();
-    tokio::spawn(app.run_until_stopped());
+    let stopper = app.stopper();
+    let running = tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         client: reqwest::Client::new(),
         db_path,
         _dir: dir,
+        stopper,
+        running,
     }
 }
 
 impl TestApp {
+    /// Stops the server as SIGTERM would (background tasks, in-flight requests, then the
+    /// database is closed) and gives back its folder.
+    pub async fn stop(self) -> TempDir {
+        self.stopper.stop().await;
+        self.running
+            .await
+            .expect("the server task ends")
+            .expect("the server stops cleanly");
+        self._dir
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.address, path)
     }

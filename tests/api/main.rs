@@ -15,6 +15,7 @@ mod limits;
 mod openapi;
 mod ordering;
 mod pipeline;
+mod retention;
 mod seeds;
 mod status;
 mod storage;

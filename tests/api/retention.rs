@@ -1,0 +1,554 @@
+//! Retention: what each tier keeps over a generated history of weeks, written through the
+//! server with a clock the test sets; the chain verifying across what it removed; a row
+//! deleted by hand still named; the file no longer growing once the policy holds.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::Command;
+
+use gitops_status::domain::{Clock, Period, RetentionPolicy, Timestamp};
+use serde_json::{json, Value};
+
+use crate::helpers::{binary, expect, spawn_app_with, TestApp};
+
+fn at(text: &str) -> Timestamp {
+    Timestamp::parse_rfc3339(text).unwrap()
+}
+
+fn days(n: u64) -> Period {
+    Period::from_secs(n * 86_400).unwrap()
+}
+
+fn hours(n: u64) -> Period {
+    Period::from_secs(n * 3_600).unwrap()
+}
+
+/// `gitops-status verify --db PATH`: exit code and stdout.
+pub fn verify(db: &Path) -> (i32, String) {
+    let output = Command::new(binary())
+        .args(["verify", "--db"])
+        .arg(db)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+/// A server whose clock reads `start` until the test moves it, with `policy`.
+async fn app_with(clock: &Clock, policy: RetentionPolicy) -> TestApp {
+    let clock = clock.clone();
+    spawn_app_with(tempfile::tempdir().unwrap(), move |s| {
+        s.clock = clock;
+        s.retention = policy;
+    })
+    .await
+}
+
+/// Every row of the history, oldest first.
+async fn all_rows(app: &TestApp) -> Vec<Value> {
+    let mut rows = Vec::new();
+    let mut before = String::new();
+    loop {
+        let page = app.history(&format!("?limit=1000{before}")).await;
+        let Some(last) = page.last() else { break };
+        before = format!("&before={}", last["id"]);
+        rows.extend(page);
+    }
+    rows.reverse();
+    rows
+}
+
+async fn prune(app: &TestApp) -> Value {
+    expect(app.post_json("/admin/prune", &json!({})).await, 200).await
+}
+
+/// The rows the policy must keep, worked out from the whole history before pruning (in id
+/// order) and the hosts' current report pointers, independently of the server's code.
+fn expected_kept(
+    rows: &[Value],
+    pointers: &HashSet<i64>,
+    fleet: &HashSet<String>,
+    now: Timestamp,
+    policy: RetentionPolicy,
+) -> HashSet<i64> {
+    let routine_cutoff = now
+        .checked_sub(policy.reports.unwrap())
+        .unwrap()
+        .to_string();
+    let change_cutoff = now
+        .checked_sub(policy.reports.unwrap().max(policy.changes.unwrap()))
+        .unwrap()
+        .to_string();
+    let mut per_host: HashMap<String, Vec<i64>> = HashMap::new();
+    let mut last: HashMap<String, (Option<String>, Option<Vec<String>>)> = HashMap::new();
+    let mut changes = HashSet::new();
+    for row in rows {
+        let id = row["id"].as_i64().unwrap();
+        let kind = row["kind"].as_str().unwrap();
+        let Some(group) = row["server_group"].as_str() else {
+            changes.insert(id);
+            continue;
+        };
+        let host = format!("{group}/{}", row["host"].as_str().unwrap());
+        per_host.entry(host.clone()).or_default().push(id);
+        let said = last.entry(host).or_default();
+        if kind == "decommission" {
+            *said = (None, None);
+            changes.insert(id);
+            continue;
+        }
+        let status = row["status"].as_str().map(str::to_owned);
+        let files = (status.is_some() || !row["changed_files"].is_null()).then(|| {
+            let mut files: Vec<String> = row["changed_files"]
+                .as_array()
+                .map(|f| f.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+                .unwrap_or_default();
+            files.sort();
+            files.dedup();
+            files
+        });
+        let changed =
+            (status.is_some() && status != said.0) || (files.is_some() && files != said.1);
+        if status.is_some() {
+            said.0 = status;
+        }
+        if files.is_some() {
+            said.1 = files;
+        }
+        if changed || !matches!(kind, "cron" | "legacy") {
+            changes.insert(id);
+        }
+    }
+    let mut newest: HashSet<i64> = HashSet::new();
+    for (host, ids) in &per_host {
+        if fleet.contains(host) {
+            newest.extend(ids.iter().rev().take(policy.per_host as usize));
+        }
+    }
+    rows.iter()
+        .map(|row| {
+            (
+                row["id"].as_i64().unwrap(),
+                row["received_at"].as_str().unwrap(),
+            )
+        })
+        .filter(|(id, received)| {
+            pointers.contains(id)
+                || newest.contains(id)
+                || *received >= routine_cutoff.as_str()
+                || (changes.contains(id) && *received >= change_cutoff.as_str())
+        })
+        .map(|(id, _)| id)
+        .collect()
+}
+
+async fn pointers_and_fleet(app: &TestApp) -> (HashSet<i64>, HashSet<String>) {
+    use sqlx::Row;
+    let mut conn = app.db().connect().await;
+    let rows = sqlx::query(
+        "SELECT server_group, host, last_report_id, status_report_id, files_report_id,
+                pipeline_report_id, cron_report_id FROM hosts",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let mut pointers = HashSet::new();
+    let mut fleet = HashSet::new();
+    for row in rows {
+        fleet.insert(format!(
+            "{}/{}",
+            row.get::<String, _>(0),
+            row.get::<String, _>(1)
+        ));
+        for column in 2..7 {
+            if let Some(id) = row.get::<Option<i64>, _>(column) {
+                pointers.insert(id);
+            }
+        }
+    }
+    (pointers, fleet)
+}
+
+/// Eight weeks of history, every six hours, for hosts that behave differently.
+async fn eight_weeks(app: &TestApp, clock: &Clock, start: Timestamp) {
+    let post = |path: &'static str, body: Value| async move {
+        let response = app.post_json(path, &body).await;
+        assert!(response.status().is_success(), "{path} {body}");
+    };
+    for step in 0..(8 * 7 * 4) {
+        let day = step / 4;
+        let millis = start.epoch_millis() + step as i64 * 6 * 3_600_000;
+        clock.set(Timestamp::from_epoch_millis(millis).unwrap());
+        if step == 0 {
+            for host in ["steady", "flappy", "silent", "retired"] {
+                post("/status/pipeline", json!({"server_group": "g", "host": host, "status": "synced", "commit_sha": "c0"})).await;
+            }
+            continue;
+        }
+        // steady: routine checks; a second deployment on day 30.
+        if step == 30 * 4 {
+            post("/status/pipeline", json!({"server_group": "g", "host": "steady", "status": "synced", "commit_sha": "c1"})).await;
+        } else {
+            post("/status/cron", json!({"server_group": "g", "host": "steady", "status": "synced", "changed_files": []})).await;
+        }
+        // flappy: drifts on days 5, 20 and 40, back in sync two days later (not after 40);
+        // on day 21 one file is fixed (only its files change); the order of its files changes
+        // on day 41 (the same set: routine).
+        let (status, files): (&str, Vec<&str>) = match day {
+            5..=6 | 20 => ("out_of_sync", vec!["/etc/a", "/etc/b"]),
+            21 => ("out_of_sync", vec!["/etc/a"]),
+            40 => ("out_of_sync", vec!["/etc/a", "/etc/b"]),
+            41.. => ("out_of_sync", vec!["/etc/b", "/etc/a"]),
+            _ => ("synced", vec![]),
+        };
+        post("/status/cron", json!({"server_group": "g", "host": "flappy", "status": status, "changed_files": files})).await;
+        // silent: its cron stops on day 3.
+        if day < 3 {
+            post(
+                "/status/cron",
+                json!({"server_group": "g", "host": "silent", "status": "synced"}),
+            )
+            .await;
+        }
+        // retired: checks until day 20, then decommissioned.
+        if day < 20 {
+            post(
+                "/status/cron",
+                json!({"server_group": "g", "host": "retired", "status": "synced"}),
+            )
+            .await;
+        } else if step == 20 * 4 {
+            let response = app
+                .client
+                .delete(app.url("/status/g/retired"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+        // v1 heartbeats from a second group, with a heartbeat cron (no status) in between.
+        post(
+            "/api/status",
+            json!({"repo": "v1", "server": "lab", "sync_status": "SYNCED"}),
+        )
+        .await;
+        post("/status/cron", json!({"server_group": "v1", "host": "lab"})).await;
+    }
+}
+
+#[tokio::test]
+async fn each_tier_keeps_what_the_policy_says_and_the_chain_still_verifies() {
+    let start = at("2026-09-01T00:00:00Z");
+    let clock = Clock::manual(start);
+    let policy = RetentionPolicy {
+        reports: Some(days(14)),
+        changes: Some(days(42)),
+        per_host: 5,
+    };
+    let app = app_with(&clock, policy).await;
+    eight_weeks(&app, &clock, start).await;
+    let now = start.checked_add(days(56)).unwrap();
+    clock.set(now);
+    let before = all_rows(&app).await;
+    let status_before = app.get_json("/status").await;
+    let (pointers, fleet) = pointers_and_fleet(&app).await;
+    let expected = expected_kept(&before, &pointers, &fleet, now, policy);
+    assert!(
+        before.len() > 900 && expected.len() < before.len() / 2,
+        "{}",
+        expected.len()
+    );
+
+    let pass = prune(&app).await;
+
+    let after = all_rows(&app).await;
+    let kept: HashSet<i64> = after
+        .iter()
+        .filter(|r| r["kind"] != "retention")
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    let mut missing: Vec<_> = expected.difference(&kept).collect();
+    let mut extra: Vec<_> = kept.difference(&expected).collect();
+    missing.sort();
+    extra.sort();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "removed but to keep: {missing:?}; kept but removable: {extra:?}"
+    );
+    let removed = before.len() - kept.len();
+    assert_eq!(pass["removed"], removed as u64, "{pass}");
+    assert_eq!(
+        app.get_json("/status").await,
+        status_before,
+        "current state untouched"
+    );
+
+    // Spot checks on what the tiers mean.
+    let by_id: HashMap<i64, &Value> = before
+        .iter()
+        .map(|r| (r["id"].as_i64().unwrap(), r))
+        .collect();
+    let kept_rows = |host: &str| -> Vec<&Value> {
+        let mut rows: Vec<&Value> = kept
+            .iter()
+            .map(|id| by_id[id])
+            .filter(|r| r["host"] == host)
+            .collect();
+        rows.sort_by_key(|r| r["id"].as_i64());
+        rows
+    };
+    let flappy = kept_rows("flappy");
+    let flips: Vec<&str> = flappy
+        .iter()
+        .filter(|r| r["kind"] == "cron" && r["received_at"].as_str().unwrap() < "2026-10-13")
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        flips,
+        ["out_of_sync", "out_of_sync", "synced", "out_of_sync"],
+        "the changes of days 20, 21 (files only), 22 and 40 are kept; day 5's are past 42 days"
+    );
+    let silent = kept_rows("silent");
+    assert_eq!(
+        silent.len(),
+        6,
+        "a silent host keeps its newest 5 however old, and the deployment its state rests on"
+    );
+    let retired = kept_rows("retired");
+    assert_eq!(
+        retired.len(),
+        1,
+        "a retired host keeps no newest-N: only its decommission"
+    );
+    assert_eq!(retired[0]["kind"], "decommission");
+    let steady_pipelines: Vec<&str> = kept_rows("steady")
+        .iter()
+        .filter(|r| r["kind"] == "pipeline")
+        .map(|r| r["commit_sha"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steady_pipelines,
+        ["c1"],
+        "day 0's deployment is past 42 days; day 30's is kept"
+    );
+
+    // The passes left their records in the chain, belonging to no host.
+    let records = app.history("?kind=retention").await;
+    assert!(!records.is_empty());
+    let record = &records[0];
+    assert!(record["server_group"].is_null() && record["host"].is_null());
+    assert_eq!(record["principal"], "retention");
+    assert!(
+        record["raw_body"]["runs"][0]["first_id"].is_i64(),
+        "{record}"
+    );
+    let status = app.get_json("/status").await;
+    assert!(status
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|h| h["host"] != Value::Null));
+
+    let (code, out) = verify(&app.db_path);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(", {removed} rows removed by retention;")),
+        "{out}"
+    );
+
+    // A second pass finds nothing more.
+    assert_eq!(prune(&app).await["removed"], 0);
+
+    // A row deleted by hand is still named, by id, among the gaps retention made.
+    let victim = *kept
+        .iter()
+        .filter(|id| !pointers.contains(id))
+        .max()
+        .unwrap();
+    app.db()
+        .execute("DROP TRIGGER reports_are_append_only_delete")
+        .await
+        .unwrap();
+    app.db()
+        .execute(&format!("DELETE FROM reports WHERE id = {victim}"))
+        .await
+        .unwrap();
+    let (code, out) = verify(&app.db_path);
+    assert_eq!(code, 1);
+    assert_eq!(
+        out.trim(),
+        format!("row {victim}: deleted outside retention: no retention record covers it")
+    );
+}
+
+#[tokio::test]
+async fn an_ad_hoc_delete_is_still_refused_after_pruning() {
+    let start = at("2026-09-01T00:00:00Z");
+    let clock = Clock::manual(start);
+    let policy = RetentionPolicy {
+        reports: Some(days(1)),
+        changes: Some(days(1)),
+        per_host: 1,
+    };
+    let app = app_with(&clock, policy).await;
+    for _ in 0..10 {
+        let response = app
+            .pipeline(json!({"server_group": "g", "host": "h", "status": "synced"}))
+            .await;
+        assert!(response.status().is_success());
+        clock.advance(hours(1));
+    }
+    clock.advance(days(3));
+    assert!(prune(&app).await["removed"].as_u64().unwrap() > 0);
+
+    let db = app.db();
+    let oldest: i64 = db.scalar("SELECT min(id) FROM reports").await;
+    let delete = db
+        .execute(&format!("DELETE FROM reports WHERE id = {oldest}"))
+        .await
+        .unwrap_err();
+    assert!(delete.contains("append-only"), "{delete}");
+    // Not even by listing the row as retention would: the permit needs the writer's own
+    // transaction, and the chain would still lack a retention row covering the gap.
+    let update = db
+        .execute("UPDATE reports SET status = 'failed' WHERE kind = 'retention'")
+        .await
+        .unwrap_err();
+    assert!(update.contains("append-only"), "{update}");
+    assert_eq!(verify(&app.db_path).0, 0);
+}
+
+#[tokio::test]
+async fn retention_rows_that_age_out_are_restated_and_every_gap_stays_proven() {
+    let start = at("2026-09-01T00:00:00Z");
+    let clock = Clock::manual(start);
+    let policy = RetentionPolicy {
+        reports: Some(days(1)),
+        changes: Some(days(2)),
+        per_host: 2,
+    };
+    let app = app_with(&clock, policy).await;
+    for day in 0..12 {
+        for hour in 0..12 {
+            let status = if (day + hour) % 5 == 0 {
+                "out_of_sync"
+            } else {
+                "synced"
+            };
+            for host in ["a", "b"] {
+                let body = json!({"server_group": "g", "host": host, "status": status});
+                assert!(app.pipeline(body).await.status().is_success());
+            }
+            clock.advance(hours(2));
+        }
+        // A pass a day, as the background loop would run them.
+        prune(&app).await;
+    }
+    let records = app.history("?kind=retention&limit=1000").await;
+    let restating: Vec<&Value> = records
+        .iter()
+        .filter(|r| !r["raw_body"]["restates"].as_array().unwrap().is_empty())
+        .collect();
+    assert!(
+        !restating.is_empty(),
+        "old retention rows were removed and restated"
+    );
+    let ids: HashSet<i64> = records.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    for record in &restating {
+        for restated in record["raw_body"]["restates"].as_array().unwrap() {
+            assert!(
+                !ids.contains(&restated.as_i64().unwrap()),
+                "{restated} is gone"
+            );
+        }
+    }
+    let (code, out) = verify(&app.db_path);
+    assert_eq!(code, 0, "{out}");
+    let last_id: i64 = app.db().scalar("SELECT max(id) FROM reports").await;
+    let present: i64 = app.db().scalar("SELECT count(*) FROM reports").await;
+    assert!(
+        out.contains(&format!("{} rows removed by retention", last_id - present)),
+        "every missing row is accounted for: {out}"
+    );
+}
+
+#[tokio::test]
+async fn the_file_stops_growing_once_the_policy_holds() {
+    let start = at("2026-09-01T00:00:00Z");
+    let clock = Clock::manual(start);
+    let policy = RetentionPolicy {
+        reports: Some(days(1)),
+        changes: Some(days(1)),
+        per_host: 3,
+    };
+    let app = std::sync::Arc::new(app_with(&clock, policy).await);
+    let mut sizes = Vec::new();
+    for cycle in 0..6 {
+        // A day of reports from 20 hosts, 32 at a time.
+        let mut tasks = tokio::task::JoinSet::new();
+        for worker in 0..32 {
+            let app = std::sync::Arc::clone(&app);
+            tasks.spawn(async move {
+                for n in (worker..1600).step_by(32) {
+                    let body = json!({"server_group": "g", "host": format!("h{}", n % 20),
+                                      "status": "synced", "changed_files": [],
+                                      "validation_message": "x".repeat(200)});
+                    let response = app.pipeline(body).await;
+                    assert!(response.status().is_success());
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+        clock.advance(days(2));
+        let pass = prune(&app).await;
+        assert!(
+            pass["removed"].as_u64().unwrap() >= 1500,
+            "cycle {cycle}: {pass}"
+        );
+        // What the file holds once the WAL is written back.
+        app.db()
+            .execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            .await
+            .unwrap();
+        sizes.push(std::fs::metadata(&app.db_path).unwrap().len());
+    }
+    let (first, last) = (sizes[1], *sizes.last().unwrap());
+    assert!(
+        last <= first + first / 10,
+        "the file keeps growing: {sizes:?} bytes after each cycle"
+    );
+    let free: i64 = app.db().scalar("PRAGMA freelist_count").await;
+    assert!(free > 0, "freed pages wait for reuse");
+    assert_eq!(verify(&app.db_path).0, 0);
+}
+
+#[tokio::test]
+async fn the_index_says_how_much_history_is_kept() {
+    let clock = Clock::manual(at("2026-09-01T00:00:00Z"));
+    let app = app_with(&clock, RetentionPolicy::default()).await;
+    let index = app.get_json("/").await;
+    assert_eq!(
+        index["retention"]["policy"],
+        json!({"retain_reports": "30d", "retain_changes": "400d", "retain_per_host": 100,
+               "prune_interval": "10m"})
+    );
+    assert!(index["retention"]["oldest_report"].is_null());
+    assert!(index["retention"]["last_prune"].is_null());
+    expect(
+        app.pipeline(json!({"server_group": "g", "host": "h", "status": "synced"}))
+            .await,
+        201,
+    )
+    .await;
+    prune(&app).await;
+    let index = app.get_json("/").await;
+    assert_eq!(
+        index["retention"]["oldest_report"],
+        "2026-09-01T00:00:00.000Z"
+    );
+    assert_eq!(index["retention"]["last_prune"]["removed"], 0);
+}
