@@ -2,13 +2,16 @@
 //! SQLite file. All integration tests live in this one binary.
 
 mod auth;
+mod backup;
 mod chain;
 mod concurrency;
 mod cron;
+mod decommission;
 mod errors;
 mod health;
 mod helpers;
 mod history;
+mod import;
 mod legacy;
 mod lifecycle;
 mod limits;

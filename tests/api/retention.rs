@@ -552,3 +552,86 @@ async fn the_index_says_how_much_history_is_kept() {
     );
     assert_eq!(index["retention"]["last_prune"]["removed"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_stops_cleanly_on_sigterm_and_the_next_start_finishes_it() {
+    // A backlog: 20,000 routine drift checks from September, written through a server whose
+    // clock reads then.
+    let started = std::time::Instant::now();
+    let start = at("2026-09-01T00:00:00Z");
+    let clock = Clock::manual(start);
+    let app = std::sync::Arc::new(app_with(&clock, RetentionPolicy::default()).await);
+    for host in 0..50 {
+        let body = json!({"server_group": "g", "host": format!("h{host}"), "status": "synced"});
+        expect(app.pipeline(body).await, 201).await;
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..32 {
+        let app = std::sync::Arc::clone(&app);
+        tasks.spawn(async move {
+            for n in (worker..20_000).step_by(32) {
+                let body = json!({"server_group": "g", "host": format!("h{}", n % 50), "status": "synced"});
+                assert!(app.cron(body).await.status().is_success());
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let app = std::sync::Arc::into_inner(app).expect("the only handle");
+    let db = app.db_path.clone();
+    let _dir = app.stop().await;
+    eprintln!("backlog written in {:?}", started.elapsed());
+
+    // The real binary, on the system clock: everything from September is past 30 days.
+    let mut server = crate::helpers::ServerProcess::start(&db);
+    let client = reqwest::Client::new();
+    let url = server.url("/admin/prune");
+    let pass = tokio::spawn(async move { client.post(url).send().await });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !server
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("retention removed reports"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no pruning transaction"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+
+    assert_eq!(server.wait(), Some(0));
+    let answered = pass
+        .await
+        .unwrap()
+        .expect("the request in flight is answered");
+    assert_eq!(answered.status(), 200);
+    let summary: Value = answered.json().await.unwrap();
+    assert_eq!(summary["interrupted"], true, "{summary}");
+    let removed = summary["removed"].as_u64().unwrap();
+    assert!(removed > 0 && removed < 19_000, "{summary}");
+    let (code, out) = verify(&db);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(", {removed} rows removed by retention;")),
+        "{out}"
+    );
+
+    // The next start picks up where it stopped.
+    let server = crate::helpers::ServerProcess::start(&db);
+    let rest: Value = reqwest::Client::new()
+        .post(server.url("/admin/prune"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["interrupted"], false);
+    assert!(rest["removed"].as_u64().unwrap() > 0, "{rest}");
+    assert_eq!(verify(&db).0, 0);
+}
