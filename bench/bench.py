@@ -2,9 +2,12 @@
 """bench/run's driver (Python 3 standard library only).
 
 compare (default): our server against Prometheus Pushgateway, both driven by the same wrk
-load generator on 127.0.0.1, and the targets of issue 5; prints one table.
+load generator on 127.0.0.1, and the targets of issue 5; then ingest on a 5-million-row
+history with and without a retention pass pruning it; prints one table.
 sweep: how GET /status and GET /history costs grow with the history (10k, 1M, 5M rows) and
 the number of hosts (1k, 10k).
+sizing: bytes per report as the server writes them, the volume a fleet needs under the
+default retention policy, and the file's size over repeated fill-and-prune cycles.
 
 Every process it starts is stopped by PID at the end. Databases generated with
 `gitops-status bench-fill` are kept under target/bench/ and reused while the schema and the
@@ -23,6 +26,7 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -120,15 +124,30 @@ def wrk(port, script, duration, connections, threads=2, **env):
 
 
 class Server:
-    """Our release binary on a free loopback port."""
+    """Our release binary on a free loopback port. Retention is off unless asked for: the
+    generated databases are reused between runs and must keep their history."""
 
-    def __init__(self, db, name, extra=()):
+    def __init__(self, db, name, extra=(), retention=False):
         self.port = free_port()
         self.db = db
         self.log = WORK / "logs" / f"{name}.log"
+        policy = [] if retention else ["--retain-reports", "off"]
         self.proc = start([str(BINARY), "serve", "--listen", f"127.0.0.1:{self.port}",
-                           "--db", str(db), *extra], self.log)
+                           "--db", str(db), *policy, *extra], self.log)
         self.startup = wait_ready(self.proc, self.port, "/ready")
+
+    def post(self, path, timeout=3600):
+        """POST without a body; the JSON answer."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            s.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n"
+                      "Connection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        if b" 200 " not in head.split(b"\r\n")[0]:
+            raise RuntimeError(f"POST {path}: {head[:200]!r} {body[:200]!r}")
+        return json.loads(body)
 
     def rss(self):
         return rss_kib(self.proc.pid)
@@ -190,11 +209,18 @@ def fixture(hosts, rows):
     began = time.monotonic()
     subprocess.run([str(BINARY), "bench-fill", "--db", str(partial), "--hosts", str(hosts),
                     "--rows", str(rows)], check=True, stdout=subprocess.DEVNULL)
-    for suffix in ("-wal", "-shm"):
+    for suffix in ("-wal", "-shm", ".lock"):
         Path(str(partial) + suffix).unlink(missing_ok=True)
     partial.rename(path)
     log(f"{path.name}: {time.monotonic() - began:.0f} s")
     return path
+
+
+def removed_so_far(db):
+    """Rows the retention rows in the file say they removed (read while the server runs)."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return conn.execute("SELECT coalesce(sum(json_extract(raw_body, '$.removed')), 0) "
+                            "FROM reports WHERE kind = 'retention'").fetchone()[0]
 
 
 def committed_rows(db):
@@ -287,6 +313,37 @@ def compare(args):
         for server in servers.values():
             server.stop()
 
+    log("ingest on a 5M-row history, without and with a retention pass pruning it")
+    for run in range(args.repeats):
+        db = WORK / "runs" / "prune.db"
+        for p in WORK.glob("runs/prune.db*"):
+            p.unlink()
+        subprocess.run(["cp", "--reflink=auto", "--sparse=always", str(big), str(db)], check=True)
+        server = Server(db, f"ours-no-prune-{run}")
+        try:
+            results.setdefault("ingest_history", []).append(
+                wrk(server.port, "ingest.lua", d, 64, BENCH_HOSTS=1000))
+        finally:
+            server.stop()
+        # The generated history is from 2025: past every default limit but the newest 100
+        # reports of each host, so the pass has millions of rows to remove.
+        server = Server(db, f"ours-prune-{run}", retention=True)
+        outcome = {}
+        pruner = threading.Thread(target=lambda: outcome.update(server.post("/admin/prune")))
+        try:
+            pruner.start()
+            time.sleep(1)
+            before = removed_so_far(db)
+            results.setdefault("ingest_pruning", []).append(
+                wrk(server.port, "ingest.lua", d, 64, BENCH_HOSTS=1000))
+            removed = removed_so_far(db) - before
+            results.setdefault("pruned_during_ingest", []).append(removed)
+            if not pruner.is_alive():
+                raise RuntimeError(f"the pass ended before the ingest phase did: {outcome}")
+        finally:
+            server.stop()
+            pruner.join()
+
     log("start-up to ready with 5M rows")
     startups = []
     for n in range(5):
@@ -325,6 +382,13 @@ def report_compare(res, args):
     rss = res["rss_kib"] / 1024
     pg_rss = median([r["pg_rss_kib"] for r in runs]) / 1024
     committed = all(r["every_2xx_committed"] for r in runs)
+    plain_ingest = median([r["req_s"] for r in res["ingest_history"]])
+    plain_p50 = median([ms(r["p50_us"]) for r in res["ingest_history"]])
+    plain_p99 = median([ms(r["p99_us"]) for r in res["ingest_history"]])
+    pruning_ingest = median([r["req_s"] for r in res["ingest_pruning"]])
+    pruning_p50 = median([ms(r["p50_us"]) for r in res["ingest_pruning"]])
+    pruning_p99 = median([ms(r["p99_us"]) for r in res["ingest_pruning"]])
+    pruned = median(res["pruned_during_ingest"])
     errors = sum(r["ours_ingest"]["errors"] + r["ours_read"]["errors"] for r in runs)
 
     def yes(ok):
@@ -360,6 +424,13 @@ def report_compare(res, args):
          f"{pg_rss:.1f} MiB (1000 groups)", "", "<= 32 MiB", yes(rss <= 32)),
         ("start-up to ready, 5M rows", f"{startup:.0f} ms", "", "", "<= 200 ms",
          yes(startup <= 200)),
+        ("POST /status/pipeline on a 5M-row history, c64: req/s", f"{plain_ingest:,.0f}",
+         "", "", "", ""),
+        ("  p50 / p99 latency", f"{plain_p50:.1f} / {plain_p99:.1f} ms", "", "", "", ""),
+        ("  the same while retention prunes it: req/s", f"{pruning_ingest:,.0f}", "",
+         f"{pruning_ingest / plain_ingest:.2f}x", "", ""),
+        ("  p50 / p99 latency", f"{pruning_p50:.1f} / {pruning_p99:.1f} ms", "", "", "", ""),
+        ("  rows pruned meanwhile", f"{pruned / args.duration:,.0f} rows/s", "", "", "", ""),
     ]
     print()
     print(f"gitops-status bench, {time.strftime('%Y-%m-%d %H:%M')}; {res['machine']}")
@@ -433,10 +504,110 @@ def sweep(args):
     log(f"raw results: {out}")
 
 
+# ---------------------------------------------------------------------------------------------
+# sizing
+
+
+def file_bytes(db):
+    """The database file once its WAL is written back (the server is stopped)."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages, size, free = (conn.execute(f"PRAGMA {p}").fetchone()[0]
+                             for p in ("page_count", "page_size", "freelist_count"))
+    return pages * size, free * size
+
+
+def sizing(args):
+    d = args.duration
+    db = WORK / "runs" / "sizing.db"
+    for p in WORK.glob("runs/sizing.db*"):
+        p.unlink()
+    log("bytes per report: deployments, then the seeds' drift checks, as the server writes them")
+    server = Server(db, "sizing-pipeline", retention=True)
+    try:
+        wrk(server.port, "ingest.lua", d, 64, BENCH_HOSTS=1000)
+    finally:
+        server.stop()
+    pipeline_rows = committed_rows(db)
+    pipeline_bytes, _ = file_bytes(db)
+    server = Server(db, "sizing-cron", retention=True)
+    try:
+        wrk(server.port, "cron.lua", d, 64, BENCH_HOSTS=1000)
+    finally:
+        server.stop()
+    cron_rows = committed_rows(db) - pipeline_rows
+    total_bytes, _ = file_bytes(db)
+    per_pipeline = pipeline_bytes / pipeline_rows
+    per_cron = (total_bytes - pipeline_bytes) / cron_rows
+
+    log(f"fill-and-prune: {args.cycles} cycles of 1M generated reports over 10,000 hosts")
+    cycles = []
+    cycle_db = WORK / "runs" / "cycles.db"
+    for p in WORK.glob("runs/cycles.db*"):
+        p.unlink()
+    subprocess.run(["cp", str(fixture(10_000, 10_000)), str(cycle_db)], check=True)
+    rows = 10_000
+    for cycle in range(args.cycles):
+        rows += 1_000_000
+        subprocess.run([str(BINARY), "bench-fill", "--db", str(cycle_db), "--hosts", "10000",
+                        "--rows", str(rows)], check=True, stdout=subprocess.DEVNULL)
+        filled, _ = file_bytes(cycle_db)
+        server = Server(cycle_db, f"cycle-{cycle}", retention=True)
+        try:
+            began = time.monotonic()
+            pass_ = server.post("/admin/prune")
+            seconds = time.monotonic() - began
+        finally:
+            server.stop()
+        pruned, free = file_bytes(cycle_db)
+        cycles.append({"cycle": cycle + 1, "filled_bytes": filled, "pruned_bytes": pruned,
+                       "free_bytes": free, "removed": pass_["removed"], "seconds": seconds,
+                       "kept": committed_rows(cycle_db)})
+
+    # The default policy at the seeds' 2-minute cron: 30 days of drift checks, and for 400
+    # days the changes (assumed: a deployment and two status flips a day per host).
+    fleet = []
+    for hosts in (100, 1_000, 10_000):
+        routine = hosts * 720 * 30
+        changes = hosts * 3 * 400
+        need = routine * per_cron + changes * per_pipeline
+        # Headroom: the WAL, pages freed by a pass before the next reuses them, index slack.
+        volume = need * 1.25
+        fleet.append({"hosts": hosts, "rows": routine + changes, "bytes": need,
+                      "volume_gib": max(1, -(-volume // 2**30))})
+
+    print()
+    print(f"gitops-status sizing, {time.strftime('%Y-%m-%d %H:%M')}; {machine()}")
+    print(f"bytes per report, indexes included: deployment (444-byte body) {per_pipeline:.0f} "
+          f"({pipeline_rows:,} rows); drift check (seed cron body) {per_cron:.0f} "
+          f"({cron_rows:,} rows)")
+    print()
+    print("| hosts | rows kept (30 d of 2-min checks + 400 d of changes) | data | volume |")
+    print("|---|---|---|---|")
+    for f in fleet:
+        print(f"| {f['hosts']:,} | {f['rows']:,} | {f['bytes'] / 2**30:.1f} GiB "
+              f"| {f['volume_gib']:.0f} Gi |")
+    print()
+    print("| cycle | file after filling | after pruning | free pages in it | rows kept | "
+          "removed | pass |")
+    print("|---|---|---|---|---|---|---|")
+    for c in cycles:
+        print(f"| {c['cycle']} | {c['filled_bytes'] / 2**20:,.0f} MiB "
+              f"| {c['pruned_bytes'] / 2**20:,.0f} MiB | {c['free_bytes'] / 2**20:,.0f} MiB "
+              f"| {c['kept']:,} | {c['removed']:,} | {c['seconds']:.0f} s |")
+    out = WORK / f"sizing-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps({"per_pipeline": per_pipeline, "per_cron": per_cron,
+                               "fleet": fleet, "cycles": cycles}, indent=1))
+    log(f"raw results: {out}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", nargs="?", default="compare", choices=("compare", "sweep"))
+    parser.add_argument("mode", nargs="?", default="compare",
+                        choices=("compare", "sweep", "sizing"))
+    parser.add_argument("--cycles", type=int, default=5,
+                        help="sizing: fill-and-prune cycles of 1M rows (5)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each comparison (3)")
     parser.add_argument("--duration", type=int,
                         help="seconds per load phase (compare: 10, sweep: 5; at most 15)")
@@ -444,7 +615,7 @@ def main():
                         help="history rows of the large database (5000000)")
     args = parser.parse_args()
     if args.duration is None:
-        args.duration = 10 if args.mode == "compare" else 5
+        args.duration = 5 if args.mode == "sweep" else 10
     if not 1 <= args.duration <= 15:
         parser.error("--duration must be 1..15 seconds")
     for path in ("logs", "runs"):
@@ -454,6 +625,8 @@ def main():
     try:
         if args.mode == "compare":
             compare(args)
+        elif args.mode == "sizing":
+            sizing(args)
         else:
             sweep(args)
     finally:

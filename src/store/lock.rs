@@ -28,7 +28,13 @@ impl WriterLock {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| anyhow::anyhow!("cannot open the lock file {}: {e}", path.display()))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot open the database {}: cannot create its lock file {}: {e}",
+                    db.display(),
+                    path.display()
+                )
+            })?;
         match file.try_lock() {
             Ok(()) => Ok(WriterLock(Arc::new(Mutex::new(Some(file))))),
             Err(TryLockError::WouldBlock) => Err(anyhow::anyhow!(

@@ -194,6 +194,46 @@ fn connect_options(path: &Path) -> (SqliteConnectOptions, SqliteConnectOptions) 
     (base, writer)
 }
 
+/// Applies the migrations the database lacks, on a connection of its own that does not log
+/// their SQL (a rebuild of a large history runs for a minute: sqlx would log all of it).
+async fn migrate(path: &Path, options: &SqliteConnectOptions) -> anyhow::Result<()> {
+    use sqlx::ConnectOptions;
+    let migrator = sqlx::migrate!();
+    let mut conn = SqliteConnection::connect_with(&options.clone().disable_statement_logging())
+        .await
+        .with_context(|| format!("cannot open the database {}", path.display()))?;
+    let applied: Vec<i64> = sqlx::query_scalar(
+        "SELECT version FROM _sqlx_migrations WHERE success = 1 ORDER BY version",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap_or_default();
+    let pending: Vec<String> = migrator
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .map(|m| format!("{} {}", m.version, m.description))
+        .collect();
+    if !applied.is_empty() && !pending.is_empty() {
+        tracing::info!(
+            migrations = %pending.join(", "),
+            "migrating the database; a rebuild takes about a minute per 5 million reports"
+        );
+    }
+    let started = std::time::Instant::now();
+    migrator
+        .run(&mut conn)
+        .await
+        .with_context(|| format!("cannot migrate the database {}", path.display()))?;
+    if !applied.is_empty() && !pending.is_empty() {
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            "database migrated"
+        );
+    }
+    conn.close().await?;
+    Ok(())
+}
+
 /// Opens (creating it and its parent folders if needed) and migrates the database, renders
 /// the hosts' status rows still missing, and returns the write connection.
 async fn open_for_writing(
@@ -201,13 +241,10 @@ async fn open_for_writing(
     options: &SqliteConnectOptions,
     render: RenderRow,
 ) -> anyhow::Result<SqliteConnection> {
+    migrate(path, options).await?;
     let mut conn = SqliteConnection::connect_with(options)
         .await
         .with_context(|| format!("cannot open the database {}", path.display()))?;
-    sqlx::migrate!()
-        .run(&mut conn)
-        .await
-        .with_context(|| format!("cannot migrate the database {}", path.display()))?;
     log_settings(&mut conn).await?;
     let rendered = rows::render_missing_status_rows(&mut conn, render)
         .await

@@ -381,9 +381,8 @@ impl Store {
     }
 }
 
-/// The writer's half: removes what `batch` names and is still removable (present, and no
-/// host's state rests on it), recording it first in a retention row linked after `tip`, all
-/// in one transaction. Returns the outcome and the retention row's record, for the tip.
+/// The writer's half: removes the rows `batch` names that are still there, recording them
+/// first in a retention row linked after `tip`, all in one transaction.
 pub(super) async fn prune_batch(
     conn: &mut SqliteConnection,
     tip: &mut Tip,
@@ -392,17 +391,14 @@ pub(super) async fn prune_batch(
 ) -> Result<PruneOutcome, StoreError> {
     let ids = serde_json::to_string(&batch.ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    // No host's state rests on these rows: the pass left out every report a host pointed at
+    // when it began, and pointers only ever move to reports newer than that (a decommission
+    // removes them; a host created again points at its new reports). Checking again here
+    // would cost a scan of `hosts` per transaction, inside the writer's lock.
     let rows: Vec<(i64, String, String, String, Option<String>)> = sqlx::query_as(
         "SELECT r.id, r.kind, r.prev_hash, r.hash,
                 CASE WHEN r.kind = 'retention' THEN r.raw_body END
          FROM json_each(?1) AS j JOIN reports r ON r.id = j.value
-         WHERE r.id NOT IN (SELECT last_report_id FROM hosts
-                            UNION ALL SELECT status_report_id FROM hosts
-                            UNION ALL SELECT files_report_id FROM hosts
-                            UNION ALL SELECT pipeline_report_id FROM hosts
-                                      WHERE pipeline_report_id IS NOT NULL
-                            UNION ALL SELECT cron_report_id FROM hosts
-                                      WHERE cron_report_id IS NOT NULL)
          ORDER BY r.id",
     )
     .bind(&ids)
