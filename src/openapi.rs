@@ -68,7 +68,23 @@ pub fn spec() -> Spec {
         .split_for_parts();
     let mut spec = ApiDoc::openapi();
     spec.merge(paths);
+    optional_body(&mut spec, "/status/{server_group}/{host}");
     spec
+}
+
+/// The DELETE of a host takes no body or an object. utoipa marks a body optional only when
+/// its type is an `Option`, which would also document a JSON `null`; so it is marked here.
+fn optional_body(spec: &mut Spec, path: &str) {
+    use utoipa::openapi::Required;
+    let body = spec
+        .paths
+        .paths
+        .get_mut(path)
+        .and_then(|item| item.delete.as_mut())
+        .and_then(|operation| operation.request_body.as_mut());
+    if let Some(utoipa::openapi::RefOr::T(body)) = body {
+        body.required = Some(Required::False);
+    }
 }
 
 /// The document as YAML: what `gitops-status openapi` prints and openapi.yaml holds.

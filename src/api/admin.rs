@@ -48,7 +48,7 @@ impl RetentionPolicyView {
 /// What a retention pass did.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
-    "scanned": 120000, "removed": 98500, "retention_rows": 197, "interrupted": false,
+    "scanned": 120000, "removed": 98500, "retention_rows": 394, "interrupted": false,
     "policy": {"retain_reports": "30d", "retain_changes": "400d", "retain_per_host": 100,
                "prune_interval": "10m"}
 }))]
@@ -91,6 +91,12 @@ pub async fn prune(ctx: web::Data<AppContext>, admin: Admin) -> Result<HttpRespo
         policy: RetentionPolicyView::of(&ctx),
     }))
 }
+
+/// A SQLite database file.
+#[allow(dead_code)] // documents the response body
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct DatabaseFile(Vec<u8>);
 
 /// A database copy on its way to the client: its exact size up front, then its pages.
 struct Pages {
@@ -140,7 +146,7 @@ impl MessageBody for Pages {
     tag = "admin",
     responses(
         (status = 200, description = "The database file (Content-Length: its size in bytes)",
-         content_type = "application/vnd.sqlite3", body = Vec<u8>,
+         content_type = "application/vnd.sqlite3", body = DatabaseFile,
          headers(("Content-Disposition" = String, description = "attachment; filename=\"gitops-status-<time>.db\""))),
         AdminAuthErrors,
         (status = 503, description = "The database cannot be read now", body = ErrorBody, example = super::error::examples::not_ready),

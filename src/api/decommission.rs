@@ -58,8 +58,9 @@ pub struct Decommissioned {
         ("server_group" = GroupName, Path, example = "rsyslog-prod"),
         ("host" = Name, Path, example = "rsyslog-01"),
     ),
-    request_body(content = Option<DecommissionBody>, content_type = "application/json",
-                 description = "Optional: a reason"),
+    // Optional: `openapi::spec` marks it so.
+    request_body(content = DecommissionBody, content_type = "application/json",
+                 description = "Optional: why the host leaves"),
     responses(
         (status = 200, description = "Decommissioned", body = Decommissioned),
         ReportErrors,

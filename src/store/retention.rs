@@ -24,9 +24,14 @@ use super::{Store, StoreError};
 
 /// Rows read per query while a pass looks for what to remove.
 const SCAN_BATCH: i64 = 2_000;
-/// Rows removed per transaction: small, so reports wait milliseconds for the writer, not
-/// seconds, while a large backlog is pruned.
-pub(super) const REMOVE_BATCH: usize = 500;
+/// Rows removed per transaction: small, so a report waits for at most one such transaction
+/// (milliseconds) while a large backlog is pruned.
+pub(super) const REMOVE_BATCH: usize = 250;
+/// After each transaction a pass waits this many times as long as the transaction took, so
+/// it takes at most a quarter of the writer's time and ingest keeps the rest.
+const PACE: u32 = 3;
+/// The longest such wait (a shutdown waits for it).
+const MAX_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 /// The principal of retention rows.
 pub const PRINCIPAL: &str = "retention";
 
@@ -286,9 +291,11 @@ impl Store {
             policy,
             cutoffs,
         };
+        let started = std::time::Instant::now();
         let outcome = self.writer.prune(batch).await?;
         summary.removed += outcome.removed;
         summary.records += u64::from(outcome.record_id.is_some());
+        tokio::time::sleep((started.elapsed() * PACE).min(MAX_PAUSE)).await;
         Ok(())
     }
 

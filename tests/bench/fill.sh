@@ -19,12 +19,12 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 "$binary" bench-fill --db "$work/fill.db" --hosts 50 --rows 2000
 "$binary" bench-fill --db "$work/fill.db" --hosts 50 --rows 5000
 out=$("$binary" verify --db "$work/fill.db") || fail "verify: $out"
-[[ $out == "verified 5000 rows (ids 1..5000); chain head "*"; 50 host rows match their reports" ]] \
+[[ $out == "verified 5000 rows (ids 1..5000), 0 rows removed by retention; chain head "*"; 50 host rows match their reports" ]] \
     || fail "unexpected: $out"
 echo "bench-fill: $out"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$binary" serve --listen "127.0.0.1:$port" --db "$work/fill.db" >"$work/log" 2>&1 &
+"$binary" serve --listen "127.0.0.1:$port" --db "$work/fill.db" --retain-reports off >"$work/log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
     curl -fsS "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && break
