@@ -542,7 +542,8 @@ def sizing(args):
     per_pipeline = pipeline_bytes / pipeline_rows
     per_cron = (total_bytes - pipeline_bytes) / cron_rows
 
-    log(f"fill-and-prune: {args.cycles} cycles of 1M generated reports over 10,000 hosts")
+    log(f"fill-and-prune: {args.cycles} cycles of {args.cycle_rows:,} generated reports "
+        "over 10,000 hosts")
     cycles = []
     cycle_db = WORK / "runs" / "cycles.db"
     for p in WORK.glob("runs/cycles.db*"):
@@ -550,7 +551,7 @@ def sizing(args):
     subprocess.run(["cp", str(fixture(10_000, 10_000)), str(cycle_db)], check=True)
     rows = 10_000
     for cycle in range(args.cycles):
-        rows += 1_000_000
+        rows += args.cycle_rows
         subprocess.run([str(BINARY), "bench-fill", "--db", str(cycle_db), "--hosts", "10000",
                         "--rows", str(rows)], check=True, stdout=subprocess.DEVNULL)
         filled, _ = file_bytes(cycle_db)
@@ -609,7 +610,9 @@ def main():
     parser.add_argument("mode", nargs="?", default="compare",
                         choices=("compare", "sweep", "sizing"))
     parser.add_argument("--cycles", type=int, default=5,
-                        help="sizing: fill-and-prune cycles of 1M rows (5)")
+                        help="sizing: fill-and-prune cycles (5)")
+    parser.add_argument("--cycle-rows", type=int, default=500_000,
+                        help="sizing: reports generated per cycle (500000)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each comparison (3)")
     parser.add_argument("--duration", type=int,
                         help="seconds per load phase (compare: 10, sweep: 5; at most 15)")

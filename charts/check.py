@@ -135,6 +135,11 @@ def assert_promises(label, values, manifests, notes, namespace=NAMESPACE):
           f"{label}: the container overrides the image's entrypoint")
     check(env["GITOPS_STATUS_DB"] == "/data/gitops-status.db", f"{label}: db {env}")
     check(env["GITOPS_STATUS_LISTEN"] == "0.0.0.0:5000", f"{label}: listen {env}")
+    retention = v["retention"]
+    for variable, key in (("RETAIN_REPORTS", "reports"), ("RETAIN_CHANGES", "changes"),
+                          ("RETAIN_PER_HOST", "perHost"), ("PRUNE_INTERVAL", "pruneInterval")):
+        check(env[f"GITOPS_STATUS_{variable}"] == str(retention[key]),
+              f"{label}: GITOPS_STATUS_{variable} {env.get(f'GITOPS_STATUS_{variable}')}")
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     check(mounts.get("data") == "/data", f"{label}: /data not mounted: {mounts}")
     volumes = {vol["name"]: vol for vol in pod["volumes"]}
@@ -303,6 +308,8 @@ def main():
     assert_schema_refuses({"persistence": {"enabled": "yes"}}, "persistence.enabled is a string")
     assert_schema_refuses({"persistance": {"enabled": False}}, "misspelt key")
     assert_schema_refuses({"podLabels": {"app.kubernetes.io/name": "x"}}, "podLabels replace a selector label")
+    assert_schema_refuses({"retention": {"reports": "30"}}, "a retention duration without a unit")
+    assert_schema_refuses({"retention": {"pruneInterval": "off"}}, "pruning cannot be switched off")
     assert_render_refuses({"extraEnv": [{"name": "GITOPS_STATUS_DB", "value": "/tmp/x.db"}]},
                           "extraEnv overrides a chart-managed variable")
     assert_render_refuses({"terminationGracePeriodSeconds": 10}, "grace period below shutdown timeout")

@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::admin::RetentionPolicyView;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::AppContext;
 
 /// How much history the server keeps.
@@ -68,7 +68,10 @@ pub struct Index {
 /// The service's name, version, main addresses and how much history it keeps.
 #[utoipa::path(
     tag = "probes",
-    responses((status = 200, description = "Name, version, links and retention", body = Index))
+    responses(
+        (status = 200, description = "Name, version, links and retention", body = Index),
+        (status = 500, description = "Database failure", body = ErrorBody, example = super::error::examples::internal),
+    )
 )]
 #[get("/")]
 pub async fn index(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError> {
