@@ -8,7 +8,6 @@
 use std::path::Path;
 
 use anyhow::Context;
-use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, SqliteConnection};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
@@ -105,19 +104,12 @@ impl Store {
 /// Writes a consistent copy of the database at `db` to `out` (which must not exist), while a
 /// server may be writing it. Returns the copy's size in bytes.
 pub async fn backup_file(db: &Path, out: &Path) -> anyhow::Result<u64> {
-    anyhow::ensure!(db.exists(), "{} does not exist", db.display());
     anyhow::ensure!(
         !out.exists(),
         "{} already exists; choose another name or remove it",
         out.display()
     );
-    let options = SqliteConnectOptions::new()
-        .filename(db)
-        .read_only(true)
-        .busy_timeout(std::time::Duration::from_secs(5));
-    let mut conn = SqliteConnection::connect_with(&options)
-        .await
-        .with_context(|| format!("cannot open {}", db.display()))?;
+    let mut conn = super::connect_read_only(db).await?;
     let mut partial = out.as_os_str().to_owned();
     partial.push(".partial");
     let partial = std::path::PathBuf::from(partial);

@@ -7,7 +7,6 @@
 use std::path::Path;
 
 use anyhow::Context;
-use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, Row, SqliteConnection};
 
 use crate::domain::chain::{is_hash, link, GENESIS};
@@ -49,14 +48,7 @@ pub enum Verification {
 /// against the reports it derives from (rendered with `render`), read-only, in one snapshot
 /// (safe while the server runs).
 pub async fn verify(path: &Path, render: super::RenderRow) -> anyhow::Result<Verification> {
-    anyhow::ensure!(path.exists(), "{} does not exist", path.display());
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true)
-        .busy_timeout(std::time::Duration::from_secs(5));
-    let mut conn = SqliteConnection::connect_with(&options)
-        .await
-        .with_context(|| format!("cannot open {}", path.display()))?;
+    let mut conn = super::connect_read_only(path).await?;
     let problems: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
         .fetch_all(&mut conn)
         .await?;

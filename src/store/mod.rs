@@ -194,6 +194,19 @@ fn connect_options(path: &Path) -> (SqliteConnectOptions, SqliteConnectOptions) 
     (base, writer)
 }
 
+/// A read-only connection to an existing database file, for the commands that only read it
+/// (verify, backup): safe while a server writes it.
+async fn connect_read_only(path: &Path) -> anyhow::Result<SqliteConnection> {
+    anyhow::ensure!(path.exists(), "{} does not exist", path.display());
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .busy_timeout(BUSY_TIMEOUT);
+    SqliteConnection::connect_with(&options)
+        .await
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
 /// Applies the migrations the database lacks, on a connection of its own that does not log
 /// their SQL (a rebuild of a large history runs for a minute: sqlx would log all of it).
 async fn migrate(path: &Path, options: &SqliteConnectOptions) -> anyhow::Result<()> {

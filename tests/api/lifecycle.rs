@@ -90,6 +90,20 @@ fn bad_configuration_stops_start_up_naming_the_option() {
         stderr.contains("--listen / GITOPS_STATUS_LISTEN"),
         "{stderr}"
     );
+    // A retention duration from the environment, as the chart sets it.
+    let output = Command::new(binary())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("GITOPS_STATUS_RETAIN_REPORTS", "30days")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "--retain-reports / GITOPS_STATUS_RETAIN_REPORTS: \"30days\" is not a duration"
+        ),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
