@@ -6,6 +6,11 @@
 --             it removed). A retention row belongs to no host: server_group and host are NULL
 --             there and only there. An import carries a deployment, a drift check's time and a
 --             v1 drift_count at once.
+--           - is_change: whether the row changed something (kept for --retain-changes) or was
+--             routine. The writer sets it when it writes the row, from the host's state
+--             before and after; rows written before this migration are classified here,
+--             against the host's previous report that carried a status or files. It is not
+--             part of the chained content: it only tells retention how long to keep the row.
 --           - rows may be deleted, but only those a retention row written in the same
 --             transaction describes: the pruner lists their ids in `prune_permit`, the DELETE
 --             trigger refuses every other row, and the permits are gone again at commit. An
@@ -59,6 +64,9 @@ CREATE TABLE reports_new (
                                                AND prev_hash NOT GLOB '*[^0-9a-f]*'),
     hash               TEXT    NOT NULL CHECK (length(hash) = 64
                                                AND hash NOT GLOB '*[^0-9a-f]*'),
+    -- Retention's tier: 1 for a change, 0 for a routine report (see above); a row that
+    -- does not say is kept as a change.
+    is_change          INTEGER NOT NULL DEFAULT 1 CHECK (is_change IN (0, 1)),
     CHECK (received_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z'),
     CHECK (observed_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z'),
     CHECK (last_pipeline_run IS NULL OR last_pipeline_run GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z'),
@@ -76,10 +84,34 @@ CREATE TABLE reports_new (
                AND commit_sha IS NULL AND branch IS NULL AND updated_by IS NULL
                AND last_pipeline_run IS NULL)),
     CHECK (kind IN ('legacy', 'import') OR drift_count IS NULL),
-    CHECK (kind <> 'pipeline' OR last_cron_check IS NULL)
+    CHECK (kind <> 'pipeline' OR last_cron_check IS NULL),
+    CHECK (kind IN ('cron', 'legacy') OR is_change = 1)
 ) STRICT;
 
-INSERT INTO reports_new SELECT * FROM reports;
+-- Each drift check against the host's previous report that said something about its status
+-- or files (found through the (server_group, host, id) index, one seek per row: no sort of
+-- the whole history). A different status or file list (as text) makes it a change, and so
+-- does having no such predecessor.
+INSERT INTO reports_new
+SELECT r.id, r.received_at, r.kind, r.server_group, r.host, r.status, r.changed_files,
+       r.project_name, r.repo_name, r.server_type, r.environment, r.validation_status,
+       r.validation_message, r.commit_sha, r.branch, r.updated_by, r.last_pipeline_run,
+       r.last_cron_check, r.drift_count, r.observed_at, r.principal, r.client_addr,
+       r.forwarded_for, r.user_agent, r.raw_body, r.prev_hash, r.hash,
+       CASE
+           WHEN r.kind NOT IN ('cron', 'legacy') THEN 1
+           WHEN r.status IS NULL AND r.changed_files IS NULL THEN 0
+           WHEN p.id IS NULL THEN 1
+           WHEN r.status IS NOT NULL AND r.status IS NOT p.status THEN 1
+           WHEN coalesce(r.changed_files, '[]') IS NOT coalesce(p.changed_files, '[]') THEN 1
+           ELSE 0
+       END
+FROM reports r
+LEFT JOIN reports p ON p.id = (
+    SELECT q.id FROM reports q
+    WHERE q.server_group = r.server_group AND q.host = r.host AND q.id < r.id
+      AND (q.status IS NOT NULL OR q.changed_files IS NOT NULL)
+    ORDER BY q.id DESC LIMIT 1);
 
 -- The id sequence continues where it was, even past rows deleted from the end.
 UPDATE sqlite_sequence
@@ -120,6 +152,17 @@ CREATE INDEX reports_by_received_at ON reports (received_at);
 CREATE INDEX reports_by_kind ON reports (kind, id);
 CREATE INDEX reports_by_commit ON reports (commit_sha) WHERE commit_sha IS NOT NULL;
 CREATE INDEX hosts_without_status_row ON hosts (id) WHERE status_row IS NULL;
+
+-- Every entry of an old server's file that was imported, by host and a hash of the entry's
+-- JSON (keys sorted), so importing the same file again adds nothing, even after retention
+-- removed the import's report.
+CREATE TABLE imported_entries (
+    server_group       TEXT    NOT NULL,
+    host               TEXT    NOT NULL,
+    entry_sha256       TEXT    NOT NULL CHECK (length(entry_sha256) = 64),
+    report_id          INTEGER NOT NULL,
+    PRIMARY KEY (server_group, host, entry_sha256)
+) STRICT, WITHOUT ROWID;
 
 -- The id ranges the pruning transaction in progress may delete; empty between transactions.
 CREATE TABLE prune_permit (

@@ -122,6 +122,7 @@ pub(crate) fn request_meta(
         forwarded_for: header("x-forwarded-for"),
         user_agent: header("user-agent"),
         raw_body,
+        import_entry: None,
     }
 }
 

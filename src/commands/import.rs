@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use sha2::Digest;
 
 use crate::api::body::{Fields, JsonObject};
 use crate::api::error::ApiError;
@@ -45,10 +46,47 @@ pub struct Entry {
     pub report: Report,
     /// `{"file": …, "key": …, "entry": <the entry exactly as in the file>}`.
     pub raw_body: String,
-    /// The entry exactly as in the file, to find it among earlier imports.
-    pub entry_text: String,
-    /// The entry in one compact form, to find it twice in one run.
-    pub dedupe_key: String,
+    /// The SHA-256 of the entry's JSON with its keys sorted: the same entry however it was
+    /// written out, to find it among earlier imports.
+    pub entry_sha256: String,
+}
+
+/// SHA-256 (hex) of `value` written compactly with every object's keys sorted.
+fn entry_sha256(value: &Value) -> String {
+    fn write(value: &Value, out: &mut String) {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (index, key) in keys.into_iter().enumerate() {
+                    if index > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(key.clone()).to_string());
+                    out.push(':');
+                    if let Some(member) = map.get(key) {
+                        write(member, out);
+                    }
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (index, item) in items.iter().enumerate() {
+                    if index > 0 {
+                        out.push(',');
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+    let mut text = String::new();
+    write(value, &mut text);
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
 
 /// `$.servers["rsyslog-prod/rsyslog-01"].status`
@@ -146,8 +184,7 @@ fn parse_v1(
     // A v1 object is a drift check: its last_check dates the status and the check.
     let at = report.reported_at.unwrap_or(modified);
     Ok(Entry {
-        entry_text: raw.get().to_owned(),
-        dedupe_key: serde_json::to_string(&object.fields).unwrap_or_default(),
+        entry_sha256: entry_sha256(&Value::Object(object.fields.clone())),
         raw_body: raw_body(name, None, raw)
             .map_err(|e| problems_of(name, "$", ApiError::field("(body)", e)))?,
         report: Report {
@@ -286,8 +323,7 @@ fn parse_v2_entry(
         .or_else(|| pipeline_at.max(cron_at))
         .unwrap_or(modified);
     Ok(Entry {
-        entry_text: raw.get().to_owned(),
-        dedupe_key: serde_json::to_string(value).unwrap_or_default(),
+        entry_sha256: entry_sha256(value),
         raw_body: raw_body(name, Some(key), raw).map_err(|e| fail("(entry)", e))?,
         report: Report {
             server_group: report.server_group,
@@ -421,13 +457,13 @@ async fn import(store: &Store, entries: Vec<Entry>) -> anyhow::Result<Imported> 
         let key = (
             entry.report.server_group.to_string(),
             entry.report.host.to_string(),
-            entry.dedupe_key.clone(),
+            entry.entry_sha256.clone(),
         );
         let before = store
             .imported_before(
                 &entry.report.server_group,
                 &entry.report.host,
-                &entry.entry_text,
+                &entry.entry_sha256,
             )
             .await?;
         if before || !seen.insert(key) {
@@ -437,6 +473,7 @@ async fn import(store: &Store, entries: Vec<Entry>) -> anyhow::Result<Imported> 
         let meta = RequestMeta {
             principal: Some(PRINCIPAL.to_owned()),
             raw_body: entry.raw_body,
+            import_entry: Some(entry.entry_sha256),
             ..RequestMeta::default()
         };
         batch.push((entry.report, meta));

@@ -19,6 +19,6 @@ pub use report::{
     ChangedFiles, Deployment, HistoryEntry, HistoryFilter, HostState, Observation, Report,
     MAX_CHANGED_FILES, MAX_MESSAGE_LEN, MAX_PATH_LEN, MAX_TEXT_LEN,
 };
-pub use retention::{Cutoffs, HostTrail, RetentionPolicy, Tier};
+pub use retention::{Cutoffs, RetentionPolicy, Tier};
 pub use status::{ReportKind, Status};
 pub use timestamp::Timestamp;

@@ -90,59 +90,42 @@ pub enum Tier {
     Change,
 }
 
-/// What a host's reports said so far, in arrival order: the yardstick that tells a drift
-/// check that changed the host's status or set of changed files from a routine one.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HostTrail {
-    status: Option<Status>,
-    /// Sorted and without duplicates: the set, not the order the client listed it in.
-    files: Option<Vec<String>>,
-}
-
-impl HostTrail {
-    /// The trail as of a report that said `status` and `files` (None: not carried).
-    pub fn from_last(status: Option<Status>, files: Option<Vec<String>>) -> Self {
-        HostTrail {
-            status,
-            files: files.map(as_set),
-        }
-    }
-
-    /// Classifies the host's next row (by id) and remembers what it said. A status without
-    /// `changed_files` says "none", as in the merge rules.
-    pub fn next(
-        &mut self,
+impl Tier {
+    /// The tier of a report, from what it left of the host's status and set of changed files
+    /// (`after`) and what was there before it (`before`; None for a new host, or after a
+    /// decommission): a change when its kind always is one, when it created the host, or when
+    /// it changed the status or the set of files; routine otherwise (a late report that moved
+    /// nothing, a check that found what the host already had).
+    pub fn of(
         kind: ReportKind,
-        status: Option<Status>,
-        changed_files: Option<Vec<String>>,
+        before: Option<(Status, &[String])>,
+        after: Option<(Status, &[String])>,
     ) -> Tier {
-        if kind == ReportKind::Decommission {
-            // The host starts again from nothing: its next report is a change.
-            *self = HostTrail::default();
-            return Tier::Change;
-        }
-        let files = (status.is_some() || changed_files.is_some())
-            .then(|| as_set(changed_files.unwrap_or_default()));
-        let status_changed = status.is_some() && status != self.status;
-        let files_changed = files.is_some() && files != self.files;
-        if status.is_some() {
-            self.status = status;
-        }
-        if files.is_some() {
-            self.files = files;
-        }
-        if kind.is_change() || status_changed || files_changed {
+        let changed = match (before, after) {
+            (Some((was, old)), Some((now, new))) => was != now || !same_set(old, new),
+            _ => true,
+        };
+        if kind.is_change() || changed {
             Tier::Change
         } else {
             Tier::Routine
         }
     }
+
+    /// As stored in `reports.is_change`.
+    pub fn is_change(self) -> bool {
+        self == Tier::Change
+    }
 }
 
-fn as_set(mut files: Vec<String>) -> Vec<String> {
-    files.sort_unstable();
-    files.dedup();
-    files
+fn same_set(a: &[String], b: &[String]) -> bool {
+    fn set(files: &[String]) -> Vec<&String> {
+        let mut set: Vec<&String> = files.iter().collect();
+        set.sort_unstable();
+        set.dedup();
+        set
+    }
+    set(a) == set(b)
 }
 
 #[cfg(test)]
@@ -154,44 +137,46 @@ mod tests {
     }
 
     #[test]
-    fn a_drift_check_is_a_change_only_when_it_changes_status_or_files() {
-        let mut trail = HostTrail::default();
+    fn a_drift_check_is_a_change_only_when_it_changes_status_or_the_set_of_files() {
         let cron = ReportKind::Cron;
-        let synced = Some(Status::Synced);
-        let drifted = Some(Status::OutOfSync);
-        assert_eq!(trail.next(ReportKind::Pipeline, synced, None), Tier::Change);
-        assert_eq!(trail.next(cron, synced, files(&[])), Tier::Routine);
+        let none: &[String] = &[];
+        let ab = files(&["/a", "/b"]).unwrap();
+        let ba = files(&["/b", "/a", "/a"]).unwrap();
+        let b = files(&["/b"]).unwrap();
+        let synced = Status::Synced;
+        let drifted = Status::OutOfSync;
+        let tier = Tier::of;
         assert_eq!(
-            trail.next(cron, synced, None),
-            Tier::Routine,
-            "no list: none"
-        );
-        assert_eq!(trail.next(cron, None, None), Tier::Routine, "a heartbeat");
-        assert_eq!(
-            trail.next(cron, drifted, files(&["/a", "/b"])),
-            Tier::Change
-        );
-        assert_eq!(
-            trail.next(cron, drifted, files(&["/b", "/a", "/a"])),
+            tier(cron, Some((synced, none)), Some((synced, none))),
             Tier::Routine
         );
         assert_eq!(
-            trail.next(cron, drifted, files(&["/b"])),
-            Tier::Change,
-            "files"
-        );
-        assert_eq!(trail.next(cron, None, files(&["/b"])), Tier::Routine);
-        assert_eq!(trail.next(ReportKind::Legacy, synced, None), Tier::Change);
-        assert_eq!(trail.next(ReportKind::Pipeline, synced, None), Tier::Change);
-        assert_eq!(
-            trail.next(ReportKind::Decommission, None, None),
+            tier(cron, Some((synced, none)), Some((drifted, &ab))),
             Tier::Change
         );
         assert_eq!(
-            trail.next(ReportKind::Legacy, synced, None),
-            Tier::Change,
-            "anew"
+            tier(cron, Some((drifted, &ab)), Some((drifted, &ba))),
+            Tier::Routine
         );
+        assert_eq!(
+            tier(cron, Some((drifted, &ab)), Some((drifted, &b))),
+            Tier::Change
+        );
+        assert_eq!(
+            tier(ReportKind::Legacy, None, Some((synced, none))),
+            Tier::Change,
+            "new"
+        );
+        let same = Some((synced, none));
+        for kind in [
+            ReportKind::Pipeline,
+            ReportKind::Import,
+            ReportKind::Decommission,
+        ] {
+            assert_eq!(tier(kind, same, same), Tier::Change, "{kind}");
+        }
+        assert_eq!(tier(ReportKind::Decommission, same, None), Tier::Change);
+        assert!(Tier::Change.is_change() && !Tier::Routine.is_change());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use anyhow::Context;
 use sqlx::sqlite::SqliteSynchronous;
 use sqlx::{Connection, SqliteConnection};
 
-use crate::domain::{Heads, Report, Timestamp};
+use crate::domain::{Heads, Report, Status, Tier, Timestamp};
 
 use super::append::{insert_reports, load_tip, NewRow};
 use super::lock::WriterLock;
@@ -55,6 +55,9 @@ pub async fn append(
     .fetch_all(&mut conn)
     .await?;
     let mut heads = load_heads(&mut conn).await?;
+    // What each host's reports of this run left of its status and files, for their tiers
+    // (the generated reports arrive in observation order).
+    let mut said: HashMap<HostKey, (Status, Vec<String>)> = HashMap::new();
     let mut tip = load_tip(&mut conn).await?;
 
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
@@ -74,7 +77,35 @@ pub async fn append(
         }
         let received_at = generated.received_at;
         let observed_at = report.observed_at(received_at);
+        let before = said.get(&key).cloned();
+        let after = match (report.status(), &before) {
+            (Some(status), _) => Some((
+                status,
+                report
+                    .changed_files()
+                    .map(|f| f.as_slice().to_vec())
+                    .unwrap_or_default(),
+            )),
+            (None, Some((status, files))) => Some((
+                *status,
+                report
+                    .changed_files()
+                    .map_or_else(|| files.clone(), |f| f.as_slice().to_vec()),
+            )),
+            (None, None) => None,
+        };
+        // A host the database already had but this run has not seen is compared with nothing:
+        // its first generated report counts as a change.
+        let tier = Tier::of(
+            report.kind(),
+            before.as_ref().map(|(s, f)| (*s, f.as_slice())),
+            after.as_ref().map(|(s, f)| (*s, f.as_slice())),
+        );
+        if let Some(after) = after {
+            said.insert(key.clone(), after);
+        }
         let mut row = NewRow::of_report(report, generated.meta);
+        row.record.is_change = i64::from(tier.is_change());
         let id = tip.next_id;
         row.link(id, received_at, observed_at, &tip.hash);
         tip.hash.clone_from(&row.record.hash);

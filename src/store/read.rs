@@ -160,22 +160,21 @@ impl Store {
             .transpose()
     }
 
-    /// Whether this entry of an old server's file was imported for this host before (the
-    /// same JSON, compared as SQLite minifies it).
+    /// Whether an entry of an old server's file (by the SHA-256 of its JSON, keys sorted) was
+    /// imported for this host before.
     pub async fn imported_before(
         &self,
         group: &ServerGroup,
         host: &HostName,
-        entry: &str,
+        entry_sha256: &str,
     ) -> Result<bool, StoreError> {
         let found: i64 = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM reports
-                            WHERE server_group = ?1 AND host = ?2 AND kind = 'import'
-                              AND json_extract(raw_body, '$.entry') = json(?3))",
+            "SELECT EXISTS (SELECT 1 FROM imported_entries
+                            WHERE server_group = ?1 AND host = ?2 AND entry_sha256 = ?3)",
         )
         .bind(group.as_str())
         .bind(host.as_str())
-        .bind(entry)
+        .bind(entry_sha256)
         .fetch_one(&self.readers)
         .await?;
         Ok(found == 1)

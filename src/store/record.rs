@@ -15,6 +15,9 @@ pub(super) enum Role {
     Linked,
     /// The chain itself (`prev_hash`, `hash`): not in the canonical text.
     Chain,
+    /// Set by the writer from what it knows when it writes the row, for the service's own use
+    /// (retention's tier): not in the canonical text.
+    Derived,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -116,6 +119,8 @@ report_record! {
     raw_body: String => Content,
     prev_hash: String => Chain,
     hash: String => Chain,
+    /// 1: the row changed something (kept for --retain-changes); 0: routine.
+    is_change: i64 => Derived,
 }
 
 /// `id, received_at, …, hash`: every column, for SELECT and INSERT.
@@ -134,11 +139,11 @@ fn canonical_columns() -> impl Iterator<Item = (usize, &'static Column)> {
     COLUMNS
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.role != Role::Chain)
+        .filter(|(_, c)| matches!(c.role, Role::Content | Role::Linked))
 }
 
 /// The canonical content of a stored row as SQLite renders it: `json_object('id', id, …)`
-/// over every column but the chain's own. `verify` and the README's auditor recipe use it.
+/// over every column but the chain's own and the derived ones. `verify` and the README's auditor recipe use it.
 pub fn canonical_sql() -> &'static str {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         let members: Vec<String> = canonical_columns()
@@ -319,9 +324,9 @@ mod tests {
     #[test]
     fn the_canonical_text_is_the_one_existing_chains_use() {
         assert_eq!(canonical_sql(), CANONICAL_ROW_OF_MIGRATION_0001);
-        assert_eq!(COLUMNS.len(), 27);
+        assert_eq!(COLUMNS.len(), 28);
         assert!(column_list().starts_with("id, received_at, kind, server_group,"));
-        assert!(column_list().ends_with("raw_body, prev_hash, hash"));
+        assert!(column_list().ends_with("raw_body, prev_hash, hash, is_change"));
     }
 
     #[test]
@@ -366,6 +371,7 @@ mod tests {
             raw_body: text().unwrap_or_default(),
             prev_hash: String::new(),
             hash: String::new(),
+            is_change: 0,
         }
     }
 
@@ -404,7 +410,8 @@ mod tests {
         let mut conn = runtime
             .block_on(SqliteConnection::connect("sqlite::memory:"))
             .unwrap();
-        let texts = COLUMNS.len() - 2 - 2;
+        // Every canonical column but the two integers (id, drift_count).
+        let texts = canonical_columns().count() - 2;
         // Each ASCII character alone, then random members.
         for byte in 0u8..0x80 {
             let record = record(

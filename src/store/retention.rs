@@ -1,5 +1,6 @@
 //! Retention: a pruning pass finds the rows the policy lets go (reading through the read pool,
-//! oldest first), and the writer removes them in small transactions. Each transaction first
+//! oldest first; each row's tier is `reports.is_change`, which the writer set when it wrote
+//! the row), and the writer removes them in small transactions. Each transaction first
 //! appends a `retention` row to the chain that lists exactly what it removes: the runs of
 //! consecutive ids, with the `prev_hash` of each run's first row and the `hash` of its last,
 //! so `verify` can link the chain across every gap retention made and name any other missing
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Connection, SqliteConnection};
 
 use crate::domain::chain::is_hash;
-use crate::domain::{Cutoffs, HostTrail, ReportKind, RetentionPolicy, Status, Tier, Timestamp};
+use crate::domain::{Cutoffs, ReportKind, RetentionPolicy, Timestamp};
 
 use super::append::{insert_reports, NewRow, Tip};
 use super::record::ReportRecord;
@@ -117,6 +118,8 @@ pub(super) struct PruneOutcome {
     pub removed: u64,
     /// The retention row it appended (None when nothing was left to remove).
     pub record_id: Option<i64>,
+    /// That row's hash, to publish it in the log.
+    pub record_hash: Option<String>,
 }
 
 /// One row of the history as a pass sees it.
@@ -124,11 +127,9 @@ pub(super) struct PruneOutcome {
 struct Candidate {
     id: i64,
     received_at: String,
-    kind: String,
     server_group: Option<String>,
     host: Option<String>,
-    status: Option<String>,
-    changed_files: Option<String>,
+    is_change: i64,
 }
 
 /// What a pruning pass did.
@@ -144,29 +145,10 @@ pub struct PruneSummary {
     pub interrupted: bool,
 }
 
-/// What a pass knows about one host.
-struct HostMemo {
-    trail: HostTrail,
-    /// Rows of the host with an id at or above this are among its newest N: kept.
-    newest_from: i64,
-}
-
 /// The ids a host's current state rests on, and the hosts of the fleet.
 struct Fleet {
     protected: HashSet<i64>,
     hosts: HashSet<(String, String)>,
-}
-
-fn status_of(text: Option<&str>) -> Result<Option<Status>, StoreError> {
-    text.map(Status::parse)
-        .transpose()
-        .map_err(|p| StoreError::Corrupt(format!("status: {p}")))
-}
-
-fn files_of(text: Option<&str>) -> Result<Option<Vec<String>>, StoreError> {
-    text.map(serde_json::from_str::<Vec<String>>)
-        .transpose()
-        .map_err(|e| StoreError::Corrupt(format!("changed_files: {e}")))
 }
 
 impl Store {
@@ -200,12 +182,13 @@ impl Store {
             return Ok(summary);
         };
         let fleet = self.fleet().await?;
-        let mut memos: HashMap<(String, String), HostMemo> = HashMap::new();
+        // Per host: its rows with an id at or above this are among its newest N, and kept.
+        let mut newest_from: HashMap<(String, String), i64> = HashMap::new();
         let mut doomed: Vec<i64> = Vec::with_capacity(REMOVE_BATCH);
         let mut after = 0i64;
         loop {
             let batch: Vec<Candidate> = sqlx::query_as(
-                "SELECT id, received_at, kind, server_group, host, status, changed_files
+                "SELECT id, received_at, server_group, host, is_change
                  FROM reports WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
             )
             .bind(after)
@@ -219,38 +202,28 @@ impl Store {
             after = end;
             summary.scanned += batch.len() as u64;
             for row in batch {
-                let kind = ReportKind::parse(&row.kind)
-                    .map_err(|p| StoreError::Corrupt(format!("kind: {p}")))?;
-                let tier = match (&row.server_group, &row.host) {
-                    (Some(group), Some(host)) => {
-                        let key = (group.clone(), host.clone());
-                        let memo = match memos.get_mut(&key) {
-                            Some(memo) => memo,
-                            None => {
-                                let memo = self.host_memo(&fleet, &key, row.id, policy).await?;
-                                memos.entry(key).or_insert(memo)
-                            }
-                        };
-                        let tier = memo.trail.next(
-                            kind,
-                            status_of(row.status.as_deref())?,
-                            files_of(row.changed_files.as_deref())?,
-                        );
-                        if row.id >= memo.newest_from {
-                            continue;
-                        }
-                        tier
-                    }
-                    _ => Tier::Change,
-                };
                 if fleet.protected.contains(&row.id) {
                     continue;
                 }
-                let removable = match tier {
-                    Tier::Routine => row.received_at < routine_cutoff,
-                    Tier::Change => changes_cutoff
+                if let (Some(group), Some(host)) = (row.server_group, row.host) {
+                    let key = (group, host);
+                    let from = match newest_from.get(&key) {
+                        Some(from) => *from,
+                        None => {
+                            let from = self.newest_from(&fleet, &key, policy).await?;
+                            *newest_from.entry(key).or_insert(from)
+                        }
+                    };
+                    if row.id >= from {
+                        continue;
+                    }
+                }
+                let removable = if row.is_change == 0 {
+                    row.received_at < routine_cutoff
+                } else {
+                    changes_cutoff
                         .as_ref()
-                        .is_some_and(|cutoff| row.received_at < *cutoff),
+                        .is_some_and(|cutoff| row.received_at < *cutoff)
                 };
                 if removable {
                     doomed.push(row.id);
@@ -320,71 +293,28 @@ impl Store {
         Ok(fleet)
     }
 
-    /// What the pass needs to know of a host it meets first at row `id`: what its reports
-    /// before that row said, and where its newest `per_host` reports begin.
-    async fn host_memo(
+    /// Where the newest `per_host` reports of a host begin: the id of its N-th newest (rows
+    /// from it on are kept); `i64::MIN` when it has fewer; `i64::MAX` when none are kept that
+    /// way (a host no longer in the fleet, or `--retain-per-host 0`).
+    async fn newest_from(
         &self,
         fleet: &Fleet,
         key: &(String, String),
-        id: i64,
         policy: RetentionPolicy,
-    ) -> Result<HostMemo, StoreError> {
-        let (group, host) = (key.0.as_str(), key.1.as_str());
-        let newest_from = if fleet.hosts.contains(key) && policy.per_host > 0 {
-            let nth: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM reports WHERE server_group = ?1 AND host = ?2
-                 ORDER BY id DESC LIMIT 1 OFFSET ?3",
-            )
-            .bind(group)
-            .bind(host)
-            .bind(i64::from(policy.per_host) - 1)
-            .fetch_optional(&self.readers)
-            .await?;
-            // Fewer reports than that: every one is among the newest.
-            nth.unwrap_or(i64::MIN)
-        } else {
-            i64::MAX
-        };
-        // The last report before `id` that said something about the status or the files.
-        let last: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT kind, status, changed_files FROM reports
-             WHERE server_group = ?1 AND host = ?2 AND id < ?3
-               AND (status IS NOT NULL OR changed_files IS NOT NULL OR kind = 'decommission')
-             ORDER BY id DESC LIMIT 1",
+    ) -> Result<i64, StoreError> {
+        if !fleet.hosts.contains(key) || policy.per_host == 0 {
+            return Ok(i64::MAX);
+        }
+        let nth: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM reports WHERE server_group = ?1 AND host = ?2
+             ORDER BY id DESC LIMIT 1 OFFSET ?3",
         )
-        .bind(group)
-        .bind(host)
-        .bind(id)
+        .bind(&key.0)
+        .bind(&key.1)
+        .bind(i64::from(policy.per_host) - 1)
         .fetch_optional(&self.readers)
         .await?;
-        let trail = match last {
-            None => HostTrail::default(),
-            Some((kind, _, _)) if kind == ReportKind::Decommission.as_str() => HostTrail::default(),
-            Some((_, Some(status), files)) => HostTrail::from_last(
-                status_of(Some(&status))?,
-                Some(files_of(files.as_deref())?.unwrap_or_default()),
-            ),
-            Some((_, None, files)) => {
-                // A file list without a status: the status is the one said before it.
-                let status: Option<Option<String>> = sqlx::query_scalar(
-                    "SELECT CASE WHEN kind = 'decommission' THEN NULL ELSE status END
-                     FROM reports
-                     WHERE server_group = ?1 AND host = ?2 AND id < ?3
-                       AND (status IS NOT NULL OR kind = 'decommission')
-                     ORDER BY id DESC LIMIT 1",
-                )
-                .bind(group)
-                .bind(host)
-                .bind(id)
-                .fetch_optional(&self.readers)
-                .await?;
-                HostTrail::from_last(
-                    status_of(status.flatten().as_deref())?,
-                    files_of(files.as_deref())?,
-                )
-            }
-        };
-        Ok(HostMemo { trail, newest_from })
+        Ok(nth.unwrap_or(i64::MIN))
     }
 }
 
@@ -453,6 +383,7 @@ pub(super) async fn prune_batch(
     };
     let mut row = NewRow::new(ReportRecord {
         kind: ReportKind::Retention.as_str().to_owned(),
+        is_change: 1,
         principal: Some(PRINCIPAL.to_owned()),
         raw_body: serde_json::to_string(&description)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -497,6 +428,7 @@ pub(super) async fn prune_batch(
     Ok(PruneOutcome {
         removed: deleted,
         record_id: Some(id),
+        record_hash: Some(row.record.hash),
     })
 }
 

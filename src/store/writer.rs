@@ -16,7 +16,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::domain::{chain, Clock, Heads, HostState, Report, ReportKind};
+use crate::domain::{chain, Clock, Heads, HostState, Report, ReportKind, Tier};
 
 use super::append::{insert_reports, load_tip, MultiRow, NewRow, Tip};
 use super::record::ReportRecord;
@@ -37,6 +37,9 @@ pub struct RequestMeta {
     pub user_agent: Option<String>,
     /// The body exactly as received; it must be valid JSON.
     pub raw_body: String,
+    /// For an entry of an old server's file: the SHA-256 (hex) of its JSON with keys sorted,
+    /// recorded in `imported_entries` with the report, so it is imported only once.
+    pub import_entry: Option<String>,
 }
 
 /// The outcome of an accepted report.
@@ -64,6 +67,19 @@ struct Pending {
     /// The report's row, rendered by the request's own thread as far as it can be before
     /// the writer gives it an id, times and its place in the chain.
     row: NewRow,
+    import_entry: Option<String>,
+}
+
+impl Pending {
+    fn new(report: Report, mut meta: RequestMeta) -> Self {
+        let import_entry = meta.import_entry.take();
+        let row = NewRow::of_report(&report, meta);
+        Pending {
+            report,
+            row,
+            import_entry,
+        }
+    }
 }
 
 enum Job {
@@ -112,8 +128,7 @@ impl WriterHandle {
         meta: RequestMeta,
     ) -> Result<Recorded, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let row = NewRow::of_report(&report, meta);
-        let job = Job::Report(Box::new(Pending { report, row }), reply);
+        let job = Job::Report(Box::new(Pending::new(report, meta)), reply);
         self.jobs.try_send(job).map_err(|err| match err {
             mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
@@ -128,10 +143,7 @@ impl WriterHandle {
     ) -> Result<Vec<Recorded>, StoreError> {
         let group = reports
             .into_iter()
-            .map(|(report, meta)| {
-                let row = NewRow::of_report(&report, meta);
-                Pending { report, row }
-            })
+            .map(|(report, meta)| Pending::new(report, meta))
             .collect();
         self.send(|reply| Job::Atomic(group, reply)).await
     }
@@ -211,6 +223,7 @@ pub(super) async fn start(
         options: config.options,
         queue,
         shared: shared.clone(),
+        written: tip.clone(),
         tip: Some(tip),
         chain_log_every: config.chain_log_every,
         render: config.render,
@@ -228,6 +241,8 @@ struct Writer {
     shared: Arc<Shared>,
     /// None when it must be read again from the database (after a failed write).
     tip: Option<Tip>,
+    /// The tip as this writer last committed it: read again, the chain must still end there.
+    written: Tip,
     chain_log_every: i64,
     render: RenderRow,
     clock: Clock,
@@ -304,7 +319,21 @@ impl Writer {
         let conn = self.conn.insert(conn);
         let tip = match self.tip.take() {
             Some(tip) => tip,
-            None => load_tip(conn).await?,
+            None => {
+                let tip = load_tip(conn).await?;
+                if tip.next_id != self.written.next_id || tip.hash != self.written.hash {
+                    tracing::error!(
+                        id = tip.next_id - 1,
+                        hash = %tip.hash,
+                        written_id = self.written.next_id - 1,
+                        written_hash = %self.written.hash,
+                        "the audit chain does not end where this server left it: another \
+                         process wrote to reports; check the rows after written_id"
+                    );
+                    self.written = tip.clone();
+                }
+                tip
+            }
         };
         Ok((conn, self.tip.insert(tip)))
     }
@@ -452,6 +481,7 @@ impl Writer {
                 let Some(before) = before else {
                     return Err(StoreError::Corrupt(format!("host {key} is not there")));
                 };
+                pending.row.record.is_change = 1;
                 results.push(Ok(Recorded {
                     report_id: id,
                     created: false,
@@ -473,6 +503,12 @@ impl Writer {
                     times,
                 )
                 .ok_or_else(|| StoreError::Corrupt(format!("host {key} would have no status")))?;
+                let tier = Tier::of(
+                    report.kind(),
+                    before.map(|b| (b.state.status, b.state.changed_files.as_slice())),
+                    Some((state.status, state.changed_files.as_slice())),
+                );
+                pending.row.record.is_change = i64::from(tier.is_change());
                 results.push(Ok(Recorded {
                     report_id: id,
                     created: before.is_none(),
@@ -526,13 +562,28 @@ impl Writer {
         }
         upsert_hosts(&mut tx, &pointers).await?;
         delete_hosts(&mut tx, &removed).await?;
+        for pending in linked.iter().filter_map(|index| group.get(*index)) {
+            if let Some(entry) = &pending.import_entry {
+                sqlx::query(
+                    "INSERT INTO imported_entries (server_group, host, entry_sha256, report_id)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .bind(pending.report.server_group.as_str())
+                .bind(pending.report.host.as_str())
+                .bind(entry)
+                .bind(pending.row.record.id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         tx.commit().await?;
 
         let last = linked
             .last()
             .and_then(|index| group.get(*index))
             .map(|pending| pending.row.record.id);
-        *stored_tip = tip;
+        *stored_tip = tip.clone();
+        self.written = tip;
         if let Some(last) = last {
             self.shared.committed.store(last, Ordering::Release);
         }
@@ -556,17 +607,24 @@ impl Writer {
             let (conn, tip) = self.ready().await?;
             let mut next = tip.clone();
             let outcome = prune_batch(conn, &mut next, now, batch).await?;
-            *tip = next;
-            Ok::<_, StoreError>(outcome)
+            *tip = next.clone();
+            Ok::<_, StoreError>((outcome, next))
         }
         .await;
+        let outcome = outcome.map(|(done, tip)| {
+            self.written = tip;
+            done
+        });
         match &outcome {
             Ok(done) => {
                 if let Some(id) = done.record_id {
                     self.shared.committed.store(id, Ordering::Release);
+                    // Published like the chain's head: a retention row in the file that is
+                    // not in the log was not written by this server.
                     tracing::info!(
                         removed = done.removed,
                         retention_row = id,
+                        hash = done.record_hash.as_deref().unwrap_or_default(),
                         "retention removed reports"
                     );
                 }

@@ -304,3 +304,69 @@ async fn one_writer_per_file_a_running_server_blocks_an_import_and_a_second_serv
     let after = import(&db, &[&v1]);
     assert!(after.status.success(), "{}", text(&after));
 }
+
+#[tokio::test]
+async fn an_entry_imported_once_stays_imported_after_retention_removed_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let v1 = write(files.path(), "status.json", V1_STATUS_JSON);
+    let db = dir.path().join("data").join("gitops-status.db");
+    assert!(import(&db, &[&v1]).status.success());
+    // The host is retired; a year and more later retention has removed every row of it.
+    let later = gitops_status::domain::Timestamp::now()
+        .checked_add(gitops_status::domain::Period::parse("500d").unwrap())
+        .unwrap();
+    let clock = gitops_status::domain::Clock::manual(later);
+    let app = crate::helpers::spawn_app_with(dir, |s| {
+        s.clock = clock.clone();
+        s.retention = gitops_status::domain::RetentionPolicy {
+            reports: gitops_status::domain::Period::parse("1d").ok(),
+            changes: gitops_status::domain::Period::parse("1d").ok(),
+            per_host: 0,
+        };
+    })
+    .await;
+    let response = app
+        .client
+        .delete(app.url("/status/rsyslog/rsyslog-lab"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    clock.advance(gitops_status::domain::Period::parse("2d").unwrap());
+    expect(app.post_json("/admin/prune", &json!({})).await, 200).await;
+    assert!(
+        app.history("?kind=import").await.is_empty(),
+        "the import's report is gone"
+    );
+    let dir = app.stop().await;
+
+    let again = import(&db, &[&v1]);
+    // The same entry with its members in another order and other spacing is the same entry.
+    let reordered: serde_json::Value = serde_json::from_str(V1_STATUS_JSON).unwrap();
+    let mut members: Vec<(String, serde_json::Value)> =
+        reordered.as_object().unwrap().clone().into_iter().collect();
+    members.reverse();
+    let reordered_text =
+        serde_json::to_string_pretty(&members.into_iter().collect::<serde_json::Map<_, _>>())
+            .unwrap();
+    let other = write(files.path(), "other.json", &reordered_text);
+    let reordered = import(&db, &[&other]);
+
+    assert!(
+        text(&again).contains("imported 0 hosts (1 already imported, skipped)"),
+        "{}",
+        text(&again)
+    );
+    assert!(
+        text(&reordered).contains("imported 0 hosts (1 already imported, skipped)"),
+        "{}",
+        text(&reordered)
+    );
+    let app = spawn_app_in(dir).await;
+    assert_eq!(
+        app.get_json("/status").await,
+        json!([]),
+        "the retired host stays retired"
+    );
+}

@@ -635,3 +635,65 @@ async fn a_pass_stops_cleanly_on_sigterm_and_the_next_start_finishes_it() {
     assert!(rest["removed"].as_u64().unwrap() > 0, "{rest}");
     assert_eq!(verify(&db).0, 0);
 }
+
+/// A change keeps its tier after an older change of its host is removed: tiers are decided
+/// when a report is written, not by comparing with whatever rows are left.
+#[tokio::test]
+async fn a_change_stays_a_change_after_the_change_before_it_is_removed() {
+    let start = at("2026-09-01T00:00:00Z");
+    let clock = Clock::manual(start);
+    let policy = RetentionPolicy {
+        reports: Some(days(1)),
+        changes: Some(days(10)),
+        per_host: 1,
+    };
+    let app = app_with(&clock, policy).await;
+    // Day 0: the deployment the host's state keeps resting on (synced, no files).
+    expect(
+        app.pipeline(json!({"server_group": "g", "host": "h", "status": "synced"}))
+            .await,
+        201,
+    )
+    .await;
+    // Day 1: a drift (a change); day 8: back in sync (a change, against day 1).
+    clock.advance(days(1));
+    let drift =
+        json!({"server_group": "g", "host": "h", "status": "out_of_sync", "changed_files": ["/a"]});
+    let drift_id = expect(app.cron(drift).await, 200).await["report_id"]
+        .as_i64()
+        .unwrap();
+    clock.advance(days(7));
+    let fixed = json!({"server_group": "g", "host": "h", "status": "synced", "changed_files": []});
+    let fixed_id = expect(app.cron(fixed.clone()).await, 200).await["report_id"]
+        .as_i64()
+        .unwrap();
+    // Routine checks after it, so no pointer rests on day 8's report.
+    for _ in 0..4 {
+        clock.advance(days(1));
+        expect(app.cron(fixed.clone()).await, 200).await;
+    }
+    clock.set(start.checked_add(days(13)).unwrap());
+
+    prune(&app).await;
+    let ids: HashSet<i64> = all_rows(&app)
+        .await
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert!(!ids.contains(&drift_id), "day 1's change is past 10 days");
+    assert!(ids.contains(&fixed_id), "day 8's change is 5 days old");
+    // Next pass: day 8's report now follows day 0's (synced, no files) among the rows left;
+    // it is still the change it was when written.
+    clock.advance(hours(12));
+    prune(&app).await;
+    let ids: HashSet<i64> = all_rows(&app)
+        .await
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&fixed_id),
+        "a change younger than --retain-changes is kept"
+    );
+    assert_eq!(verify(&app.db_path).0, 0);
+}

@@ -86,6 +86,17 @@ async fn schema_refuses_values_the_api_would_refuse() {
     let db = app.db();
 
     assert!(db.execute(&insert(&[])).await.is_ok(), "a valid row");
+    // A retention row belongs to no host, and only it.
+    let retention = [
+        ("kind", "'retention'"),
+        ("status", "NULL"),
+        ("principal", "'retention'"),
+    ];
+    assert!(db.execute(&insert(&retention)).await.is_err(), "a host");
+    let no_host = [("server_group", "NULL"), ("host", "NULL")];
+    let row: Vec<(&str, &str)> = retention.iter().chain(&no_host).copied().collect();
+    assert!(db.execute(&insert(&row)).await.is_ok(), "a retention row");
+    assert!(db.execute(&insert(&no_host)).await.is_err(), "a pipeline without a host");
     for change in [
         ("raw_body", "'not json'"),
         ("changed_files", "'not json'"),
@@ -97,10 +108,13 @@ async fn schema_refuses_values_the_api_would_refuse() {
         ("hash", "'ABC'"),
         ("prev_hash", "'not hex'"),
         ("kind", "'cron'"),
+        ("kind", "'retention'"),
+        ("is_change", "2"),
+        ("is_change", "0"),
     ] {
         let refused = match change.0 {
             // A cron row may not carry pipeline-only members.
-            "kind" => insert(&[change, ("commit_sha", "'x'")]),
+            "kind" if change.1 == "'cron'" => insert(&[change, ("commit_sha", "'x'")]),
             _ => insert(&[change]),
         };
         assert!(
