@@ -190,7 +190,7 @@ def fixture(hosts, rows):
     key = fixture_key()
     directory = WORK / "fixtures"
     directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db*"):
+    for stale in directory.iterdir():
         if not stale.name.startswith(key):
             stale.unlink()
     path = directory / f"{key}-h{hosts}-r{rows}.db"

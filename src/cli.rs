@@ -92,14 +92,15 @@ pub struct ServeArgs {
     #[arg(long, env = "GITOPS_STATUS_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
 
-    /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
+    /// How long in-flight requests may finish after SIGTERM/SIGINT (45s, 2m; a bare number
+    /// is seconds).
     #[arg(
         long,
         env = "GITOPS_STATUS_SHUTDOWN_TIMEOUT",
-        value_name = "SECONDS",
-        default_value_t = 20
+        value_name = "DURATION",
+        default_value = "20"
     )]
-    pub shutdown_timeout: u64,
+    pub shutdown_timeout: String,
 
     /// Token file (`NAME SHA256_HEX SCOPES` per line). Without it anyone who can reach the
     /// service may write.
@@ -117,32 +118,35 @@ pub struct ServeArgs {
     )]
     pub read_requires_token: bool,
 
-    /// Seconds between checks of the token file for changes; 0: reload only on SIGHUP.
+    /// How often to check the token file for changes (30s, 5m; a bare number is seconds);
+    /// 0: reload only on SIGHUP.
     #[arg(
         long,
         env = "GITOPS_STATUS_TOKENS_POLL_INTERVAL",
-        value_name = "SECONDS",
-        default_value_t = 30
+        value_name = "DURATION",
+        default_value = "30"
     )]
-    pub tokens_poll_interval: u64,
+    pub tokens_poll_interval: String,
 
-    /// Seconds a client may take to send a request's head, and again its body (then 408).
+    /// How long a client may take to send a request's head, and again its body (then 408;
+    /// 10s; a bare number is seconds).
     #[arg(
         long,
         env = "GITOPS_STATUS_REQUEST_TIMEOUT",
-        value_name = "SECONDS",
-        default_value_t = 10
+        value_name = "DURATION",
+        default_value = "10"
     )]
-    pub request_timeout: u64,
+    pub request_timeout: String,
 
-    /// Seconds an idle keep-alive connection stays open (0: no keep-alive).
+    /// How long an idle keep-alive connection stays open (5s; a bare number is seconds; 0:
+    /// no keep-alive).
     #[arg(
         long,
         env = "GITOPS_STATUS_KEEP_ALIVE",
-        value_name = "SECONDS",
-        default_value_t = 5
+        value_name = "DURATION",
+        default_value = "5"
     )]
-    pub keep_alive: u64,
+    pub keep_alive: String,
 
     /// Open connections per worker; beyond it new connections wait in the listen backlog.
     #[arg(

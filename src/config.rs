@@ -72,6 +72,17 @@ fn period(flag: &str, env: &str, text: &str) -> anyhow::Result<Period> {
     Period::parse(text).map_err(|problem| anyhow::anyhow!("{flag} / {env}: {problem}"))
 }
 
+/// A duration option that predates the unit form: a bare number is seconds (as before),
+/// otherwise a duration (`45s`, `2m`); `0` only where `zero` allows it.
+fn seconds(flag: &str, env: &str, text: &str, zero: bool) -> anyhow::Result<Duration> {
+    let parsed = match text.parse::<u64>() {
+        Ok(0) if !zero => Err("must be at least 1s".to_owned()),
+        Ok(n) => Ok(Duration::from_secs(n)),
+        Err(_) => Period::parse(text).map(Period::as_duration),
+    };
+    parsed.map_err(|problem| anyhow::anyhow!("{flag} / {env}: {problem}"))
+}
+
 /// A retention limit: a duration, or 0 / off for none.
 fn limit(flag: &str, env: &str, text: &str) -> anyhow::Result<Option<Period>> {
     Period::parse_or_off(text).map_err(|problem| anyhow::anyhow!("{flag} / {env}: {problem}"))
@@ -115,9 +126,30 @@ impl TryFrom<ServeArgs> for Settings {
                  (--tokens / GITOPS_STATUS_TOKENS)"
             );
         }
-        if args.request_timeout == 0 {
-            bail!("--request-timeout / GITOPS_STATUS_REQUEST_TIMEOUT: must be at least 1 second");
-        }
+        let request_timeout = seconds(
+            "--request-timeout",
+            "GITOPS_STATUS_REQUEST_TIMEOUT",
+            &args.request_timeout,
+            false,
+        )?;
+        let shutdown_timeout = seconds(
+            "--shutdown-timeout",
+            "GITOPS_STATUS_SHUTDOWN_TIMEOUT",
+            &args.shutdown_timeout,
+            true,
+        )?;
+        let keep_alive = seconds(
+            "--keep-alive",
+            "GITOPS_STATUS_KEEP_ALIVE",
+            &args.keep_alive,
+            true,
+        )?;
+        let tokens_poll_interval = seconds(
+            "--tokens-poll-interval",
+            "GITOPS_STATUS_TOKENS_POLL_INTERVAL",
+            &args.tokens_poll_interval,
+            true,
+        )?;
         if args.max_connections == 0 {
             bail!("--max-connections / GITOPS_STATUS_MAX_CONNECTIONS: must be at least 1");
         }
@@ -151,14 +183,13 @@ impl TryFrom<ServeArgs> for Settings {
             log_format: args.log_format,
             read_connections: args.read_connections,
             workers: args.workers,
-            shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+            shutdown_timeout,
             chain_log_every: args.chain_log_every,
             tokens: args.tokens,
             read_requires_token: args.read_requires_token,
-            tokens_poll_interval: (args.tokens_poll_interval > 0)
-                .then(|| Duration::from_secs(args.tokens_poll_interval)),
-            request_timeout: Duration::from_secs(args.request_timeout),
-            keep_alive: Duration::from_secs(args.keep_alive),
+            tokens_poll_interval: (!tokens_poll_interval.is_zero()).then_some(tokens_poll_interval),
+            request_timeout,
+            keep_alive,
             max_connections: args.max_connections,
             write_queue: args.write_queue,
             retention,
@@ -216,6 +247,28 @@ mod tests {
             .to_string();
         assert!(
             err.contains("--prune-interval / GITOPS_STATUS_PRUNE_INTERVAL"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn older_duration_options_take_seconds_or_the_unit_form() {
+        let s = settings(&["--request-timeout", "1m", "--keep-alive", "0"]).unwrap();
+        assert_eq!(s.request_timeout, Duration::from_secs(60));
+        assert_eq!(s.keep_alive, Duration::ZERO);
+        let s = settings(&["--shutdown-timeout", "45", "--tokens-poll-interval", "0"]).unwrap();
+        assert_eq!(s.shutdown_timeout, Duration::from_secs(45));
+        assert_eq!(s.tokens_poll_interval, None);
+        let err = settings(&["--request-timeout", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--request-timeout / GITOPS_STATUS_REQUEST_TIMEOUT"),
+            "{err}"
+        );
+        let err = settings(&["--keep-alive", "5 s"]).unwrap_err().to_string();
+        assert!(
+            err.contains("--keep-alive / GITOPS_STATUS_KEEP_ALIVE"),
             "{err}"
         );
     }

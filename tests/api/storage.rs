@@ -96,7 +96,10 @@ async fn schema_refuses_values_the_api_would_refuse() {
     let no_host = [("server_group", "NULL"), ("host", "NULL")];
     let row: Vec<(&str, &str)> = retention.iter().chain(&no_host).copied().collect();
     assert!(db.execute(&insert(&row)).await.is_ok(), "a retention row");
-    assert!(db.execute(&insert(&no_host)).await.is_err(), "a pipeline without a host");
+    assert!(
+        db.execute(&insert(&no_host)).await.is_err(),
+        "a pipeline without a host"
+    );
     for change in [
         ("raw_body", "'not json'"),
         ("changed_files", "'not json'"),
