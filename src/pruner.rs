@@ -16,7 +16,6 @@ const FIRST_PASS_AFTER: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug)]
 pub struct LastPass {
     pub started_at: Timestamp,
-    pub finished_at: Timestamp,
     pub summary: PruneSummary,
     /// Why it failed, if it did.
     pub error: Option<String>,
@@ -74,7 +73,6 @@ impl Pruner {
             .store
             .prune(self.policy, started_at, || shutdown.is_set())
             .await;
-        let finished_at = self.clock.now();
         match &outcome {
             Ok(summary) if summary.removed > 0 || summary.interrupted => tracing::info!(
                 scanned = summary.scanned,
@@ -96,7 +94,6 @@ impl Pruner {
         if let Ok(mut last) = self.last.lock() {
             *last = Some(LastPass {
                 started_at,
-                finished_at,
                 summary: outcome.clone().unwrap_or_default(),
                 error: outcome.as_ref().err().map(|e| e.to_string()),
             });

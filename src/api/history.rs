@@ -204,7 +204,9 @@ impl TryFrom<HistoryEntry> for HistoryRow {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
-    /// Only reports that came through this endpoint.
+    /// Only rows of this kind: reports through `POST /status/pipeline` (`pipeline`),
+    /// `/status/cron` (`cron`) or `/api/status` (`legacy`), or the service's own events
+    /// (`decommission`, `import`, `retention`).
     #[param(
         value_type = Option<String>,
         pattern = "^(pipeline|cron|legacy|decommission|import|retention)?$"

@@ -53,40 +53,9 @@ pub struct Entry {
 
 /// SHA-256 (hex) of `value` written compactly with every object's keys sorted.
 fn entry_sha256(value: &Value) -> String {
-    fn write(value: &Value, out: &mut String) {
-        match value {
-            Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                out.push('{');
-                for (index, key) in keys.into_iter().enumerate() {
-                    if index > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&Value::String(key.clone()).to_string());
-                    out.push(':');
-                    if let Some(member) = map.get(key) {
-                        write(member, out);
-                    }
-                }
-                out.push('}');
-            }
-            Value::Array(items) => {
-                out.push('[');
-                for (index, item) in items.iter().enumerate() {
-                    if index > 0 {
-                        out.push(',');
-                    }
-                    write(item, out);
-                }
-                out.push(']');
-            }
-            scalar => out.push_str(&scalar.to_string()),
-        }
-    }
-    let mut text = String::new();
-    write(value, &mut text);
-    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+    let mut sorted = value.clone();
+    sorted.sort_all_objects();
+    hex::encode(sha2::Sha256::digest(sorted.to_string().as_bytes()))
 }
 
 /// `$.servers["rsyslog-prod/rsyslog-01"].status`

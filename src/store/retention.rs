@@ -319,7 +319,8 @@ impl Store {
 }
 
 /// The writer's half: removes the rows `batch` names that are still there, recording them
-/// first in a retention row linked after `tip`, all in one transaction.
+/// first in a retention row linked after `tip`, all in one transaction. `tip` moves only
+/// once the transaction is committed.
 pub(super) async fn prune_batch(
     conn: &mut SqliteConnection,
     tip: &mut Tip,
@@ -406,10 +407,9 @@ pub(super) async fn prune_batch(
     .bind(&permits)
     .execute(&mut *tx)
     .await?;
-    let removable = serde_json::to_string(&rows.iter().map(|r| r.0).collect::<Vec<_>>())
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    // The ids still there are the rows read above.
     let deleted = sqlx::query("DELETE FROM reports WHERE id IN (SELECT value FROM json_each(?1))")
-        .bind(&removable)
+        .bind(&ids)
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -223,8 +223,8 @@ pub(super) async fn start(
         options: config.options,
         queue,
         shared: shared.clone(),
-        written: tip.clone(),
-        tip: Some(tip),
+        tip,
+        reread_tip: false,
         chain_log_every: config.chain_log_every,
         render: config.render,
         clock: config.clock,
@@ -239,10 +239,11 @@ struct Writer {
     options: SqliteConnectOptions,
     queue: mpsc::Receiver<Job>,
     shared: Arc<Shared>,
-    /// None when it must be read again from the database (after a failed write).
-    tip: Option<Tip>,
-    /// The tip as this writer last committed it: read again, the chain must still end there.
-    written: Tip,
+    /// The chain's tip as this writer last committed it.
+    tip: Tip,
+    /// After a failed write the tip is read again from the database (a rolled-back group
+    /// never extended the chain); it must still be where this writer left it.
+    reread_tip: bool,
     chain_log_every: i64,
     render: RenderRow,
     clock: Clock,
@@ -281,7 +282,10 @@ impl Writer {
                         Ok(results) => results.into_iter().collect(),
                         Err(err) => Err(err),
                     };
-                    self.after_write(outcome.as_ref().map(|_| ()));
+                    if outcome.is_err() {
+                        self.reset();
+                    }
+                    self.note(outcome.as_ref().map(|_| ()));
                     let _ = reply.send(outcome);
                 }
                 Job::Prune(batch, reply) => {
@@ -317,25 +321,22 @@ impl Writer {
             None => SqliteConnection::connect_with(&self.options).await?,
         };
         let conn = self.conn.insert(conn);
-        let tip = match self.tip.take() {
-            Some(tip) => tip,
-            None => {
-                let tip = load_tip(conn).await?;
-                if tip.next_id != self.written.next_id || tip.hash != self.written.hash {
-                    tracing::error!(
-                        id = tip.next_id - 1,
-                        hash = %tip.hash,
-                        written_id = self.written.next_id - 1,
-                        written_hash = %self.written.hash,
-                        "the audit chain does not end where this server left it: another \
-                         process wrote to reports; check the rows after written_id"
-                    );
-                    self.written = tip.clone();
-                }
-                tip
+        if self.reread_tip {
+            let stored = load_tip(conn).await?;
+            if stored.next_id != self.tip.next_id || stored.hash != self.tip.hash {
+                tracing::error!(
+                    id = stored.next_id - 1,
+                    hash = %stored.hash,
+                    written_id = self.tip.next_id - 1,
+                    written_hash = %self.tip.hash,
+                    "the audit chain does not end where this server left it: another \
+                     process wrote to reports; check the rows after written_id"
+                );
             }
-        };
-        Ok((conn, self.tip.insert(tip)))
+            self.tip = stored;
+            self.reread_tip = false;
+        }
+        Ok((conn, &mut self.tip))
     }
 
     /// Forgets the connection and the tip after a failed write: a failed COMMIT (disk full)
@@ -343,17 +344,7 @@ impl Writer {
     /// rolled-back group never extended the chain.
     fn reset(&mut self) {
         self.conn = None;
-        self.tip = None;
-    }
-
-    /// After a write: a failure resets the connection; either way readiness learns of it.
-    fn after_write(&mut self, outcome: Result<(), &StoreError>) {
-        if let Err(err) = outcome {
-            if err.affects_every_write() || matches!(err, StoreError::Database(_)) {
-                self.reset();
-            }
-        }
-        self.note(outcome);
+        self.reread_tip = true;
     }
 
     /// Records the outcome of a write for readiness: an unwritable database sets the fault,
@@ -582,8 +573,7 @@ impl Writer {
             .last()
             .and_then(|index| group.get(*index))
             .map(|pending| pending.row.record.id);
-        *stored_tip = tip.clone();
-        self.written = tip;
+        *stored_tip = tip;
         if let Some(last) = last {
             self.shared.committed.store(last, Ordering::Release);
         }
@@ -605,16 +595,9 @@ impl Writer {
         let now = self.clock.now();
         let outcome = async {
             let (conn, tip) = self.ready().await?;
-            let mut next = tip.clone();
-            let outcome = prune_batch(conn, &mut next, now, batch).await?;
-            *tip = next.clone();
-            Ok::<_, StoreError>((outcome, next))
+            prune_batch(conn, tip, now, batch).await
         }
         .await;
-        let outcome = outcome.map(|(done, tip)| {
-            self.written = tip;
-            done
-        });
         match &outcome {
             Ok(done) => {
                 if let Some(id) = done.record_id {

@@ -36,14 +36,30 @@ pub fn verify(db: &Path) -> (i32, String) {
     )
 }
 
-/// A server whose clock reads `start` until the test moves it, with `policy`.
-async fn app_with(clock: &Clock, policy: RetentionPolicy) -> TestApp {
-    let clock = clock.clone();
-    spawn_app_with(tempfile::tempdir().unwrap(), move |s| {
-        s.clock = clock;
+/// Where the generated histories begin.
+const START: &str = "2026-09-01T00:00:00Z";
+
+/// Routine reports kept `reports` days, changes `changes` days, the newest `per_host`.
+fn keep(reports: u64, changes: u64, per_host: u32) -> RetentionPolicy {
+    RetentionPolicy {
+        reports: Some(days(reports)),
+        changes: Some(days(changes)),
+        per_host,
+    }
+}
+
+/// A server with `policy` whose clock reads `START` until the test moves it; the clock and
+/// its start.
+async fn app_with(policy: RetentionPolicy) -> (TestApp, Clock, Timestamp) {
+    let start = at(START);
+    let clock = Clock::manual(start);
+    let server_clock = clock.clone();
+    let app = spawn_app_with(tempfile::tempdir().unwrap(), move |s| {
+        s.clock = server_clock;
         s.retention = policy;
     })
-    .await
+    .await;
+    (app, clock, start)
 }
 
 /// Every row of the history, oldest first.
@@ -240,14 +256,8 @@ async fn eight_weeks(app: &TestApp, clock: &Clock, start: Timestamp) {
 
 #[tokio::test]
 async fn each_tier_keeps_what_the_policy_says_and_the_chain_still_verifies() {
-    let start = at("2026-09-01T00:00:00Z");
-    let clock = Clock::manual(start);
-    let policy = RetentionPolicy {
-        reports: Some(days(14)),
-        changes: Some(days(42)),
-        per_host: 5,
-    };
-    let app = app_with(&clock, policy).await;
+    let policy = keep(14, 42, 5);
+    let (app, clock, start) = app_with(policy).await;
     eight_weeks(&app, &clock, start).await;
     let now = start.checked_add(days(56)).unwrap();
     clock.set(now);
@@ -385,14 +395,7 @@ async fn each_tier_keeps_what_the_policy_says_and_the_chain_still_verifies() {
 
 #[tokio::test]
 async fn an_ad_hoc_delete_is_still_refused_after_pruning() {
-    let start = at("2026-09-01T00:00:00Z");
-    let clock = Clock::manual(start);
-    let policy = RetentionPolicy {
-        reports: Some(days(1)),
-        changes: Some(days(1)),
-        per_host: 1,
-    };
-    let app = app_with(&clock, policy).await;
+    let (app, clock, _) = app_with(keep(1, 1, 1)).await;
     for _ in 0..10 {
         let response = app
             .pipeline(json!({"server_group": "g", "host": "h", "status": "synced"}))
@@ -422,14 +425,7 @@ async fn an_ad_hoc_delete_is_still_refused_after_pruning() {
 
 #[tokio::test]
 async fn retention_rows_that_age_out_are_restated_and_every_gap_stays_proven() {
-    let start = at("2026-09-01T00:00:00Z");
-    let clock = Clock::manual(start);
-    let policy = RetentionPolicy {
-        reports: Some(days(1)),
-        changes: Some(days(2)),
-        per_host: 2,
-    };
-    let app = app_with(&clock, policy).await;
+    let (app, clock, _) = app_with(keep(1, 2, 2)).await;
     for day in 0..12 {
         for hour in 0..12 {
             let status = if (day + hour) % 5 == 0 {
@@ -476,14 +472,8 @@ async fn retention_rows_that_age_out_are_restated_and_every_gap_stays_proven() {
 
 #[tokio::test]
 async fn the_file_stops_growing_once_the_policy_holds() {
-    let start = at("2026-09-01T00:00:00Z");
-    let clock = Clock::manual(start);
-    let policy = RetentionPolicy {
-        reports: Some(days(1)),
-        changes: Some(days(1)),
-        per_host: 3,
-    };
-    let app = std::sync::Arc::new(app_with(&clock, policy).await);
+    let (app, clock, _) = app_with(keep(1, 1, 3)).await;
+    let app = std::sync::Arc::new(app);
     let mut sizes = Vec::new();
     for cycle in 0..6 {
         // A day of reports from 20 hosts, 32 at a time.
@@ -528,8 +518,7 @@ async fn the_file_stops_growing_once_the_policy_holds() {
 
 #[tokio::test]
 async fn the_index_says_how_much_history_is_kept() {
-    let clock = Clock::manual(at("2026-09-01T00:00:00Z"));
-    let app = app_with(&clock, RetentionPolicy::default()).await;
+    let (app, _clock, _) = app_with(RetentionPolicy::default()).await;
     let index = app.get_json("/").await;
     assert_eq!(
         index["retention"]["policy"],
@@ -558,9 +547,8 @@ async fn a_pass_stops_cleanly_on_sigterm_and_the_next_start_finishes_it() {
     // A backlog: 20,000 routine drift checks from September, written through a server whose
     // clock reads then.
     let started = std::time::Instant::now();
-    let start = at("2026-09-01T00:00:00Z");
-    let clock = Clock::manual(start);
-    let app = std::sync::Arc::new(app_with(&clock, RetentionPolicy::default()).await);
+    let (app, _clock, _) = app_with(RetentionPolicy::default()).await;
+    let app = std::sync::Arc::new(app);
     for host in 0..50 {
         let body = json!({"server_group": "g", "host": format!("h{host}"), "status": "synced"});
         expect(app.pipeline(body).await, 201).await;
@@ -640,14 +628,7 @@ async fn a_pass_stops_cleanly_on_sigterm_and_the_next_start_finishes_it() {
 /// when a report is written, not by comparing with whatever rows are left.
 #[tokio::test]
 async fn a_change_stays_a_change_after_the_change_before_it_is_removed() {
-    let start = at("2026-09-01T00:00:00Z");
-    let clock = Clock::manual(start);
-    let policy = RetentionPolicy {
-        reports: Some(days(1)),
-        changes: Some(days(10)),
-        per_host: 1,
-    };
-    let app = app_with(&clock, policy).await;
+    let (app, clock, start) = app_with(keep(1, 10, 1)).await;
     // Day 0: the deployment the host's state keeps resting on (synced, no files).
     expect(
         app.pipeline(json!({"server_group": "g", "host": "h", "status": "synced"}))
