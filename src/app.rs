@@ -56,6 +56,7 @@ impl Application {
                 write_queue: settings.write_queue,
                 render_row: api::status::render_row,
                 clock: settings.clock.clone(),
+                stale_policy: settings.stale_policy.clone(),
             },
         )
         .await?;
@@ -115,6 +116,7 @@ impl Application {
                 )
                 .service(web::redirect("/swagger-ui", "/swagger-ui/"))
                 .default_service(web::to(api::fallback))
+                .wrap(from_fn(api::strict_query))
                 .wrap(ErrorHandlers::new().default_handler(api::json_error_body))
                 // gzip, brotli or zstd for clients that ask (Grafana sends Accept-Encoding);
                 // GET /status brings its own cached gzip body, which this leaves alone.

@@ -215,6 +215,17 @@ pub struct ServeArgs {
         default_value = "10m"
     )]
     pub prune_interval: String,
+
+    /// How long a host may go without a drift check (cron or v1) before it is stale:
+    /// GLOB=DURATION pairs, matched on server_group, first match wins (a group none matches:
+    /// 1h; DURATION off: never stale). Hosts that never had a drift check are never stale.
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_STALE_AFTER",
+        value_name = "GLOB=DURATION,...",
+        default_value = "*=1h"
+    )]
+    pub stale_after: String,
 }
 
 #[derive(Debug, Subcommand)]

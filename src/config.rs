@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::cli::{LogFormat, ServeArgs};
-use crate::domain::{Clock, Period, RetentionPolicy};
+use crate::domain::{Clock, Period, RetentionPolicy, StalePolicy};
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -38,6 +38,8 @@ pub struct Settings {
     pub retention: RetentionPolicy,
     /// How often retention prunes.
     pub prune_interval: Period,
+    /// When silent hosts turn stale.
+    pub stale_policy: StalePolicy,
     /// The clock every row is stamped with: the system's, except in tests.
     pub clock: Clock,
 }
@@ -62,6 +64,7 @@ impl Settings {
             write_queue: 1024,
             retention: RetentionPolicy::default(),
             prune_interval: Period::from_secs(600).unwrap_or(Period::MINUTE),
+            stale_policy: StalePolicy::default(),
             clock: Clock::system(),
         }
     }
@@ -177,6 +180,9 @@ impl TryFrom<ServeArgs> for Settings {
             "GITOPS_STATUS_PRUNE_INTERVAL",
             &args.prune_interval,
         )?;
+        let stale_policy = StalePolicy::parse(&args.stale_after).map_err(|problem| {
+            anyhow::anyhow!("--stale-after / GITOPS_STATUS_STALE_AFTER: {problem}")
+        })?;
         Ok(Settings {
             listen,
             db: args.db,
@@ -194,6 +200,7 @@ impl TryFrom<ServeArgs> for Settings {
             write_queue: args.write_queue,
             retention,
             prune_interval,
+            stale_policy,
             clock: Clock::system(),
         })
     }
@@ -284,5 +291,21 @@ mod tests {
         let s = settings(&["--retain-reports", "0", "--retain-per-host", "0"]).unwrap();
         assert!(s.retention.keeps_everything());
         assert_eq!(s.retention.per_host, 0);
+    }
+
+    #[test]
+    fn stale_after_defaults_to_an_hour_and_names_itself_when_wrong() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.stale_policy, StalePolicy::default());
+        let s = settings(&["--stale-after", "rsyslog-*=10m,*=off"]).unwrap();
+        assert_eq!(s.stale_policy.after("rsyslog-prod"), Period::from_secs(600));
+        assert_eq!(s.stale_policy.after("nginx"), None);
+        let err = settings(&["--stale-after", "rsyslog=10"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--stale-after / GITOPS_STATUS_STALE_AFTER: "),
+            "{err}"
+        );
     }
 }

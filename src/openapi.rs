@@ -27,9 +27,13 @@ use crate::api;
         (name = "reports", description = "Write endpoints for CI pipelines and cron drift checks"),
         (name = "status", description = "The current state of every host, for Grafana"),
         (name = "history", description = "The audit trail: every accepted report"),
+        (name = "fleet", description = "Counts, changes of status and rollouts, for dashboards"),
         (name = "v1", description = "The v1 single-object API, kept for existing pipelines"),
         (name = "probes", description = "Liveness and readiness"),
         (name = "admin", description = "Retention on demand and backups, for a token with the admin scope"),
+    ),
+    servers(
+        (url = "/", description = "The server that serves this document"),
     ),
     components(schemas(api::error::ErrorBody, api::error::FieldProblem)),
     modifiers(&BearerScheme)

@@ -85,5 +85,5 @@ pub async fn post_cron(
     body: JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let recorded = record(&ctx, &req, caller, body, parse).await?;
-    Ok(accepted(recorded))
+    Ok(accepted(&ctx, recorded))
 }

@@ -65,6 +65,9 @@ pub enum ApiError {
     /// The query string cannot be read (400).
     #[error("invalid query string: {0}")]
     BadQuery(String),
+    /// Query parameters the endpoint does not take (400): never silently ignored.
+    #[error("unknown query parameter: {}", field_list(.0))]
+    UnknownParameters(Vec<FieldProblem>),
     /// No token, or an unknown one (401 with WWW-Authenticate).
     #[error("{message}")]
     Unauthorized {
@@ -181,7 +184,9 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::MalformedJson(_) | ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
+            ApiError::MalformedJson(_) | ApiError::BadQuery(_) | ApiError::UnknownParameters(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -201,7 +206,9 @@ impl ResponseError for ApiError {
             tracing::error!(status = status.as_u16(), error = %error_chain(self), "request failed");
         }
         let details = match self {
-            ApiError::Unprocessable(problems) => problems.clone(),
+            ApiError::Unprocessable(problems) | ApiError::UnknownParameters(problems) => {
+                problems.clone()
+            }
             _ => Vec::new(),
         };
         let mut response = HttpResponse::build(status);
@@ -337,6 +344,22 @@ pub mod examples {
                 "`yesterday` is neither epoch milliseconds nor an RFC 3339 timestamp",
             ),
         ]))
+    }
+
+    pub fn invalid_filter() -> Value {
+        render(ApiError::Unprocessable(vec![FieldProblem::new(
+            "status",
+            "must be one of synced, out_of_sync, failed, unknown (any case); got \"green\"",
+        )]))
+    }
+
+    pub fn unknown_parameter() -> Value {
+        render(ApiError::UnknownParameters(vec![FieldProblem::new(
+            "stauts",
+            "is not a parameter of GET /status; it takes: status, environment, server_type, \
+             server_group, host, repo_name, project_name, branch, commit_sha, \
+             validation_status, stale",
+        )]))
     }
 
     pub fn bad_query() -> Value {

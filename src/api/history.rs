@@ -6,18 +6,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::domain::{HistoryEntry, HistoryFilter, ReportKind, Status, Timestamp};
+use crate::domain::{AnyOf, HistoryEntry, HistoryFilter, Pattern, ReportKind};
 
 use super::auth::Reader;
 use super::body::{GroupName, Name};
-use super::error::{ApiError, ErrorBody, FieldProblem, ReadAuthErrors};
+use super::error::{ApiError, ErrorBody, ReadAuthErrors};
+use super::params::{csv_schema, whole, Problems};
 use super::status::{parse_group, parse_host, SyncStatus};
-use super::{both, non_empty, AppContext};
+use super::{both, AppContext};
 
-/// Rows per page when `limit` is not given.
-pub const DEFAULT_LIMIT: u32 = 100;
-/// The largest `limit` accepted.
-pub const MAX_LIMIT: u32 = 1000;
+pub use super::params::{DEFAULT_LIMIT, MAX_LIMIT};
 
 /// What the row is: a report through `POST /status/pipeline` (`pipeline`), `/status/cron`
 /// (`cron`) or `/api/status` (`legacy`), or an event: a host decommissioned
@@ -200,26 +198,21 @@ impl TryFrom<HistoryEntry> for HistoryRow {
 
 /// Filters and paging shared by both history endpoints. Values are read as text and
 /// validated here, so every bad parameter is named in one 422. An empty value (`?kind=`) is
-/// the same as leaving the parameter out, as Grafana sends for an empty variable.
+/// the same as leaving the parameter out, as Grafana sends for an empty variable; `kind` and
+/// `status` take several comma-separated values.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
-    /// Only rows of this kind: reports through `POST /status/pipeline` (`pipeline`),
-    /// `/status/cron` (`cron`) or `/api/status` (`legacy`), or the service's own events
-    /// (`decommission`, `import`, `retention`).
-    #[param(
-        value_type = Option<String>,
-        pattern = "^(pipeline|cron|legacy|decommission|import|retention)?$"
-    )]
+    /// Only rows of these kinds (comma-separated): reports through `POST /status/pipeline`
+    /// (`pipeline`), `/status/cron` (`cron`) or `/api/status` (`legacy`), or the service's
+    /// own events (`decommission`, `import`, `retention`).
+    #[param(schema_with = csv_schema, example = "pipeline,cron")]
     kind: Option<String>,
-    /// Only reports with this status (v1 or v2 spelling, any case).
-    #[param(
-        value_type = Option<String>,
-        pattern = "^([sS][yY][nN][cC][eE][dD]|[oO][uU][tT]_[oO][fF]_[sS][yY][nN][cC]|[fF][aA][iI][lL][eE][dD]|[uU][nN][kK][nN][oO][wW][nN])?$"
-    )]
+    /// Only reports with one of these statuses (comma-separated; v1 or v2 spelling, any case).
+    #[param(schema_with = csv_schema, example = "out_of_sync,failed")]
     status: Option<String>,
     /// Only reports received at or after this instant: RFC 3339 (URL-encode a `+` offset as
-    /// `%2B`), or milliseconds since the epoch as Grafana's `${__timeFrom}` sends.
+    /// `%2B`), or milliseconds since the epoch as Grafana's `${__from}` sends.
     #[param(schema_with = instant_schema, example = "2026-04-26T00:00:00Z")]
     from: Option<String>,
     /// Only reports received at or before this instant (same forms as `from`). A `to` before
@@ -229,12 +222,17 @@ pub struct HistoryQuery {
     /// Rows per page, 1–1000 (default 100).
     #[param(schema_with = limit_schema)]
     limit: Option<String>,
-    /// Rows to skip (offset paging, as Grafana Infinity does it). Past the end: [].
+    /// Rows to skip (offset paging). Past the end: [].
     #[param(schema_with = offset_schema)]
     offset: Option<String>,
-    /// Only reports with an id below this one (keyset paging: pass the last id you got).
+    /// Only reports with an id below this one (keyset paging: pass the last id you got, or
+    /// `next_before` of the envelope).
     #[param(schema_with = before_schema)]
     before: Option<String>,
+    /// `true`: answer `{"rows": [...], "next_before": id or null}` for cursor paging
+    /// (Grafana Infinity's cursor mode); otherwise the plain array.
+    #[param(value_type = Option<String>, pattern = "^(true|false)?$", example = "true")]
+    envelope: Option<String>,
 }
 
 /// A whole number in `minimum..=maximum`, or empty (the same as leaving it out).
@@ -258,7 +256,7 @@ fn whole_or_empty(minimum: i64, maximum: Option<i64>) -> utoipa::openapi::schema
         .into()
 }
 
-fn limit_schema() -> utoipa::openapi::schema::Schema {
+pub(super) fn limit_schema() -> utoipa::openapi::schema::Schema {
     whole_or_empty(1, Some(i64::from(MAX_LIMIT)))
 }
 
@@ -266,12 +264,12 @@ fn offset_schema() -> utoipa::openapi::schema::Schema {
     whole_or_empty(0, Some(i64::MAX))
 }
 
-fn before_schema() -> utoipa::openapi::schema::Schema {
+pub(super) fn before_schema() -> utoipa::openapi::schema::Schema {
     whole_or_empty(1, Some(i64::MAX))
 }
 
 /// An instant in a query: RFC 3339, or epoch milliseconds (up to 13 digits, the year 2286).
-fn instant_schema() -> utoipa::openapi::schema::Schema {
+pub(super) fn instant_schema() -> utoipa::openapi::schema::Schema {
     use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
     AnyOfBuilder::new()
         .item(
@@ -289,7 +287,7 @@ fn instant_schema() -> utoipa::openapi::schema::Schema {
 
 #[cfg(test)]
 impl HistoryQuery {
-    /// kind, status, from, to, limit, offset, before, in that order.
+    /// kind, status, from, to, limit, offset, before, envelope, in that order.
     pub(super) fn from_values(values: &[Option<String>]) -> Self {
         let value = |i: usize| values.get(i).cloned().flatten();
         HistoryQuery {
@@ -300,6 +298,7 @@ impl HistoryQuery {
             limit: value(4),
             offset: value(5),
             before: value(6),
+            envelope: value(7),
         }
     }
 }
@@ -311,86 +310,91 @@ pub struct HostFilter {
     host: Option<String>,
 }
 
-/// Parses an optional parameter, recording the problem under its name.
-fn param<T>(
-    problems: &mut Vec<FieldProblem>,
-    name: &str,
-    text: Option<&str>,
-    parse: impl FnOnce(&str) -> Result<T, String>,
-) -> Option<T> {
-    match parse(text?) {
-        Ok(value) => Some(value),
-        Err(problem) => {
-            problems.push(FieldProblem::new(name, problem));
-            None
-        }
-    }
-}
-
-/// A whole number in `range`, described as `expected` in the error.
-fn whole<'a, T, R>(range: R, expected: &'a str) -> impl FnOnce(&str) -> Result<T, String> + 'a
-where
-    T: std::str::FromStr + PartialOrd,
-    R: std::ops::RangeBounds<T> + 'a,
-{
-    move |text| match text.parse::<T>() {
-        Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(format!("must be {expected}; got {text:?}")),
-    }
-}
-
-/// The filter the query asks for; the caller adds server_group and host.
+/// The filter the query asks for (the caller adds server_group and host), and whether the
+/// answer is the envelope.
+#[cfg(test)]
 pub(super) fn filter(query: &HistoryQuery) -> Result<HistoryFilter, ApiError> {
-    let mut problems = Vec::new();
-    let p = &mut problems;
-    let kind = param(p, "kind", non_empty(&query.kind), ReportKind::parse);
-    let status = param(p, "status", non_empty(&query.status), Status::parse);
-    let from = param(p, "from", non_empty(&query.from), Timestamp::parse_query);
-    let to = param(p, "to", non_empty(&query.to), Timestamp::parse_query);
-    let limit = param(
-        p,
-        "limit",
-        non_empty(&query.limit),
-        whole(1..=MAX_LIMIT, "a whole number from 1 to 1000"),
-    );
-    let offset = param(
-        p,
-        "offset",
-        non_empty(&query.offset),
-        whole(
-            0..=9_223_372_036_854_775_807_u64,
-            "a whole number from 0 to 9223372036854775807",
-        ),
-    );
-    let before = param(
-        p,
-        "before",
-        non_empty(&query.before),
-        whole(1.., "a report id (a whole number from 1)"),
-    );
-    if !problems.is_empty() {
-        return Err(ApiError::Unprocessable(problems));
-    }
-    Ok(HistoryFilter {
-        server_group: None,
-        host: None,
-        kind,
-        status,
-        from,
-        to,
-        before,
-        limit: limit.unwrap_or(DEFAULT_LIMIT),
-        offset: offset.unwrap_or(0),
-    })
+    let mut p = Problems::default();
+    let filter = parse(&mut p, query);
+    p.finish()?;
+    Ok(filter)
 }
 
-async fn respond(ctx: &AppContext, filter: HistoryFilter) -> Result<HttpResponse, ApiError> {
-    let entries = ctx.store.history(&filter).await?;
+fn parse(p: &mut Problems, query: &HistoryQuery) -> HistoryFilter {
+    HistoryFilter {
+        server_group: AnyOf::default(),
+        host: AnyOf::default(),
+        kind: p.kinds("kind", &query.kind),
+        status: p.statuses("status", &query.status),
+        from: p.instant("from", &query.from),
+        to: p.instant("to", &query.to),
+        limit: p.limit(&query.limit),
+        offset: p
+            .one(
+                "offset",
+                &query.offset,
+                whole(
+                    0..=9_223_372_036_854_775_807_u64,
+                    "a whole number from 0 to 9223372036854775807",
+                ),
+            )
+            .unwrap_or(0),
+        before: p.before(&query.before),
+    }
+}
+
+/// The plain array, or the page with its cursor when `envelope=true`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum HistoryAnswer {
+    Rows(Vec<HistoryRow>),
+    Page(HistoryPage),
+}
+
+/// A page of rows and the cursor of the next one, for Grafana Infinity's cursor paging
+/// (size parameter `limit`, cursor parameter `before`, extraction path `next_before`, root
+/// selector `rows`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryPage {
+    pub rows: Vec<HistoryRow>,
+    /// The `before` of the next page; null on the last page.
+    #[schema(required = true)]
+    pub next_before: Option<i64>,
+}
+
+async fn respond(
+    ctx: &AppContext,
+    mut filter: HistoryFilter,
+    envelope: bool,
+) -> Result<HttpResponse, ApiError> {
+    // One row more than asked tells whether another page follows.
+    let limit = filter.limit;
+    if envelope {
+        filter.limit += 1;
+    }
+    let mut entries = ctx.store.history(&filter).await?;
+    let more = entries.len() > limit as usize;
+    entries.truncate(limit as usize);
     let rows = entries
         .into_iter()
         .map(HistoryRow::try_from)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(HttpResponse::Ok().json(rows))
+    let answer = if envelope {
+        let next_before = if more {
+            rows.last().map(|r| r.id)
+        } else {
+            None
+        };
+        HistoryAnswer::Page(HistoryPage { rows, next_before })
+    } else {
+        HistoryAnswer::Rows(rows)
+    };
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+/// Whether `envelope=true` was asked.
+pub(super) fn envelope(p: &mut Problems, text: &Option<String>) -> bool {
+    p.boolean("envelope", text).unwrap_or(false)
 }
 
 /// The audit trail: every accepted report, newest first.
@@ -401,16 +405,16 @@ async fn respond(ctx: &AppContext, filter: HistoryFilter) -> Result<HttpResponse
     security((), ("bearer" = ["read"])),
     tag = "history",
     params(
-        ("server_group" = Option<String>, Query, description = "Only this server group (empty: all)",
-         pattern = r"^$|^(?!(\.{1,2}|pipeline|cron)$)[A-Za-z0-9._-]{1,128}$"),
-        ("host" = Option<String>, Query, description = "Only this host name (empty: all)",
-         pattern = r"^$|^(?!\.{1,2}$)[A-Za-z0-9._-]{1,128}$"),
+        ("server_group" = Option<String>, Query, description = "Only these server groups: comma-separated names or `*` globs (empty or `*`: all)",
+         example = "rsyslog-*"),
+        ("host" = Option<String>, Query, description = "Only these hosts: comma-separated names or `*` globs (empty or `*`: all)",
+         example = "rsyslog-01"),
         HistoryQuery,
     ),
     responses(
         ReadAuthErrors,
-        (status = 200, description = "Matching reports, newest first", body = Vec<HistoryRow>),
-        (status = 400, description = "The query string cannot be read", body = ErrorBody, example = super::error::examples::bad_query),
+        (status = 200, description = "Matching reports, newest first (with `envelope=true`: a `HistoryPage`)", body = HistoryAnswer),
+        (status = 400, description = "The query string cannot be read, or names a parameter this endpoint does not take", body = ErrorBody, example = super::error::examples::bad_query),
         (status = 422, description = "Invalid parameters; `details` names each", body = ErrorBody, example = super::error::examples::invalid_query),
         (status = 500, description = "Database failure", body = ErrorBody, example = super::error::examples::internal),
     )
@@ -422,18 +426,15 @@ pub async fn history(
     hosts: web::Query<HostFilter>,
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let group = non_empty(&hosts.server_group).map(parse_group).transpose();
-    let host = non_empty(&hosts.host).map(parse_host).transpose();
-    let ((server_group, host), filter) = both(both(group, host), filter(&query))?;
-    respond(
-        &ctx,
-        HistoryFilter {
-            server_group,
-            host,
-            ..filter
-        },
-    )
-    .await
+    let mut p = Problems::default();
+    let filter = HistoryFilter {
+        server_group: p.names("server_group", &hosts.server_group),
+        host: p.names("host", &hosts.host),
+        ..parse(&mut p, &query)
+    };
+    let envelope = envelope(&mut p, &query.envelope);
+    p.finish()?;
+    respond(&ctx, filter, envelope).await
 }
 
 /// The audit trail of one host, newest first (the same parameters as `GET /history`).
@@ -449,8 +450,8 @@ pub async fn history(
     ),
     responses(
         ReadAuthErrors,
-        (status = 200, description = "The host's reports, newest first", body = Vec<HistoryRow>),
-        (status = 400, description = "The query string cannot be read", body = ErrorBody, example = super::error::examples::bad_query),
+        (status = 200, description = "The host's reports, newest first (with `envelope=true`: a `HistoryPage`)", body = HistoryAnswer),
+        (status = 400, description = "The query string cannot be read, or names a parameter this endpoint does not take", body = ErrorBody, example = super::error::examples::bad_query),
         (status = 422, description = "Invalid parameters; `details` names each", body = ErrorBody, example = super::error::examples::invalid_query),
         (status = 500, description = "Database failure", body = ErrorBody, example = super::error::examples::internal),
     )
@@ -463,15 +464,22 @@ pub async fn host_history(
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (group, host) = path.into_inner();
-    let ((group, host), filter) =
-        both(both(parse_group(&group), parse_host(&host)), filter(&query))?;
+    let mut p = Problems::default();
+    let filter = parse(&mut p, &query);
+    let envelope = envelope(&mut p, &query.envelope);
+    let ((group, host), ()) = both(both(parse_group(&group), parse_host(&host)), p.finish())?;
+    let one = |name: &str| Pattern::parse(name).map(|p| AnyOf(vec![p]));
+    let (Ok(server_group), Ok(host)) = (one(group.as_str()), one(host.as_str())) else {
+        return Err(ApiError::field("(path)", "a name is empty"));
+    };
     respond(
         &ctx,
         HistoryFilter {
-            server_group: Some(group),
-            host: Some(host),
+            server_group,
+            host,
             ..filter
         },
+        envelope,
     )
     .await
 }

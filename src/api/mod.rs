@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod commits;
 pub mod cron;
 pub mod decommission;
 pub mod error;
@@ -12,10 +13,13 @@ pub mod health;
 pub mod history;
 pub mod index;
 pub mod legacy;
+pub mod params;
 pub mod pipeline;
 #[cfg(test)]
 mod prop_tests;
 pub mod status;
+pub mod summary;
+pub mod transitions;
 
 use std::time::Instant;
 
@@ -66,7 +70,12 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(health::ready)
         .service(index::index)
         .service(admin::prune)
-        .service(admin::backup);
+        .service(admin::backup)
+        .service(summary::summary)
+        .service(summary::groups)
+        .service(transitions::transitions)
+        .service(commits::commits)
+        .service(commits::commit_hosts);
 }
 
 /// Merges two validations so one 422 names the problems of both.
@@ -126,26 +135,48 @@ pub(crate) fn request_meta(
     }
 }
 
-/// The API's routes and their methods, to tell 404 (no such path) from 405 (wrong method).
+/// The API's routes, their methods and each method's query parameters, from the spec: tells
+/// 404 (no such path) from 405 (wrong method), and finds unknown query parameters.
 #[derive(Debug)]
-pub struct RouteTable(Vec<(ResourceDef, Vec<Method>)>);
+pub struct RouteTable(Vec<Route>);
+
+/// A path, and each method on it with the query parameters it takes.
+type Route = (ResourceDef, Vec<(Method, Vec<String>)>);
 
 impl RouteTable {
     pub fn from_spec(spec: &utoipa::openapi::OpenApi) -> Self {
+        use utoipa::openapi::path::{Operation, ParameterIn};
+        let query_names = |operation: &Operation| -> Vec<String> {
+            operation
+                .parameters
+                .iter()
+                .flatten()
+                .filter_map(|p| match p {
+                    utoipa::openapi::RefOr::T(p)
+                        if matches!(p.parameter_in, ParameterIn::Query) =>
+                    {
+                        Some(p.name.clone())
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
         let routes = spec
             .paths
             .paths
             .iter()
             .map(|(path, item)| {
                 let methods = [
-                    (Method::GET, item.get.is_some()),
-                    (Method::POST, item.post.is_some()),
-                    (Method::PUT, item.put.is_some()),
-                    (Method::DELETE, item.delete.is_some()),
-                    (Method::PATCH, item.patch.is_some()),
+                    (Method::GET, &item.get),
+                    (Method::POST, &item.post),
+                    (Method::PUT, &item.put),
+                    (Method::DELETE, &item.delete),
+                    (Method::PATCH, &item.patch),
                 ]
                 .into_iter()
-                .filter_map(|(method, present)| present.then_some(method))
+                .filter_map(|(method, operation)| {
+                    operation.as_ref().map(|op| (method, query_names(op)))
+                })
                 .collect();
                 (ResourceDef::new(path.as_str()), methods)
             })
@@ -153,10 +184,10 @@ impl RouteTable {
         RouteTable(routes)
     }
 
-    fn allowed(&self, path: &str) -> Vec<Method> {
-        // A literal route (`/status/cron`) is the resource; a template that also matches
-        // (`/status/{server_group}`) is not.
-        let matching: Vec<&(ResourceDef, Vec<Method>)> = self
+    /// The routes a path belongs to: a literal route (`/status/cron`) is the resource; a
+    /// template that also matches (`/status/{server_group}`) is not.
+    fn routes(&self, path: &str) -> Vec<&Route> {
+        let matching: Vec<_> = self
             .0
             .iter()
             .filter(|(def, _)| def.is_match(path))
@@ -166,19 +197,86 @@ impl RouteTable {
             .copied()
             .filter(|(def, _)| !def.pattern().is_some_and(|p| p.contains('{')))
             .collect();
-        let chosen = if literal.is_empty() {
+        if literal.is_empty() {
             matching
         } else {
             literal
-        };
-        let mut allowed: Vec<Method> = chosen
+        }
+    }
+
+    fn allowed(&self, path: &str) -> Vec<Method> {
+        let mut allowed: Vec<Method> = self
+            .routes(path)
             .into_iter()
-            .flat_map(|(_, methods)| methods.iter().cloned())
+            .flat_map(|(_, methods)| methods.iter().map(|(method, _)| method.clone()))
             .collect();
         allowed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         allowed.dedup();
         allowed
     }
+
+    /// The query parameters `method` on `path` takes; None when the API has no such operation
+    /// (then 404 or 405 answers it).
+    fn parameters(&self, method: &Method, path: &str) -> Option<&[String]> {
+        self.routes(path).into_iter().find_map(|(_, methods)| {
+            methods
+                .iter()
+                .find(|(m, _)| m == method)
+                .map(|(_, names)| names.as_slice())
+        })
+    }
+}
+
+/// Refuses a request whose query string names a parameter its operation does not take (400
+/// naming each one), so `?stauts=failed` is never read as "no filter".
+pub async fn strict_query(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
+    let unknown = match (req.query_string(), req.app_data::<web::Data<RouteTable>>()) {
+        ("", _) | (_, None) => Vec::new(),
+        (query, Some(routes)) => match routes.parameters(req.method(), req.path()) {
+            None => Vec::new(),
+            Some(known) => unknown_parameters(query, known, req.method(), req.path()),
+        },
+    };
+    if unknown.is_empty() {
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
+    let response = actix_web::ResponseError::error_response(&ApiError::UnknownParameters(unknown));
+    Ok(req.into_response(response).map_into_right_body())
+}
+
+fn unknown_parameters(
+    query: &str,
+    known: &[String],
+    method: &Method,
+    path: &str,
+) -> Vec<error::FieldProblem> {
+    let Ok(pairs) = web::Query::<Vec<(String, String)>>::from_query(query) else {
+        // The handler's own extractor names what is wrong with it.
+        return Vec::new();
+    };
+    let takes = if known.is_empty() {
+        "it takes no query parameters".to_owned()
+    } else {
+        format!("it takes: {}", known.join(", "))
+    };
+    let mut names: Vec<&str> = pairs
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|name| !known.iter().any(|k| k == name))
+        .collect();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| {
+            error::FieldProblem::new(
+                name,
+                format!("is not a parameter of {method} {path}; {takes}"),
+            )
+        })
+        .collect()
 }
 
 /// Answers every request no handler matched: 405 with `Allow` when the path exists, else 404.

@@ -137,5 +137,5 @@ pub async fn post_pipeline(
     body: JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let recorded = record(&ctx, &req, caller, body, parse).await?;
-    Ok(accepted(recorded))
+    Ok(accepted(&ctx, recorded))
 }

@@ -6,15 +6,18 @@ use std::io::Write as _;
 
 use actix_web::http::header::{self, AcceptEncoding, ContentEncoding, Encoding, Header as _};
 use actix_web::{get, web, HttpRequest, HttpResponse};
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use crate::domain::{HostName, HostState, ServerGroup, Status};
+use crate::domain::{
+    is_stale, FleetFilter, HostName, HostState, ServerGroup, StalePolicy, Status, Timestamp,
+};
 use crate::store::Recorded;
 
 use super::auth::Reader;
 use super::body::{GroupName, Name};
 use super::error::{ApiError, ErrorBody, ReadAuthErrors};
+use super::params::{csv_schema, Problems};
 use super::AppContext;
 
 /// A sync status as v2 spells it.
@@ -38,8 +41,9 @@ impl From<Status> for SyncStatus {
     }
 }
 
-/// One host's current state. Every field is present in every row; a field nobody reported is
-/// null. Timestamps are RFC 3339 UTC with millisecond precision.
+/// One host's current state as stored (`hosts.status_row`): the seed's 17 fields and
+/// `status_since`. Every field is present in every row; a field nobody reported is null.
+/// Timestamps are RFC 3339 UTC with millisecond precision.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
     "project_name": "gitops-for-servers",
@@ -58,9 +62,10 @@ impl From<Status> for SyncStatus {
     "commit_sha": "abc1234567890",
     "branch": "master",
     "updated_by": "woodpecker",
-    "timestamp": "2026-04-26T11:00:00.412Z"
+    "timestamp": "2026-04-26T11:00:00.412Z",
+    "status_since": "2026-04-25T08:14:00.000Z"
 }))]
-pub struct HostStatus {
+pub struct StoredStatus {
     #[schema(required = true)]
     pub project_name: Option<String>,
     #[schema(required = true)]
@@ -97,12 +102,66 @@ pub struct HostStatus {
     /// When the server last accepted a report for this host (its own clock).
     #[schema(format = DateTime)]
     pub timestamp: String,
+    /// When the current status began: the observation time of the first report of the
+    /// current run of that status.
+    #[schema(format = DateTime)]
+    pub status_since: String,
 }
 
-impl From<HostState> for HostStatus {
+/// One host's current state: the stored fields, then whether it has gone silent. Every field
+/// is present in every row and keeps one JSON type.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "project_name": "gitops-for-servers",
+    "repo_name": "rsyslog",
+    "server_group": "rsyslog-prod",
+    "server_type": "rsyslog",
+    "environment": "prod",
+    "host": "rsyslog-01",
+    "status": "synced",
+    "changed_files_count": 0,
+    "changed_files": [],
+    "validation_status": "passed",
+    "validation_message": "rsyslog syntax validation passed",
+    "last_pipeline_run": "2026-04-26T10:30:00.000Z",
+    "last_cron_check": "2026-04-26T11:00:00.000Z",
+    "commit_sha": "abc1234567890",
+    "branch": "master",
+    "updated_by": "woodpecker",
+    "timestamp": "2026-04-26T11:00:00.412Z",
+    "status_since": "2026-04-25T08:14:00.000Z",
+    "stale": false,
+    "report_due_by": "2026-04-26T12:00:00.412Z"
+}))]
+pub struct HostStatus {
+    #[serde(flatten)]
+    pub stored: StoredStatus,
+    /// The host had a drift check (cron or v1) and the server has received none for longer
+    /// than `--stale-after` allows its group.
+    pub stale: bool,
+    /// When the host turns stale without another drift check (the server's receive time of
+    /// the last one plus the group's allowance); null for a host that is never stale (no
+    /// drift check yet, or its group's allowance is off).
+    #[schema(required = true, format = DateTime)]
+    pub report_due_by: Option<String>,
+}
+
+impl HostStatus {
+    /// The row of `state` as of `now` under `policy`.
+    pub fn of(state: HostState, policy: &StalePolicy, now: Timestamp) -> Self {
+        let due = policy.due_by(state.server_group.as_str(), state.drift_received_at);
+        HostStatus {
+            stored: StoredStatus::from(state),
+            stale: is_stale(due, now),
+            report_due_by: due.map(|t| t.to_string()),
+        }
+    }
+}
+
+impl From<HostState> for StoredStatus {
     fn from(s: HostState) -> Self {
         let d = s.deployment;
-        HostStatus {
+        StoredStatus {
             project_name: d.project_name,
             repo_name: d.repo_name,
             server_group: s.server_group.to_string(),
@@ -120,6 +179,7 @@ impl From<HostState> for HostStatus {
             branch: d.branch,
             updated_by: d.updated_by,
             timestamp: s.timestamp.to_string(),
+            status_since: s.status_since.to_string(),
         }
     }
 }
@@ -147,7 +207,10 @@ impl From<HostState> for HostStatus {
         "commit_sha": "abc1234567890",
         "branch": "master",
         "updated_by": "woodpecker",
-        "timestamp": "2026-04-26T11:00:00.412Z"
+        "timestamp": "2026-04-26T11:00:00.412Z",
+        "status_since": "2026-04-26T11:00:00.000Z",
+        "stale": false,
+        "report_due_by": "2026-04-26T12:00:00.412Z"
     }
 }))]
 pub struct ReportAccepted {
@@ -162,9 +225,10 @@ pub struct ReportAccepted {
     pub status: HostStatus,
 }
 
-/// A host's `GET /status` row, as the store keeps it (`hosts.status_row`).
+/// A host's `GET /status` row, as the store keeps it (`hosts.status_row`): the read-time
+/// fields (`stale`, `report_due_by`) are appended when it is read.
 pub fn render_row(state: &HostState) -> Result<String, serde_json::Error> {
-    serde_json::to_string(&HostStatus::from(state.clone()))
+    serde_json::to_string(&StoredStatus::from(state.clone()))
 }
 
 /// What an accepted report did, for the `message` of the answer.
@@ -196,12 +260,12 @@ fn outcome_of_merge(recorded: &Recorded) -> String {
 }
 
 /// 201 when the report created the host, 200 otherwise.
-pub(super) fn accepted(recorded: Recorded) -> HttpResponse {
+pub(super) fn accepted(ctx: &AppContext, recorded: Recorded) -> HttpResponse {
     let body = ReportAccepted {
         success: true,
         message: outcome(&recorded),
         report_id: recorded.report_id,
-        status: HostStatus::from(recorded.state),
+        status: HostStatus::of(recorded.state, ctx.store.stale_policy(), ctx.clock.now()),
     };
     if recorded.created {
         HttpResponse::Created().json(body)
@@ -218,9 +282,10 @@ pub(super) fn parse_host(text: &str) -> Result<HostName, ApiError> {
     HostName::parse(text).map_err(|p| ApiError::field("host", p))
 }
 
-/// The last `GET /status` body rendered, kept until the database changes: one JSON array of
-/// every host's row, and its gzip encoding once a client asked for it. A request finding it
-/// current costs a clone of the bytes; one finding it stale renders it again, once, while
+/// The last unfiltered `GET /status` body rendered, kept until the database changes or the
+/// first host it shows as not stale passes its `report_due_by`: one JSON array of every
+/// host's row, and its gzip encoding once a client asked for it. A request finding it current
+/// costs a clone of the bytes; one finding it out of date renders it again, once, while
 /// requests arriving meanwhile wait for that rendering instead of repeating it.
 #[derive(Debug, Default)]
 pub struct StatusCache(tokio::sync::Mutex<Option<CachedStatus>>);
@@ -229,22 +294,38 @@ pub struct StatusCache(tokio::sync::Mutex<Option<CachedStatus>>);
 struct CachedStatus {
     /// `Store::version` when it was rendered: it holds at least every report committed by then.
     version: i64,
+    /// The rendering is right until this time (None: no host turns stale without a report).
+    valid_until: Option<Timestamp>,
     identity: web::Bytes,
     gzip: Option<web::Bytes>,
 }
 
+impl CachedStatus {
+    fn current(&self, version: i64, now: Timestamp) -> bool {
+        self.version >= version && self.valid_until.is_none_or(|until| now <= until)
+    }
+}
+
 impl StatusCache {
-    /// The body, gzip-encoded when `gzip`, as of at least the store's current version.
+    /// The body, gzip-encoded when `gzip`, as of at least the store's current version and now.
     async fn get(&self, ctx: &AppContext, gzip: bool) -> Result<web::Bytes, ApiError> {
         let version = ctx.store.version();
+        let now = ctx.clock.now();
         let mut slot = self.0.lock().await;
         let cached = match slot.take() {
-            Some(cached) if cached.version >= version => cached,
-            _ => CachedStatus {
-                version,
-                identity: web::Bytes::from(ctx.store.status_rows(None).await?),
-                gzip: None,
-            },
+            Some(cached) if cached.current(version, now) => cached,
+            _ => {
+                let rows = ctx
+                    .store
+                    .status_rows(&FleetFilter::default(), None, now)
+                    .await?;
+                CachedStatus {
+                    version,
+                    valid_until: rows.valid_until,
+                    identity: web::Bytes::from(rows.body),
+                    gzip: None,
+                }
+            }
         };
         let cached = slot.insert(cached);
         if !gzip {
@@ -287,7 +368,79 @@ fn json_rows(rows: impl Into<web::Bytes>) -> HttpResponse {
         .body(rows.into())
 }
 
-async fn all_hosts(ctx: &AppContext, req: &HttpRequest) -> Result<HttpResponse, ApiError> {
+/// The filters of `GET /status`, `/status.json`, `/status/{server_group}`, `/summary` and
+/// `/groups`. Each takes comma-separated values (any of them matches); names and values take
+/// `*` globs; an empty value or `*` alone means all.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FleetQuery {
+    /// Only hosts with one of these statuses: synced, out_of_sync, failed, unknown (v1
+    /// spellings and any case accepted), e.g. `out_of_sync,failed`.
+    #[param(schema_with = csv_schema, example = "out_of_sync,failed")]
+    status: Option<String>,
+    /// Only hosts whose environment matches, e.g. `prod`.
+    #[param(schema_with = csv_schema, example = "prod")]
+    environment: Option<String>,
+    /// e.g. `rsyslog,nginx`.
+    #[param(schema_with = csv_schema, example = "rsyslog")]
+    server_type: Option<String>,
+    /// Server group names or globs, e.g. `rsyslog-*`.
+    #[param(schema_with = csv_schema, example = "rsyslog-*")]
+    server_group: Option<String>,
+    /// Host names or globs, e.g. `rsyslog-01,rsyslog-02`.
+    #[param(schema_with = csv_schema, example = "rsyslog-0*")]
+    host: Option<String>,
+    #[param(schema_with = csv_schema, example = "rsyslog")]
+    repo_name: Option<String>,
+    #[param(schema_with = csv_schema, example = "gitops-for-servers")]
+    project_name: Option<String>,
+    #[param(schema_with = csv_schema, example = "master")]
+    branch: Option<String>,
+    /// The deployed commit, e.g. `abc123*`.
+    #[param(schema_with = csv_schema, example = "abc1234567890")]
+    commit_sha: Option<String>,
+    #[param(schema_with = csv_schema, example = "passed")]
+    validation_status: Option<String>,
+    /// `true`: only stale hosts; `false`: only hosts that are not stale.
+    #[param(value_type = Option<String>, pattern = "^(true|false|\\*)?$", example = "true")]
+    stale: Option<String>,
+}
+
+impl FleetQuery {
+    /// The filter, or a 422 naming every bad parameter.
+    pub fn filter(&self) -> Result<FleetFilter, ApiError> {
+        let mut p = Problems::default();
+        let filter = FleetFilter {
+            status: p.statuses("status", &self.status),
+            environment: p.patterns("environment", &self.environment),
+            server_type: p.patterns("server_type", &self.server_type),
+            server_group: p.names("server_group", &self.server_group),
+            host: p.names("host", &self.host),
+            repo_name: p.patterns("repo_name", &self.repo_name),
+            project_name: p.patterns("project_name", &self.project_name),
+            branch: p.patterns("branch", &self.branch),
+            commit_sha: p.patterns("commit_sha", &self.commit_sha),
+            validation_status: p.patterns("validation_status", &self.validation_status),
+            stale: p.boolean("stale", &self.stale),
+        };
+        p.finish()?;
+        Ok(filter)
+    }
+}
+
+async fn all_hosts(
+    ctx: &AppContext,
+    req: &HttpRequest,
+    query: &FleetQuery,
+) -> Result<HttpResponse, ApiError> {
+    let filter = query.filter()?;
+    if !filter.is_everything() {
+        let rows = ctx
+            .store
+            .status_rows(&filter, None, ctx.clock.now())
+            .await?;
+        return Ok(json_rows(rows.body));
+    }
     let gzip = wants_gzip(req);
     let body = ctx.status_cache.get(ctx, gzip).await?;
     let mut response = HttpResponse::Ok();
@@ -303,12 +456,16 @@ async fn all_hosts(ctx: &AppContext, req: &HttpRequest) -> Result<HttpResponse, 
 /// Every host's current state, one flat row per host, ordered by server_group and host.
 ///
 /// Point Grafana's Infinity datasource here (parser JSON or Backend, no root selector).
+/// Filters narrow the rows; an unknown parameter is a 400, never ignored.
 #[utoipa::path(
     security((), ("bearer" = ["read"])),
     tag = "status",
+    params(FleetQuery),
     responses(
         ReadAuthErrors,
         (status = 200, description = "One row per host; [] before the first report", body = Vec<HostStatus>),
+        (status = 400, description = "A query parameter this endpoint does not take", body = ErrorBody, example = super::error::examples::unknown_parameter),
+        (status = 422, description = "A filter value is not valid; `details` names each", body = ErrorBody, example = super::error::examples::invalid_filter),
         (status = 500, description = "Database failure", body = ErrorBody, example = super::error::examples::internal),
     )
 )]
@@ -317,17 +474,24 @@ pub async fn list_status(
     ctx: web::Data<AppContext>,
     req: HttpRequest,
     _reader: Reader,
+    query: web::Query<FleetQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    all_hosts(&ctx, &req).await
+    all_hosts(&ctx, &req, &query).await
 }
 
 /// The same rows as `GET /status`, at the address v1 dashboards read.
+///
+/// Note for v1 dashboards: this is the v2 array, not the v1 object; `GET /api/status` gives
+/// the v1 object (README, Migrating from v1).
 #[utoipa::path(
     security((), ("bearer" = ["read"])),
     tag = "status",
+    params(FleetQuery),
     responses(
         ReadAuthErrors,
         (status = 200, description = "One row per host; [] before the first report", body = Vec<HostStatus>),
+        (status = 400, description = "A query parameter this endpoint does not take", body = ErrorBody, example = super::error::examples::unknown_parameter),
+        (status = 422, description = "A filter value is not valid; `details` names each", body = ErrorBody, example = super::error::examples::invalid_filter),
         (status = 500, description = "Database failure", body = ErrorBody, example = super::error::examples::internal),
     )
 )]
@@ -336,8 +500,9 @@ pub async fn list_status_json(
     ctx: web::Data<AppContext>,
     req: HttpRequest,
     _reader: Reader,
+    query: web::Query<FleetQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    all_hosts(&ctx, &req).await
+    all_hosts(&ctx, &req, &query).await
 }
 
 /// `/status/pipeline` and `/status/cron` are endpoints, not groups: a GET there is not routed
@@ -356,11 +521,15 @@ fn not_an_endpoint(ctx: &actix_web::guard::GuardContext) -> bool {
 #[utoipa::path(
     security((), ("bearer" = ["read"])),
     tag = "status",
-    params(("server_group" = GroupName, Path, description = "e.g. rsyslog-prod", example = "rsyslog-prod")),
+    params(
+        ("server_group" = GroupName, Path, description = "e.g. rsyslog-prod", example = "rsyslog-prod"),
+        FleetQuery,
+    ),
     responses(
         ReadAuthErrors,
         (status = 200, description = "The group's hosts; [] for an unknown group", body = Vec<HostStatus>),
-        (status = 422, description = "The group name is not valid", body = ErrorBody, example = super::error::examples::invalid_name),
+        (status = 400, description = "A query parameter this endpoint does not take", body = ErrorBody, example = super::error::examples::unknown_parameter),
+        (status = 422, description = "The group name or a filter value is not valid", body = ErrorBody, example = super::error::examples::invalid_name),
         (status = 500, description = "Database failure", body = ErrorBody, example = super::error::examples::internal),
     )
 )]
@@ -369,9 +538,14 @@ pub async fn group_status(
     ctx: web::Data<AppContext>,
     _reader: Reader,
     path: web::Path<String>,
+    query: web::Query<FleetQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let group = parse_group(&path)?;
-    Ok(json_rows(ctx.store.status_rows(Some(&group)).await?))
+    let (group, filter) = super::both(parse_group(&path), query.filter())?;
+    let rows = ctx
+        .store
+        .status_rows(&filter, Some(&group), ctx.clock.now())
+        .await?;
+    Ok(json_rows(rows.body))
 }
 
 /// The current state of one host.
@@ -398,7 +572,7 @@ pub async fn host_status(
 ) -> Result<HttpResponse, ApiError> {
     let (group, host) = path.into_inner();
     let (group, host) = super::both(parse_group(&group), parse_host(&host))?;
-    match ctx.store.status_row(&group, &host).await? {
+    match ctx.store.status_row(&group, &host, ctx.clock.now()).await? {
         Some(row) => Ok(json_rows(row)),
         None => Err(ApiError::NotFound(format!("no host {group}/{host}"))),
     }

@@ -388,6 +388,7 @@ pub async fn run(db: &Path, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
             write_queue: 16,
             render_row: status::render_row,
             clock: Clock::system(),
+            stale_policy: Default::default(),
         },
     )
     .await

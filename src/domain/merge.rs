@@ -12,7 +12,7 @@
 //!
 //! A report that carries a status without `changed_files` says "no changed files".
 
-use super::{HostState, Observation, Report, ReportKind, Timestamp};
+use super::{HostState, Observation, Report, ReportKind, Timestamp, Transition};
 
 /// A facet's defining report and the time that report observed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,6 +175,24 @@ impl HostState {
             (true, _) => times.cron_check,
             (false, before) => before.and_then(|b| b.last_cron_check),
         };
+        let status_since = match before {
+            Some(b) if b.status == status => b.status_since,
+            _ => status_observed_at,
+        };
+        // Staleness runs on the server's clock: a drift check counts when it arrived, whatever
+        // time it carried (an import's counts at the old server's time, never later).
+        let drift_now = match report.kind() {
+            ReportKind::Cron | ReportKind::Legacy => Some(received_at),
+            ReportKind::Import => times.cron_check,
+            _ => None,
+        };
+        let drift_received_at = before.and_then(|b| b.drift_received_at).max(drift_now);
+        let commit_since = match before {
+            Some(b) if !moved.pipeline || b.deployment.commit_sha == deployment.commit_sha => {
+                b.commit_since
+            }
+            _ => last_pipeline_run,
+        };
         Some(HostState {
             server_group: report.server_group.clone(),
             host: report.host.clone(),
@@ -186,6 +204,36 @@ impl HostState {
             timestamp: received_at,
             status_observed_at,
             reported_drift_count,
+            status_since,
+            drift_received_at,
+            commit_since,
+        })
+    }
+
+    /// The change of status `report` (id `report_id`) made, going from `before` to `self`;
+    /// None when the status stayed (or the report did not move it).
+    pub fn transition_from(
+        &self,
+        before: Option<&HostState>,
+        moved: Facets,
+        report_id: i64,
+        kind: ReportKind,
+    ) -> Option<Transition> {
+        if !moved.status || before.is_some_and(|b| b.status == self.status) {
+            return None;
+        }
+        Some(Transition {
+            report_id,
+            server_group: self.server_group.clone(),
+            host: self.host.clone(),
+            from_status: before.map(|b| b.status),
+            to_status: self.status,
+            at: self.status_since,
+            kind,
+            previous_duration_ms: before
+                .map(|b| self.status_since.epoch_millis() - b.status_since.epoch_millis()),
+            commit_sha: self.deployment.commit_sha.clone(),
+            changed_files_count: self.changed_files.len() as u64,
         })
     }
 }
@@ -393,6 +441,45 @@ mod tests {
         assert_eq!(third.status, second.status);
         assert_eq!(third.changed_files, second.changed_files);
         assert_eq!(third.last_cron_check, Some(t3));
+    }
+
+    #[test]
+    fn status_since_and_transitions_follow_runs_of_one_status() {
+        let all = Facets {
+            status: true,
+            files: true,
+            pipeline: false,
+            cron_check: true,
+        };
+        let step = |before: Option<&HostState>, status: Option<&str>, t: &str, id: i64| {
+            let r = report("cron", status, None);
+            let received = at(t);
+            let moved = Facets {
+                status: status.is_some(),
+                files: status.is_some(),
+                ..all
+            };
+            let after =
+                HostState::after(before, &r, moved, received, r.facet_times(received)).unwrap();
+            let transition = after.transition_from(before, moved, id, ReportKind::Cron);
+            (after, transition)
+        };
+        let (first, t1) = step(None, Some("synced"), "2026-04-26T10:00:00Z", 1);
+        let t1 = t1.unwrap();
+        assert_eq!((t1.from_status, t1.previous_duration_ms), (None, None));
+        assert_eq!(first.drift_received_at, Some(at("2026-04-26T10:00:00Z")));
+        let (same, none) = step(Some(&first), Some("synced"), "2026-04-26T10:02:00Z", 2);
+        assert!(none.is_none());
+        assert_eq!(same.status_since, at("2026-04-26T10:00:00Z"));
+        let (beat, none) = step(Some(&same), None, "2026-04-26T10:04:00Z", 3);
+        assert!(none.is_none(), "a heartbeat changes no status");
+        assert_eq!(beat.drift_received_at, Some(at("2026-04-26T10:04:00Z")));
+        let (drifted, t4) = step(Some(&beat), Some("out_of_sync"), "2026-04-26T11:00:00Z", 4);
+        let t4 = t4.unwrap();
+        assert_eq!(drifted.status_since, at("2026-04-26T11:00:00Z"));
+        assert_eq!(t4.from_status, Some(crate::domain::Status::Synced));
+        assert_eq!(t4.previous_duration_ms, Some(3_600_000));
+        assert_eq!((t4.report_id, t4.at), (4, at("2026-04-26T11:00:00Z")));
     }
 
     #[test]

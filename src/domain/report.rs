@@ -1,6 +1,6 @@
 //! A validated report as accepted from a client, and the read models built from stored reports.
 
-use super::{HostName, ReportKind, ServerGroup, Status, Timestamp};
+use super::{AnyOf, HostName, Pattern, ReportKind, ServerGroup, Status, Timestamp};
 
 /// The most entries `changed_files` (or v1 `files`) may hold.
 pub const MAX_CHANGED_FILES: usize = 10_000;
@@ -177,6 +177,14 @@ pub struct HostState {
     pub status_observed_at: Timestamp,
     /// The v1 `drift_count` of the report the current `changed_files` come from, if it sent one.
     pub reported_drift_count: Option<i64>,
+    /// When the current status began: the observation time of the first report of the
+    /// current run of that status.
+    pub status_since: Timestamp,
+    /// When the server received the host's newest drift check (cron or v1; an import's
+    /// drift check counts at its own time); None: it never had one, so it is never stale.
+    pub drift_received_at: Option<Timestamp>,
+    /// When the current commit was first reported deployed (the pipeline report's time).
+    pub commit_since: Option<Timestamp>,
 }
 
 /// One row of the audit trail.
@@ -211,10 +219,10 @@ pub struct HistoryEntry {
 /// Which reports `GET /history` returns, newest first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HistoryFilter {
-    pub server_group: Option<ServerGroup>,
-    pub host: Option<HostName>,
-    pub kind: Option<ReportKind>,
-    pub status: Option<Status>,
+    pub server_group: AnyOf<Pattern>,
+    pub host: AnyOf<Pattern>,
+    pub kind: AnyOf<ReportKind>,
+    pub status: AnyOf<Status>,
     /// Inclusive bounds on `received_at`.
     pub from: Option<Timestamp>,
     pub to: Option<Timestamp>,

@@ -133,6 +133,7 @@ pub async fn append(
             heads: *heads,
             last_report_id: *last_report_id,
             status_row: None,
+            state: None,
         })
         .collect();
     upsert_hosts(&mut tx, &pointers).await?;
@@ -142,6 +143,8 @@ pub async fn append(
             .await
             .with_context(|| format!("cannot rebuild {sql}"))?;
     }
+    // Transitions, commits and the hosts' copies of their state, as after a migration.
+    super::derive::derive(&mut tx).await?;
     tx.commit().await?;
     render_missing_status_rows(&mut conn, render).await?;
     sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -8,6 +8,8 @@ pub mod backup;
 #[cfg(feature = "bench")]
 pub mod bulk;
 pub mod chain;
+mod derive;
+mod fleet;
 pub mod lock;
 mod read;
 pub mod record;
@@ -23,8 +25,9 @@ use anyhow::Context;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 
-use crate::domain::{Clock, HostName, HostState, Report, ServerGroup};
+use crate::domain::{Clock, HostName, HostState, Report, ServerGroup, StalePolicy};
 
+pub use fleet::StatusRows;
 pub use retention::PruneSummary;
 pub use writer::{Recorded, RequestMeta};
 
@@ -135,6 +138,8 @@ pub struct StoreConfig {
     pub render_row: RenderRow,
     /// The clock that stamps every row (the system clock but in tests).
     pub clock: Clock,
+    /// `--stale-after`: when silent hosts turn stale.
+    pub stale_policy: StalePolicy,
 }
 
 /// The database: one writer task and a read pool over one SQLite file.
@@ -144,6 +149,9 @@ pub struct Store {
     readers: SqlitePool,
     path: PathBuf,
     lock: lock::WriterLock,
+    stale_policy: Arc<StalePolicy>,
+    /// The SQL of a host's `report_due_by` under `stale_policy`.
+    due_by: Arc<str>,
 }
 
 /// Logs the durability settings the writer actually runs with (read back from SQLite, not
@@ -259,6 +267,16 @@ async fn open_for_writing(
         .await
         .with_context(|| format!("cannot open the database {}", path.display()))?;
     log_settings(&mut conn).await?;
+    let started = std::time::Instant::now();
+    if derive::run_pending(&mut conn)
+        .await
+        .with_context(|| format!("cannot derive the hosts' transitions in {}", path.display()))?
+    {
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            "derived status_since, transitions and commits from the history"
+        );
+    }
     let rendered = rows::render_missing_status_rows(&mut conn, render)
         .await
         .with_context(|| format!("cannot render the status rows of {}", path.display()))?;
@@ -303,11 +321,18 @@ impl Store {
             readers,
             path: path.to_owned(),
             lock,
+            due_by: fleet::due_by_sql(&config.stale_policy).into(),
+            stale_policy: Arc::new(config.stale_policy),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// When silent hosts turn stale.
+    pub fn stale_policy(&self) -> &StalePolicy {
+        &self.stale_policy
     }
 
     /// Appends a report and updates its host's current state, atomically, in the writer's

@@ -8,12 +8,6 @@ use crate::domain::{HistoryEntry, HistoryFilter, HostName, HostState, ServerGrou
 use super::record::{self, ReportRecord};
 use super::rows::HostStateRow;
 
-/// The answer of `status_rows`' queries.
-struct StatusRows {
-    /// Hosts without a rendered row (none, unless the file was edited by hand).
-    missing: i64,
-    rows: String,
-}
 use super::{Store, StoreError};
 
 /// The current state of one host (an indexed lookup plus primary-key joins).
@@ -30,7 +24,9 @@ pub(super) async fn fetch_host_state<'e>(
                   last_pipeline_run AS "last_pipeline_run?: String",
                   last_cron_check AS "last_cron_check?: String", commit_sha, branch, updated_by,
                   timestamp AS "timestamp!", status_observed_at AS "status_observed_at!",
-                  reported_drift_count
+                  reported_drift_count, status_since AS "status_since!: String",
+                  drift_received_at AS "drift_received_at?: String",
+                  commit_since AS "commit_since?: String"
            FROM current_status
            WHERE server_group = ?1 AND host = ?2"#,
         group,
@@ -42,70 +38,6 @@ pub(super) async fn fetch_host_state<'e>(
 }
 
 impl Store {
-    /// The `GET /status` rows of every host, or of one group's hosts, as one JSON array
-    /// ordered by group and host: the materialised `hosts.status_row`s, concatenated by
-    /// SQLite, so the cost grows with the number of hosts, never with the history.
-    #[tracing::instrument(skip_all)]
-    pub async fn status_rows(&self, group: Option<&ServerGroup>) -> Result<String, StoreError> {
-        let rows = match group {
-            None => {
-                sqlx::query_as!(
-                    StatusRows,
-                    r#"SELECT count(*) - count(status_row) AS "missing!: i64",
-                              '[' || coalesce(group_concat(status_row, ',' ORDER BY server_group, host), '')
-                                  || ']' AS "rows!: String"
-                       FROM hosts"#
-                )
-                .fetch_one(&self.readers)
-                .await?
-            }
-            Some(group) => {
-                let group = group.as_str();
-                sqlx::query_as!(
-                    StatusRows,
-                    r#"SELECT count(*) - count(status_row) AS "missing!: i64",
-                              '[' || coalesce(group_concat(status_row, ',' ORDER BY host), '')
-                                  || ']' AS "rows!: String"
-                       FROM hosts WHERE server_group = ?1"#,
-                    group
-                )
-                .fetch_one(&self.readers)
-                .await?
-            }
-        };
-        if rows.missing > 0 {
-            return Err(StoreError::Corrupt(format!(
-                "{} hosts have no status_row; restart the server to render them",
-                rows.missing
-            )));
-        }
-        Ok(rows.rows)
-    }
-
-    /// One host's `GET /status` row (JSON), None when the host was never reported.
-    #[tracing::instrument(skip_all)]
-    pub async fn status_row(
-        &self,
-        group: &ServerGroup,
-        host: &HostName,
-    ) -> Result<Option<String>, StoreError> {
-        let (group, host) = (group.as_str(), host.as_str());
-        let row = sqlx::query_scalar!(
-            "SELECT status_row FROM hosts WHERE server_group = ?1 AND host = ?2",
-            group,
-            host
-        )
-        .fetch_optional(&self.readers)
-        .await?;
-        match row {
-            Some(Some(row)) => Ok(Some(row)),
-            Some(None) => Err(StoreError::Corrupt(format!(
-                "host {group}/{host} has no status_row; restart the server to render it"
-            ))),
-            None => Ok(None),
-        }
-    }
-
     /// One host's current state, None when the host was never reported.
     #[tracing::instrument(skip_all)]
     pub async fn host_state(
@@ -187,22 +119,17 @@ impl Store {
             "SELECT {} FROM reports WHERE 1 = 1",
             record::column_list()
         ));
-        if let Some(group) = &filter.server_group {
-            query
-                .push(" AND server_group = ")
-                .push_bind(group.as_str().to_owned());
+        super::fleet::push_any_text(&mut query, "server_group", &filter.server_group);
+        super::fleet::push_any_text(&mut query, "host", &filter.host);
+        if !filter.kind.is_empty() {
+            query.push(" AND kind IN (");
+            let mut list = query.separated(", ");
+            for kind in filter.kind.iter() {
+                list.push_bind(kind.as_str());
+            }
+            query.push(")");
         }
-        if let Some(host) = &filter.host {
-            query
-                .push(" AND host = ")
-                .push_bind(host.as_str().to_owned());
-        }
-        if let Some(kind) = filter.kind {
-            query.push(" AND kind = ").push_bind(kind.as_str());
-        }
-        if let Some(status) = filter.status {
-            query.push(" AND status = ").push_bind(status.as_str());
-        }
+        super::fleet::push_any_status(&mut query, "status", &filter.status);
         if let Some(from) = filter.from {
             query
                 .push(" AND received_at >= ")

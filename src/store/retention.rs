@@ -413,6 +413,11 @@ pub(super) async fn prune_batch(
         .execute(&mut *tx)
         .await?
         .rows_affected();
+    // A transition goes with the report that made it.
+    sqlx::query("DELETE FROM transitions WHERE report_id IN (SELECT value FROM json_each(?1))")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("DELETE FROM prune_permit")
         .execute(&mut *tx)
         .await?;

@@ -64,6 +64,9 @@ pub(super) struct HostStateRow {
     pub timestamp: String,
     pub status_observed_at: String,
     pub reported_drift_count: Option<i64>,
+    pub status_since: String,
+    pub drift_received_at: Option<String>,
+    pub commit_since: Option<String>,
 }
 
 impl TryFrom<HostStateRow> for HostState {
@@ -95,6 +98,12 @@ impl TryFrom<HostStateRow> for HostState {
             timestamp: timestamp("timestamp", &row.timestamp)?,
             status_observed_at: timestamp("status_observed_at", &row.status_observed_at)?,
             reported_drift_count: row.reported_drift_count,
+            status_since: timestamp("status_since", &row.status_since)?,
+            drift_received_at: optional_timestamp(
+                "drift_received_at",
+                row.drift_received_at.as_deref(),
+            )?,
+            commit_since: optional_timestamp("commit_since", row.commit_since.as_deref())?,
         })
     }
 }

@@ -16,7 +16,9 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::domain::{chain, Clock, Heads, HostState, Report, ReportKind, Tier};
+use crate::domain::{
+    chain, Clock, Heads, HostState, Report, ReportKind, Tier, Timestamp, Transition,
+};
 
 use super::append::{insert_reports, load_tip, MultiRow, NewRow, Tip};
 use super::record::ReportRecord;
@@ -439,6 +441,8 @@ impl Writer {
         let mut linked: Vec<usize> = Vec::with_capacity(group.len());
         let mut results = Vec::with_capacity(group.len());
         let mut touched: Vec<HostKey> = Vec::new();
+        let mut transitions: Vec<Transition> = Vec::new();
+        let mut commits: Vec<(HostKey, String, Option<String>, Timestamp)> = Vec::new();
 
         for (index, pending) in group.iter_mut().enumerate() {
             let report = &pending.report;
@@ -500,6 +504,26 @@ impl Writer {
                     Some((state.status, state.changed_files.as_slice())),
                 );
                 pending.row.record.is_change = i64::from(tier.is_change());
+                if let Some(transition) = state.transition_from(
+                    before.map(|b| &b.state),
+                    heads.moved_to(id),
+                    id,
+                    report.kind(),
+                ) {
+                    transitions.push(transition);
+                }
+                if report.kind() == ReportKind::Pipeline {
+                    if let Some(deployment) = report.deployment() {
+                        if let Some(sha) = &deployment.commit_sha {
+                            commits.push((
+                                key.clone(),
+                                sha.clone(),
+                                deployment.branch.clone(),
+                                received_at,
+                            ));
+                        }
+                    }
+                }
                 results.push(Ok(Recorded {
                     report_id: id,
                     created: before.is_none(),
@@ -545,6 +569,7 @@ impl Writer {
                         heads: host.heads,
                         last_report_id: host.last_report_id,
                         status_row: Some(row),
+                        state: Some(&host.state),
                     });
                 }
                 Some(HostEntry::Removed) => removed.push(key),
@@ -553,6 +578,8 @@ impl Writer {
         }
         upsert_hosts(&mut tx, &pointers).await?;
         delete_hosts(&mut tx, &removed).await?;
+        insert_transitions(&mut tx, &transitions).await?;
+        upsert_commits(&mut tx, &commits).await?;
         for pending in linked.iter().filter_map(|index| group.get(*index)) {
             if let Some(entry) = &pending.import_entry {
                 sqlx::query(
@@ -724,6 +751,9 @@ async fn load_hosts(
                   cs.branch AS "branch?", cs.updated_by AS "updated_by?",
                   cs.timestamp AS "timestamp!", cs.status_observed_at AS "status_observed_at!",
                   cs.reported_drift_count AS "reported_drift_count?",
+                  cs.status_since AS "status_since!: String",
+                  cs.drift_received_at AS "drift_received_at?: String",
+                  cs.commit_since AS "commit_since?: String",
                   h.last_report_id AS "last_report_id!", h.status_report_id AS "status_id!",
                   h.files_report_id AS "files_id!", f.observed_at AS "files_at!",
                   h.pipeline_report_id AS "pipeline_id?", h.cron_report_id AS "cron_id?"
@@ -766,6 +796,9 @@ struct LoadedHost {
     timestamp: String,
     status_observed_at: String,
     reported_drift_count: Option<i64>,
+    status_since: String,
+    drift_received_at: Option<String>,
+    commit_since: Option<String>,
     last_report_id: i64,
     status_id: i64,
     files_id: i64,
@@ -802,6 +835,9 @@ impl LoadedHost {
             timestamp: self.timestamp,
             status_observed_at: self.status_observed_at,
             reported_drift_count: self.reported_drift_count,
+            status_since: self.status_since,
+            drift_received_at: self.drift_received_at,
+            commit_since: self.commit_since,
         })?;
         Ok(Touched {
             entry: HostEntry::Present(Box::new(PresentHost {
@@ -821,20 +857,33 @@ pub(super) struct HostPointers<'a> {
     pub heads: Heads,
     pub last_report_id: i64,
     pub status_row: Option<String>,
+    /// The state the row was rendered from, for the columns filters read (None: derived at
+    /// the next start, as the bulk loader leaves it).
+    pub state: Option<&'a HostState>,
 }
 
 static UPSERT_HOSTS: LazyLock<MultiRow> = LazyLock::new(|| {
     MultiRow::new(
         "INSERT INTO hosts (server_group, host, last_report_id, status_report_id, \
-         files_report_id, pipeline_report_id, cron_report_id, status_row)",
-        8,
+         files_report_id, pipeline_report_id, cron_report_id, status_row, status, \
+         changed_files_count, environment, server_type, repo_name, project_name, branch, \
+         commit_sha, validation_status, status_since, drift_received_at, commit_since)",
+        20,
         " ON CONFLICT (server_group, host) DO UPDATE SET \
          last_report_id = excluded.last_report_id, \
          status_report_id = excluded.status_report_id, \
          files_report_id = excluded.files_report_id, \
          pipeline_report_id = excluded.pipeline_report_id, \
          cron_report_id = excluded.cron_report_id, \
-         status_row = excluded.status_row",
+         status_row = excluded.status_row, status = excluded.status, \
+         changed_files_count = excluded.changed_files_count, \
+         environment = excluded.environment, server_type = excluded.server_type, \
+         repo_name = excluded.repo_name, project_name = excluded.project_name, \
+         branch = excluded.branch, commit_sha = excluded.commit_sha, \
+         validation_status = excluded.validation_status, \
+         status_since = excluded.status_since, \
+         drift_received_at = excluded.drift_received_at, \
+         commit_since = excluded.commit_since",
     )
 });
 
@@ -873,8 +922,81 @@ pub(super) async fn upsert_hosts(
                 .bind(host.heads.pipeline.map(|h| h.report_id))
                 .bind(host.heads.cron_check.map(|h| h.report_id))
                 .bind(host.status_row.as_deref());
+            let state = host.state;
+            let d = state.map(|s| &s.deployment);
+            let time = |t: Option<Timestamp>| t.map(|t| t.to_string());
+            query = query
+                .bind(state.map(|s| s.status.as_str()))
+                .bind(state.map(|s| s.changed_files.len() as i64))
+                .bind(d.and_then(|d| d.environment.as_deref()))
+                .bind(d.and_then(|d| d.server_type.as_deref()))
+                .bind(d.and_then(|d| d.repo_name.as_deref()))
+                .bind(d.and_then(|d| d.project_name.as_deref()))
+                .bind(d.and_then(|d| d.branch.as_deref()))
+                .bind(d.and_then(|d| d.commit_sha.as_deref()))
+                .bind(d.and_then(|d| d.validation_status.as_deref()))
+                .bind(time(state.map(|s| s.status_since)))
+                .bind(time(state.and_then(|s| s.drift_received_at)))
+                .bind(time(state.and_then(|s| s.commit_since)));
         }
         query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+static INSERT_TRANSITIONS: LazyLock<MultiRow> = LazyLock::new(|| {
+    MultiRow::new(
+        "INSERT INTO transitions (report_id, server_group, host, from_status, to_status, at, \
+         kind, previous_duration_ms, commit_sha, changed_files_count)",
+        10,
+        "",
+    )
+});
+
+/// Records the changes of status the group's reports made.
+async fn insert_transitions(
+    conn: &mut SqliteConnection,
+    transitions: &[Transition],
+) -> Result<(), StoreError> {
+    for (sql, chunk) in INSERT_TRANSITIONS.chunks(transitions) {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for t in chunk {
+            query = query
+                .bind(t.report_id)
+                .bind(t.server_group.as_str())
+                .bind(t.host.as_str())
+                .bind(t.from_status.map(|s| s.as_str()))
+                .bind(t.to_status.as_str())
+                .bind(t.at.to_string())
+                .bind(t.kind.as_str())
+                .bind(t.previous_duration_ms)
+                .bind(t.commit_sha.as_deref())
+                .bind(t.changed_files_count as i64);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Notes each commit a pipeline report of the group named, with when it arrived.
+async fn upsert_commits(
+    conn: &mut SqliteConnection,
+    commits: &[(HostKey, String, Option<String>, Timestamp)],
+) -> Result<(), StoreError> {
+    for (key, sha, branch, received_at) in commits {
+        let at = received_at.to_string();
+        sqlx::query(
+            "INSERT INTO commits (server_group, commit_sha, branch, first_reported, last_reported)
+             VALUES (?1, ?2, ?3, ?4, ?4)
+             ON CONFLICT (server_group, commit_sha) DO UPDATE SET
+                 branch = excluded.branch, last_reported = excluded.last_reported",
+        )
+        .bind(&key.server_group)
+        .bind(sha)
+        .bind(branch.as_deref())
+        .bind(&at)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }

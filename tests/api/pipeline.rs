@@ -33,6 +33,9 @@ async fn seed_pipeline_example_creates_the_host_with_201() {
             "branch": "master",
             "updated_by": "woodpecker",
             "timestamp": timestamp,
+            "status_since": "2026-04-26T10:30:00.000Z",
+            "stale": false,
+            "report_due_by": null,
         })
     );
     assert_eq!(app.host("rsyslog-prod", "rsyslog-01").await, *status);

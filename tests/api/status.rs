@@ -2,8 +2,9 @@ use serde_json::{json, Value};
 
 use crate::helpers::{expect, expect_error, seed_pipeline, spawn_app};
 
-/// The 17 members of the seed's GET /status example, in its order.
-pub const STATUS_FIELDS: [&str; 17] = [
+/// The 17 members of the seed's GET /status example, in its order, then the three this
+/// service adds after them.
+pub const STATUS_FIELDS: [&str; 20] = [
     "project_name",
     "repo_name",
     "server_group",
@@ -21,6 +22,9 @@ pub const STATUS_FIELDS: [&str; 17] = [
     "branch",
     "updated_by",
     "timestamp",
+    "status_since",
+    "stale",
+    "report_due_by",
 ];
 
 fn is_fixed_precision_utc(text: &str) -> bool {
@@ -80,6 +84,7 @@ async fn status_rows_are_flat_complete_and_typed_the_same_in_every_row() {
                 Value::String(_) => "string",
                 Value::Number(_) => "number",
                 Value::Array(_) => "array",
+                Value::Bool(_) => "boolean",
                 other => panic!("{field}: unexpected {other}"),
             })
             .filter(|t| *t != "null")
@@ -87,7 +92,13 @@ async fn status_rows_are_flat_complete_and_typed_the_same_in_every_row() {
         assert!(types.len() <= 1, "{field} mixes {types:?}");
     }
     for row in rows {
-        for field in ["last_pipeline_run", "last_cron_check", "timestamp"] {
+        for field in [
+            "last_pipeline_run",
+            "last_cron_check",
+            "timestamp",
+            "status_since",
+            "report_due_by",
+        ] {
             if let Some(text) = row[field].as_str() {
                 assert!(is_fixed_precision_utc(text), "{field}: {text}");
             }

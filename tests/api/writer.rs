@@ -23,7 +23,9 @@ async fn rows_from_the_view(app: &TestApp) -> Value {
                  'validation_message', validation_message,
                  'last_pipeline_run', last_pipeline_run, 'last_cron_check', last_cron_check,
                  'commit_sha', commit_sha, 'branch', branch, 'updated_by', updated_by,
-                 'timestamp', timestamp))
+                 'timestamp', timestamp, 'status_since', status_since,
+                 'stale', json('false'),
+                 'report_due_by', strftime('%Y-%m-%dT%H:%M:%fZ', drift_received_at, '+3600 seconds')))
              FROM (SELECT * FROM current_status ORDER BY server_group, host)",
         )
         .await;

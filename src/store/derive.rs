@@ -1,0 +1,142 @@
+//! What the writer keeps beside each report (a host's status_since, its newest drift check,
+//! its transitions, the commits its pipelines reported), derived again from the history: once
+//! after the migration that introduced them, and after a bulk load. The writer's rules
+//! (src/domain/merge.rs) are followed where the history allows it: a status row moves a
+//! host's status only when it observed at least as late as the row before it that did; a
+//! decommission starts the host anew.
+
+use sqlx::SqliteConnection;
+
+use super::StoreError;
+
+/// Every change of status in the history, in the shape of the `transitions` table. The
+/// deployed commit at a change is the one of the host's newest deployment (pipeline or
+/// import) at or before it, by arrival.
+pub(super) const DERIVED_TRANSITIONS: &str = "
+WITH marked AS (
+    SELECT id, server_group, host, kind, status, observed_at, changed_files,
+           sum(kind = 'decommission') OVER byhost AS life
+    FROM reports
+    WHERE server_group IS NOT NULL AND (status IS NOT NULL OR kind = 'decommission')
+    WINDOW byhost AS (PARTITION BY server_group, host ORDER BY id)
+), heads AS (
+    SELECT *,
+           max(observed_at) OVER (PARTITION BY server_group, host, life ORDER BY id
+                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS head_before,
+           max(CASE WHEN kind IN ('pipeline', 'import') THEN id END)
+               OVER (PARTITION BY server_group, host, life ORDER BY id) AS deployment_id
+    FROM marked
+    WHERE status IS NOT NULL
+), moved AS (
+    SELECT *, lag(status) OVER (PARTITION BY server_group, host, life ORDER BY id) AS from_status
+    FROM heads
+    WHERE head_before IS NULL OR observed_at >= head_before
+), changes AS (
+    SELECT *, lag(observed_at) OVER (PARTITION BY server_group, host, life ORDER BY id) AS since
+    FROM moved
+    WHERE from_status IS NULL OR from_status <> status
+)
+SELECT c.id AS report_id, c.server_group, c.host, c.from_status, c.status AS to_status,
+       c.observed_at AS at, c.kind,
+       CASE WHEN c.from_status IS NOT NULL
+            THEN CAST(round((julianday(c.observed_at) - julianday(c.since)) * 86400000) AS INTEGER)
+       END AS previous_duration_ms,
+       d.commit_sha, json_array_length(coalesce(c.changed_files, '[]')) AS changed_files_count
+FROM changes c
+LEFT JOIN reports d ON d.id = c.deployment_id";
+
+/// Fills transitions, commits and the hosts' copies of their state from the history, in the
+/// caller's transaction; the hosts' status rows are left to be rendered again.
+pub(super) async fn derive(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM transitions")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO transitions (report_id, server_group, host, from_status, to_status, at,
+                                  kind, previous_duration_ms, commit_sha, changed_files_count)
+         {DERIVED_TRANSITIONS}"
+    )))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM commits")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO commits (server_group, commit_sha, branch, first_reported, last_reported)
+         SELECT g.server_group, g.commit_sha, r.branch, g.first_reported, g.last_reported
+         FROM (SELECT server_group, commit_sha, max(id) AS last_id,
+                      min(received_at) AS first_reported, max(received_at) AS last_reported
+               FROM reports WHERE kind = 'pipeline' AND commit_sha IS NOT NULL
+               GROUP BY server_group, commit_sha) g
+         JOIN reports r ON r.id = g.last_id",
+    )
+    .execute(&mut *conn)
+    .await?;
+    // status_since: the newest transition's time when it led to the current status; the
+    // newest drift check by arrival is the cron facet's report (by observation), close enough
+    // for a history written before this was kept; commit_since: the host's first deployment
+    // of its current commit.
+    sqlx::query(
+        "UPDATE hosts SET
+             status = cs.status,
+             changed_files_count = cs.changed_files_count,
+             environment = cs.environment,
+             server_type = cs.server_type,
+             repo_name = cs.repo_name,
+             project_name = cs.project_name,
+             branch = cs.branch,
+             commit_sha = cs.commit_sha,
+             validation_status = cs.validation_status,
+             status_since = coalesce(
+                 (SELECT t.at FROM transitions t
+                  WHERE t.server_group = hosts.server_group AND t.host = hosts.host
+                    AND t.report_id <= hosts.status_report_id
+                  ORDER BY t.report_id DESC LIMIT 1),
+                 cs.status_observed_at),
+             drift_received_at = (
+                 SELECT CASE WHEN c.kind = 'import' THEN min(c.last_cron_check, c.received_at)
+                             ELSE c.received_at END
+                 FROM reports c WHERE c.id = hosts.cron_report_id),
+             commit_since = CASE WHEN cs.commit_sha IS NULL THEN cs.last_pipeline_run ELSE coalesce(
+                 (SELECT min(p.observed_at) FROM reports p
+                  WHERE p.server_group = hosts.server_group AND p.host = hosts.host
+                    AND p.kind = 'pipeline' AND p.commit_sha = cs.commit_sha),
+                 cs.last_pipeline_run) END,
+             status_row = NULL
+         FROM current_status cs
+         WHERE cs.server_group = hosts.server_group AND cs.host = hosts.host",
+    )
+    .execute(&mut *conn)
+    .await?;
+    // A current status that the transitions do not end in (a history written out of order
+    // before transitions were kept) begins at its own report.
+    sqlx::query(
+        "UPDATE hosts SET status_since = (SELECT observed_at FROM reports WHERE id = status_report_id)
+         WHERE status IS NOT (SELECT t.to_status FROM transitions t
+                              WHERE t.server_group = hosts.server_group AND t.host = hosts.host
+                              ORDER BY t.report_id DESC LIMIT 1)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Runs the work a migration left for the next start (`store_tasks`), in one transaction.
+/// Returns whether there was any.
+pub(super) async fn run_pending(conn: &mut SqliteConnection) -> Result<bool, StoreError> {
+    use sqlx::Connection;
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let pending: Option<String> =
+        sqlx::query_scalar("SELECT name FROM store_tasks WHERE name = 'derive'")
+            .fetch_optional(&mut *tx)
+            .await?;
+    if pending.is_none() {
+        return Ok(false);
+    }
+    derive(&mut tx).await?;
+    sqlx::query("DELETE FROM store_tasks WHERE name = 'derive'")
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(true)
+}
