@@ -21,7 +21,7 @@ use crate::api;
             sentence and `details` naming each offending field. A path the API does not have \
             answers 404; a known path with another method answers 405 with an `Allow` header. \
             Timestamps in responses are RFC 3339 UTC with millisecond precision.",
-        license(name = "MIT"),
+        license(name = "MIT", identifier = "MIT"),
     ),
     tags(
         (name = "reports", description = "Write endpoints for CI pipelines and cron drift checks"),

@@ -16,8 +16,12 @@ pub struct Probe {
 
 /// Liveness: 200 while the process serves HTTP. It does not touch the database.
 #[utoipa::path(
+    security(()),
     tag = "probes",
-    responses((status = 200, description = "The process is serving", body = Probe))
+    responses(
+        (status = 200, description = "The process is serving", body = Probe),
+        (status = 400, description = "A query parameter this endpoint does not take", body = ErrorBody, example = super::error::examples::unknown_parameter),
+    )
 )]
 #[get("/health")]
 pub async fn health() -> HttpResponse {
@@ -29,9 +33,11 @@ pub async fn health() -> HttpResponse {
 /// Readiness: 200 when the database answers a query on the current-state view, takes writes,
 /// and the background tasks run; 503 with the reason otherwise.
 #[utoipa::path(
+    security(()),
     tag = "probes",
     responses(
         (status = 200, description = "The database answers", body = Probe),
+        (status = 400, description = "A query parameter this endpoint does not take", body = ErrorBody, example = super::error::examples::unknown_parameter),
         (status = 503, description = "The database does not answer; `error` says why", body = ErrorBody, example = super::error::examples::not_ready),
     )
 )]

@@ -44,6 +44,11 @@ pub struct LastPrune {
     "version": "0.1.0",
     "status": "/status",
     "history": "/history",
+    "summary": "/summary",
+    "groups": "/groups",
+    "transitions": "/transitions",
+    "commits": "/commits",
+    "stale_after": "*=1h",
     "swagger_ui": "/swagger-ui/",
     "openapi": "/api-docs/openapi.json",
     "retention": {
@@ -60,6 +65,15 @@ pub struct Index {
     pub status: &'static str,
     /// The audit trail.
     pub history: &'static str,
+    /// Counts by status, for the fleet and per group.
+    pub summary: &'static str,
+    pub groups: &'static str,
+    /// Every change of a host's status.
+    pub transitions: &'static str,
+    /// Rollouts: which hosts run which commit.
+    pub commits: &'static str,
+    /// `--stale-after`: how long hosts of each group may go without a drift check.
+    pub stale_after: String,
     pub swagger_ui: &'static str,
     pub openapi: &'static str,
     pub retention: Retention,
@@ -67,9 +81,11 @@ pub struct Index {
 
 /// The service's name, version, main addresses and how much history it keeps.
 #[utoipa::path(
+    security(()),
     tag = "probes",
     responses(
         (status = 200, description = "Name, version, links and retention", body = Index),
+        (status = 400, description = "A query parameter this endpoint does not take", body = ErrorBody, example = super::error::examples::unknown_parameter),
         (status = 500, description = "Database failure", body = ErrorBody, example = super::error::examples::internal),
     )
 )]
@@ -86,6 +102,11 @@ pub async fn index(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError>
         version: env!("CARGO_PKG_VERSION"),
         status: "/status",
         history: "/history",
+        summary: "/summary",
+        groups: "/groups",
+        transitions: "/transitions",
+        commits: "/commits",
+        stale_after: ctx.store.stale_policy().to_string(),
         swagger_ui: "/swagger-ui/",
         openapi: "/api-docs/openapi.json",
         retention: Retention {

@@ -31,22 +31,28 @@ pub fn describe(verification: &Verification) -> (String, bool) {
             head,
             removed_by_retention,
             hosts,
+            transitions,
         } => {
             let text = match (first_id, head) {
                 (Some(first), Some(head)) => format!(
                     "verified {} (ids {first}..{}), {} by retention; chain head {}; {} \
-                     their reports",
+                     their reports; {} their reports",
                     plural(*rows, "row", "rows"),
                     head.id,
                     plural(*removed_by_retention, "row removed", "rows removed"),
                     head.hash,
                     plural(*hosts, "host row matches", "host rows match"),
+                    plural(*transitions, "transition matches", "transitions match"),
                 ),
                 _ => "verified 0 rows (the history is empty)".to_owned(),
             };
             (text, true)
         }
         Verification::StaleHostRow { host, problem } => (format!("host {host}: {problem}"), false),
+        Verification::Transition { report_id, problem } => (
+            format!("transition of report {report_id}: {problem}"),
+            false,
+        ),
         Verification::Damaged { problems } => {
             let mut text = "the database file is damaged (integrity_check):".to_owned();
             for problem in problems {

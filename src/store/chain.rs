@@ -35,6 +35,8 @@ pub enum Verification {
         removed_by_retention: u64,
         /// Hosts whose `status_row` was checked.
         hosts: u64,
+        /// Transitions checked against their reports.
+        transitions: u64,
     },
     /// SQLite's own integrity check failed.
     Damaged { problems: Vec<String> },
@@ -42,6 +44,8 @@ pub enum Verification {
     Broken { id: i64, problem: String },
     /// A host's materialised `GET /status` row differs from what its reports make of it.
     StaleHostRow { host: String, problem: String },
+    /// A stored transition differs from its report, from the one before it, or one is missing.
+    Transition { report_id: i64, problem: String },
 }
 
 /// Walks the whole chain of the database at `path`, then checks every host's status row
@@ -126,6 +130,17 @@ pub async fn verify(path: &Path, render: super::RenderRow) -> anyhow::Result<Ver
             problem: problem.to_owned(),
         });
     }
+    let removed: Vec<(i64, i64)> = gaps
+        .runs
+        .iter()
+        .map(|(_, run)| (run.first_id, run.last_id))
+        .collect();
+    let transitions = match super::derive::check_transitions(&mut tx, &removed).await? {
+        Ok(checked) => checked,
+        Err((report_id, problem)) => {
+            return Ok(Verification::Transition { report_id, problem });
+        }
+    };
     tx.rollback().await?;
     Ok(Verification::Intact {
         rows,
@@ -133,6 +148,7 @@ pub async fn verify(path: &Path, render: super::RenderRow) -> anyhow::Result<Ver
         head: previous,
         removed_by_retention,
         hosts: hosts.len() as u64,
+        transitions,
     })
 }
 

@@ -140,3 +140,95 @@ pub(super) async fn run_pending(conn: &mut SqliteConnection) -> Result<bool, Sto
     tx.commit().await?;
     Ok(true)
 }
+
+/// `verify`'s check of the stored transitions against the reports, in the caller's snapshot:
+/// each matches the report it names (which exists: retention removes both together); each
+/// starts from the status the host's transition before it ended in, and its previous
+/// duration is the time between them; each host's newest one ends in its current status at
+/// its status_since; and every change of status the remaining history shows is there (before
+/// the first id retention removed: past it, a change's predecessor may be gone). `removed` lists the id ranges retention removed. Returns how many it checked, or the first report id found wrong and why.
+pub(super) async fn check_transitions(
+    conn: &mut SqliteConnection,
+    removed: &[(i64, i64)],
+) -> Result<Result<u64, (i64, String)>, StoreError> {
+    let first_removed = removed.iter().map(|(first, _)| *first).min();
+    let mismatch: Option<(i64, String)> = sqlx::query_as(
+        "SELECT t.report_id,
+                CASE WHEN r.id IS NULL THEN 'its report is not in the history'
+                     ELSE 'it differs from its report (host, kind, status or time)' END
+         FROM transitions t LEFT JOIN reports r ON r.id = t.report_id
+         WHERE r.id IS NULL OR r.server_group IS NOT t.server_group OR r.host IS NOT t.host
+            OR r.kind IS NOT t.kind OR r.status IS NOT t.to_status OR r.observed_at IS NOT t.at
+         ORDER BY t.report_id LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(found) = mismatch {
+        return Ok(Err(found));
+    }
+    // A transition whose predecessor retention removed starts where that one ended, not
+    // where the one still there before it did: only pairs with no removed ids between them
+    // are held to each other.
+    let unlinked: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT report_id, before_id FROM (
+             SELECT report_id, from_status, at, previous_duration_ms,
+                    lag(report_id) OVER w AS before_id,
+                    lag(to_status) OVER w AS before_status, lag(at) OVER w AS before_at
+             FROM transitions
+             WINDOW w AS (PARTITION BY server_group, host ORDER BY report_id))
+         WHERE from_status IS NOT NULL AND before_status IS NOT NULL
+           AND (from_status IS NOT before_status
+                OR previous_duration_ms IS NOT
+                   CAST(round((julianday(at) - julianday(before_at)) * 86400000) AS INTEGER))
+         ORDER BY report_id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let across_gap = |after: i64, before: i64| {
+        removed
+            .iter()
+            .any(|(first, last)| *first < before && *last > after)
+    };
+    if let Some((report_id, _)) = unlinked
+        .into_iter()
+        .find(|(report_id, before_id)| !across_gap(*before_id, *report_id))
+    {
+        return Ok(Err((
+            report_id,
+            "it does not start where the transition before it ended".to_owned(),
+        )));
+    }
+    let current: Option<(i64, String)> = sqlx::query_as(
+        "SELECT t.report_id, 'the host''s current status or status_since is not where it ends'
+         FROM hosts h
+         JOIN transitions t ON t.report_id = (
+             SELECT max(report_id) FROM transitions x
+             WHERE x.server_group = h.server_group AND x.host = h.host)
+         WHERE t.to_status IS NOT h.status OR t.at IS NOT h.status_since
+         ORDER BY t.report_id LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(found) = current {
+        return Ok(Err(found));
+    }
+    let missing: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT d.report_id FROM ({DERIVED_TRANSITIONS}) d
+         LEFT JOIN transitions t ON t.report_id = d.report_id
+         WHERE t.report_id IS NULL AND d.from_status IS NOT NULL AND d.report_id < ?1
+         ORDER BY d.report_id LIMIT 1"
+    )))
+    .bind(first_removed.unwrap_or(i64::MAX))
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some((report_id,)) = missing {
+        return Ok(Err((
+            report_id,
+            "its report changed the host's status but no transition records it".to_owned(),
+        )));
+    }
+    let checked: i64 = sqlx::query_scalar("SELECT count(*) FROM transitions")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(Ok(u64::try_from(checked).unwrap_or(0)))
+}

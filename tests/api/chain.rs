@@ -86,7 +86,7 @@ async fn verify_counts_an_intact_chain_while_the_server_runs() {
         out.trim(),
         format!(
             "verified 10 rows (ids 1..10), 0 rows removed by retention; chain head {head}; \
-             2 host rows match their reports"
+             2 host rows match their reports; 2 transitions match their reports"
         )
     );
     // The server keeps writing after a verify.

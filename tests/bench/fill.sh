@@ -19,7 +19,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 "$binary" bench-fill --db "$work/fill.db" --hosts 50 --rows 2000
 "$binary" bench-fill --db "$work/fill.db" --hosts 50 --rows 5000
 out=$("$binary" verify --db "$work/fill.db") || fail "verify: $out"
-[[ $out == "verified 5000 rows (ids 1..5000), 0 rows removed by retention; chain head "*"; 50 host rows match their reports" ]] \
+[[ $out == "verified 5000 rows (ids 1..5000), 0 rows removed by retention; chain head "*"; 50 host rows match their reports; "*" transitions match their reports" ]] \
     || fail "unexpected: $out"
 echo "bench-fill: $out"
 
