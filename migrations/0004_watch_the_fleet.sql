@@ -57,6 +57,10 @@ DROP TABLE hosts;
 ALTER TABLE hosts_new RENAME TO hosts;
 CREATE INDEX hosts_without_status_row ON hosts (id) WHERE status_row IS NULL;
 CREATE INDEX hosts_by_commit ON hosts (commit_sha);
+-- Counts by status and by commit read these instead of the rows (which hold status_row).
+CREATE INDEX hosts_by_status ON hosts (server_group, status, status_since, changed_files_count,
+                                       drift_received_at);
+CREATE INDEX hosts_by_group_commit ON hosts (server_group, commit_sha, status);
 
 CREATE TABLE transitions (
     -- The report that changed the status.
@@ -78,6 +82,7 @@ CREATE TABLE transitions (
 ) STRICT;
 
 CREATE INDEX transitions_by_host ON transitions (server_group, host, report_id);
+CREATE INDEX transitions_by_host_name ON transitions (host, report_id);
 CREATE INDEX transitions_by_at ON transitions (at);
 
 CREATE TABLE commits (

@@ -66,7 +66,12 @@ pub(super) fn push_any_text(
             query.push(" OR ");
         }
         if value.as_str().contains('*') {
-            query.push(format!("{column} GLOB ")).push_bind(glob(value));
+            // `+`: no index for a glob. A prefix glob would otherwise walk an index range
+            // (all of a big history for `group-*`) and sort it, where the newest-first scan
+            // stops after a page of matches.
+            query
+                .push(format!("+{column} GLOB "))
+                .push_bind(glob(value));
         } else {
             query
                 .push(format!("{column} = "))
@@ -92,20 +97,44 @@ pub(super) fn push_any_status(
     query.push(")");
 }
 
-/// `WITH f AS (the matching hosts, with their due time) SELECT {select} FROM f WHERE …`.
-/// `{now}` in `select` stands for the time the answer is for, as an SQL literal (a
-/// timestamp the server formatted: digits and `-:.TZ` only).
+/// The SQL of "this host of `hosts h` is stale at `now`": its newest drift check arrived
+/// before `now` minus its group's allowance. A comparison of text per host, where the due
+/// time itself would need date arithmetic per host.
+fn stale_sql(policy: &StalePolicy, now: Timestamp) -> String {
+    let since = |after: Option<crate::domain::Period>| match after.and_then(|a| now.checked_sub(a))
+    {
+        Some(cutoff) => format!("h.drift_received_at < {}", literal(&cutoff.to_string())),
+        None => "0".to_owned(),
+    };
+    let mut sql = String::from("CASE WHEN h.drift_received_at IS NULL THEN 0");
+    for rule in &policy.rules {
+        sql.push_str(&format!(
+            " WHEN h.server_group GLOB {} THEN {}",
+            literal(&glob(&rule.groups)),
+            since(rule.after)
+        ));
+    }
+    sql.push_str(&format!(
+        " ELSE {} END",
+        since(Some(crate::domain::DEFAULT_AFTER))
+    ));
+    sql
+}
+
+/// `WITH f AS (the matching hosts, whether each is stale, when each is due) SELECT {select}
+/// FROM f WHERE …`. SQLite computes a column of `f` only where `select` uses it.
 fn matching_hosts(
-    due_by: &str,
+    store: &Store,
     filter: &FleetFilter,
     group: Option<&ServerGroup>,
     now: Timestamp,
     select: &str,
 ) -> QueryBuilder<Sqlite> {
-    let now = literal(&now.to_string());
     let mut query = QueryBuilder::new(format!(
         "WITH f AS (SELECT h.server_group, h.host, h.status_row, h.status, h.status_since, \
-         h.changed_files_count, {due_by} AS due FROM hosts h WHERE 1 = 1"
+         h.changed_files_count, {} AS stale, {} AS due FROM hosts h WHERE 1 = 1",
+        stale_sql(&store.stale_policy, now),
+        store.due_by
     ));
     if let Some(group) = group {
         query
@@ -116,16 +145,13 @@ fn matching_hosts(
     for (column, values) in filter.text_filters() {
         push_any_text(&mut query, &format!("h.{column}"), values);
     }
-    query.push(format!(
-        ") SELECT {} FROM f WHERE 1 = 1",
-        select.replace("{now}", &now)
-    ));
+    query.push(format!(") SELECT {select} FROM f WHERE 1 = 1"));
     match filter.stale {
         Some(true) => {
-            query.push(format!(" AND due < {now}"));
+            query.push(" AND stale");
         }
         Some(false) => {
-            query.push(format!(" AND (due IS NULL OR due >= {now})"));
+            query.push(" AND NOT stale");
         }
         None => {}
     }
@@ -142,7 +168,7 @@ pub struct StatusRows {
 
 /// A host's `GET /status` row: its stored row with the read-time fields appended.
 const ROW: &str = "substr(status_row, 1, length(status_row) - 1) \
-     || ',\"stale\":' || CASE WHEN due < {now} THEN 'true' ELSE 'false' END \
+     || ',\"stale\":' || CASE WHEN stale THEN 'true' ELSE 'false' END \
      || ',\"report_due_by\":' || coalesce('\"' || due || '\"', 'null') || '}'";
 
 #[derive(sqlx::FromRow)]
@@ -167,7 +193,7 @@ struct SummaryAnswer {
 
 const SUMMARY_COLUMNS: &str = "count(*) AS hosts, sum(status = 'synced') AS synced, \
      sum(status = 'out_of_sync') AS out_of_sync, sum(status = 'failed') AS failed, \
-     sum(status = 'unknown') AS unknown, sum(due < {now}) AS stale, \
+     sum(status = 'unknown') AS unknown, sum(stale) AS stale, \
      sum(changed_files_count) AS drifted_files, \
      min(CASE WHEN status <> 'synced' THEN status_since END) AS oldest_drift_since";
 
@@ -205,10 +231,10 @@ impl Store {
             "count(*) - count(status_row) AS missing, \
              '[' || coalesce(group_concat({ROW}, ',' ORDER BY server_group, host), '') || ']' \
                  AS rows, \
-             min(CASE WHEN due >= {{now}} THEN due END) AS valid_until"
+             min(CASE WHEN NOT stale THEN due END) AS valid_until"
         );
         let select = select.as_str();
-        let answer: RowsAnswer = matching_hosts(&self.due_by, filter, group, now, select)
+        let answer: RowsAnswer = matching_hosts(self, filter, group, now, select)
             .build_query_as()
             .fetch_one(&self.readers)
             .await?;
@@ -245,7 +271,7 @@ impl Store {
         };
         let select = format!("status_row IS NULL AS missing, {ROW} AS row");
         let answer: Option<(bool, Option<String>)> =
-            matching_hosts(&self.due_by, &filter, Some(group), now, &select)
+            matching_hosts(self, &filter, Some(group), now, &select)
                 .build_query_as()
                 .fetch_optional(&self.readers)
                 .await?;
@@ -266,7 +292,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<FleetSummary, StoreError> {
         let select = format!("NULL AS server_group, {SUMMARY_COLUMNS}");
-        let answer: SummaryAnswer = matching_hosts(&self.due_by, filter, None, now, &select)
+        let answer: SummaryAnswer = matching_hosts(self, filter, None, now, &select)
             .build_query_as()
             .fetch_one(&self.readers)
             .await?;
@@ -281,7 +307,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<Vec<(ServerGroup, FleetSummary)>, StoreError> {
         let select = format!("server_group, {SUMMARY_COLUMNS}");
-        let mut query = matching_hosts(&self.due_by, filter, None, now, &select);
+        let mut query = matching_hosts(self, filter, None, now, &select);
         query.push(" GROUP BY server_group ORDER BY server_group");
         let answers: Vec<SummaryAnswer> = query.build_query_as().fetch_all(&self.readers).await?;
         answers
@@ -330,15 +356,11 @@ impl Store {
     /// Commits the groups' pipelines reported, newest report first, with their rollout.
     #[tracing::instrument(skip_all)]
     pub async fn rollouts(&self, filter: &RolloutFilter) -> Result<Vec<Rollout>, StoreError> {
+        // The page first; then the hosts of its groups counted once, by commit, through the
+        // (server_group, commit_sha, status) index.
         let mut query = QueryBuilder::<Sqlite>::new(
-            "SELECT c.server_group, c.commit_sha, c.branch, c.first_reported, c.last_reported, \
-             (SELECT count(*) FROM hosts h WHERE h.commit_sha = c.commit_sha \
-                AND h.server_group = c.server_group) AS hosts_on_commit, \
-             (SELECT count(*) FROM hosts h WHERE h.server_group = c.server_group) \
-                AS hosts_in_group, \
-             (SELECT count(*) FROM hosts h WHERE h.commit_sha = c.commit_sha \
-                AND h.server_group = c.server_group AND h.status = 'failed') AS hosts_failed \
-             FROM commits c WHERE 1 = 1",
+            "WITH page AS (SELECT c.server_group, c.commit_sha, c.branch, c.first_reported, \
+             c.last_reported FROM commits c WHERE 1 = 1",
         );
         push_any_text(&mut query, "c.server_group", &filter.server_group);
         push_any_text(&mut query, "c.commit_sha", &filter.commit_sha);
@@ -354,7 +376,23 @@ impl Store {
         }
         query
             .push(" ORDER BY c.last_reported DESC, c.server_group, c.commit_sha LIMIT ")
-            .push_bind(i64::from(filter.limit));
+            .push_bind(i64::from(filter.limit))
+            .push(
+                "), counted AS (SELECT h.server_group, h.commit_sha, count(*) AS hosts, \
+                 sum(h.status = 'failed') AS failed FROM hosts h \
+                 WHERE h.server_group IN (SELECT server_group FROM page) \
+                 GROUP BY h.server_group, h.commit_sha), \
+                 groups AS (SELECT server_group, sum(hosts) AS hosts FROM counted \
+                 GROUP BY server_group) \
+                 SELECT p.server_group, p.commit_sha, p.branch, p.first_reported, \
+                 p.last_reported, coalesce(c.hosts, 0) AS hosts_on_commit, \
+                 coalesce(g.hosts, 0) AS hosts_in_group, coalesce(c.failed, 0) AS hosts_failed \
+                 FROM page p \
+                 LEFT JOIN counted c ON c.server_group = p.server_group \
+                                    AND c.commit_sha = p.commit_sha \
+                 LEFT JOIN groups g ON g.server_group = p.server_group \
+                 ORDER BY p.last_reported DESC, p.server_group, p.commit_sha",
+            );
         let rows: Vec<RolloutRow> = query.build_query_as().fetch_all(&self.readers).await?;
         rows.into_iter().map(RolloutRow::into_rollout).collect()
     }
