@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -456,6 +457,17 @@ HEADER = ("measure", "gitops-status", "Pushgateway", "ratio", "target", "")
 # sweep
 
 
+# The new read resources of the watch issue, as dashboards call them.
+FLEET_READS = [
+    ("summary", "/summary"),
+    ("groups", "/groups"),
+    ("filtered", "/status?status=out_of_sync,failed"),
+    ("transitions", "/transitions?envelope=true&limit=100"),
+    ("host_transitions", "/transitions?host={host}"),
+    ("commits", "/commits"),
+]
+
+
 def sweep(args):
     rows_list = [10_000, 1_000_000, 5_000_000]
     table = []
@@ -478,6 +490,14 @@ def sweep(args):
                     "recent": wrk(server.port, "get.lua", args.duration, 1, threads=1,
                                   BENCH_PATH="/history?limit=100"),
                 }
+                # The watch resources: counts, changes, rollouts (the newest commit of the
+                # generated history is on every host of every group).
+                newest = json.loads(urllib.request.urlopen(
+                    f"http://127.0.0.1:{server.port}/commits?limit=1", timeout=10).read())
+                sha = newest[0]["commit_sha"] if newest else "none"
+                for name, path in FLEET_READS + [("commit_hosts", f"/commits/{sha}")]:
+                    point[name] = wrk(server.port, "get.lua", args.duration, 1, threads=1,
+                                      BENCH_HOSTS=hosts, BENCH_PATH=path)
             finally:
                 server.stop()
             table.append(point)
@@ -498,6 +518,19 @@ def sweep(args):
         lines.append((f"{p['hosts']:,}", f"{p['rows']:,}", f"{p['db_mib']:,.0f} MiB",
                       f"{p['startup_ms']:.0f} ms", cell("status"), cell("group"),
                       cell("history"), cell("recent")))
+    widths = [max(len(str(r[i])) for r in lines + [header]) for i in range(len(header))]
+    for row in [header, tuple("-" * w for w in widths)] + lines:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
+    print()
+    print("the watch resources, p50 latency, one connection; commits/{sha}: a commit every "
+          "host of every group runs")
+    print()
+    header = ("hosts", "rows") + tuple(path for _, path in FLEET_READS) + ("/commits/{sha}",)
+    lines = []
+    for p in table:
+        lines.append((f"{p['hosts']:,}", f"{p['rows']:,}")
+                     + tuple(f"{ms(p[name]['p50_us']):.2f} ms" for name, _ in FLEET_READS)
+                     + (f"{ms(p['commit_hosts']['p50_us']):.2f} ms",))
     widths = [max(len(str(r[i])) for r in lines + [header]) for i in range(len(header))]
     for row in [header, tuple("-" * w for w in widths)] + lines:
         print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
