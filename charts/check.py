@@ -190,10 +190,12 @@ def assert_promises(label, values, manifests, notes, namespace=NAMESPACE):
               f"{label}: dashboard label")
         board = json.loads(dashboard["data"]["gitops-status.json"])
         urls = [t["url"] for p in board["panels"] for t in p.get("targets", [])]
+        urls += [v["query"]["infinityQuery"]["url"] for v in board["templating"]["list"]]
         check(urls and all(u.startswith(url + "/") for u in urls), f"{label}: dashboard URLs {urls}")
         uids = {t["datasource"]["uid"] for p in board["panels"] for t in p.get("targets", [])}
         check(uids == {v["grafana"]["dashboard"]["datasourceUid"]}, f"{label}: datasource uids {uids}")
-        check({"Current state"} <= {p["title"] for p in board["panels"]}, f"{label}: panels")
+        check({"Current state", "Rollouts", "History of the selected hosts"}
+              <= {p["title"] for p in board["panels"]}, f"{label}: panels")
     if v["grafana"]["datasource"]["enabled"]:
         (source,) = [c for c in kinds["ConfigMap"] if c["metadata"]["name"].endswith("-datasource")]
         provisioning = yaml.safe_load(source["data"]["gitops-status-datasource.yaml"])

@@ -56,7 +56,6 @@ FROM hosts;
 DROP TABLE hosts;
 ALTER TABLE hosts_new RENAME TO hosts;
 CREATE INDEX hosts_without_status_row ON hosts (id) WHERE status_row IS NULL;
-CREATE INDEX hosts_by_commit ON hosts (commit_sha);
 -- Counts by status and by commit read these instead of the rows (which hold status_row).
 CREATE INDEX hosts_by_status ON hosts (server_group, status, status_since, changed_files_count,
                                        drift_received_at);

@@ -133,6 +133,10 @@ pub(super) async fn run_pending(conn: &mut SqliteConnection) -> Result<bool, Sto
     if pending.is_none() {
         return Ok(false);
     }
+    tracing::info!(
+        "deriving status_since, transitions and commits from the history (once, after \
+         migration 0004): about 90 s per 5 million reports"
+    );
     derive(&mut tx).await?;
     sqlx::query("DELETE FROM store_tasks WHERE name = 'derive'")
         .execute(&mut *tx)

@@ -978,25 +978,45 @@ async fn insert_transitions(
     Ok(())
 }
 
-/// Notes each commit a pipeline report of the group named, with when it arrived.
+static UPSERT_COMMITS: LazyLock<MultiRow> = LazyLock::new(|| {
+    MultiRow::new(
+        "INSERT INTO commits (server_group, commit_sha, branch, first_reported, last_reported)",
+        5,
+        " ON CONFLICT (server_group, commit_sha) DO UPDATE SET \
+         branch = excluded.branch, last_reported = excluded.last_reported",
+    )
+});
+
+/// Notes each commit the group's pipeline reports named, with when the first and the last of
+/// them arrived (in arrival order): one row per commit and group, one statement.
 async fn upsert_commits(
     conn: &mut SqliteConnection,
     commits: &[(HostKey, String, Option<String>, Timestamp)],
 ) -> Result<(), StoreError> {
-    for (key, sha, branch, received_at) in commits {
-        let at = received_at.to_string();
-        sqlx::query(
-            "INSERT INTO commits (server_group, commit_sha, branch, first_reported, last_reported)
-             VALUES (?1, ?2, ?3, ?4, ?4)
-             ON CONFLICT (server_group, commit_sha) DO UPDATE SET
-                 branch = excluded.branch, last_reported = excluded.last_reported",
-        )
-        .bind(&key.server_group)
-        .bind(sha)
-        .bind(branch.as_deref())
-        .bind(&at)
-        .execute(&mut *conn)
-        .await?;
+    let mut seen: Vec<(&str, &str, Option<&str>, Timestamp, Timestamp)> = Vec::new();
+    for (key, sha, branch, at) in commits {
+        match seen
+            .iter_mut()
+            .find(|(g, s, ..)| *g == key.server_group && *s == sha.as_str())
+        {
+            Some(entry) => {
+                entry.2 = branch.as_deref();
+                entry.4 = *at;
+            }
+            None => seen.push((&key.server_group, sha, branch.as_deref(), *at, *at)),
+        }
+    }
+    for (sql, chunk) in UPSERT_COMMITS.chunks(&seen) {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (group, sha, branch, first, last) in chunk {
+            query = query
+                .bind(*group)
+                .bind(*sha)
+                .bind(*branch)
+                .bind(first.to_string())
+                .bind(last.to_string());
+        }
+        query.execute(&mut *conn).await?;
     }
     Ok(())
 }

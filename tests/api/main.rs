@@ -7,6 +7,7 @@ mod chain;
 mod commits;
 mod concurrency;
 mod cron;
+mod dashboard;
 mod decommission;
 mod errors;
 mod filters;
