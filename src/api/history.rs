@@ -392,9 +392,24 @@ async fn respond(
     Ok(HttpResponse::Ok().json(answer))
 }
 
+/// The envelope pages with `before`; an offset would be skipped again on every page.
+fn cursor_only(p: &mut Problems, envelope: bool, filter: &HistoryFilter) {
+    if envelope && filter.offset > 0 {
+        p.problem(
+            "offset",
+            "cannot be combined with envelope=true: page with before (next_before)",
+        );
+    }
+}
+
 /// Whether `envelope=true` was asked.
 pub(super) fn envelope(p: &mut Problems, text: &Option<String>) -> bool {
-    p.boolean("envelope", text).unwrap_or(false)
+    p.one("envelope", text, |text| match text {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(format!("must be true or false; got {other:?}")),
+    })
+    .unwrap_or(false)
 }
 
 /// The audit trail: every accepted report, newest first.
@@ -433,6 +448,7 @@ pub async fn history(
         ..parse(&mut p, &query)
     };
     let envelope = envelope(&mut p, &query.envelope);
+    cursor_only(&mut p, envelope, &filter);
     p.finish()?;
     respond(&ctx, filter, envelope).await
 }
@@ -467,6 +483,7 @@ pub async fn host_history(
     let mut p = Problems::default();
     let filter = parse(&mut p, &query);
     let envelope = envelope(&mut p, &query.envelope);
+    cursor_only(&mut p, envelope, &filter);
     let ((group, host), ()) = both(both(parse_group(&group), parse_host(&host)), p.finish())?;
     let one = |name: &str| Pattern::parse(name).map(|p| AnyOf(vec![p]));
     let (Ok(server_group), Ok(host)) = (one(group.as_str()), one(host.as_str())) else {

@@ -254,20 +254,24 @@ fn unknown_parameters(
     path: &str,
 ) -> Vec<error::FieldProblem> {
     let Ok(pairs) = web::Query::<Vec<(String, String)>>::from_query(query) else {
-        // The handler's own extractor names what is wrong with it.
-        return Vec::new();
+        // Not even name=value pairs: a 400 as well, whether or not the handler reads the
+        // query.
+        return vec![error::FieldProblem::new(
+            "(query)",
+            format!("{query:?} cannot be read as name=value pairs"),
+        )];
     };
     let takes = if known.is_empty() {
         "it takes no query parameters".to_owned()
     } else {
         format!("it takes: {}", known.join(", "))
     };
-    let mut names: Vec<&str> = pairs
-        .iter()
-        .map(|(name, _)| name.as_str())
-        .filter(|name| !known.iter().any(|k| k == name))
-        .collect();
-    names.dedup();
+    let mut names: Vec<&str> = Vec::new();
+    for (name, _) in pairs.iter() {
+        if !known.iter().any(|k| k == name) && !names.contains(&name.as_str()) {
+            names.push(name);
+        }
+    }
     names
         .into_iter()
         .map(|name| {

@@ -25,6 +25,11 @@ impl Problems {
         }
     }
 
+    /// Records a problem found by the caller.
+    pub fn problem(&mut self, name: &str, problem: &str) {
+        self.0.push(FieldProblem::new(name, problem));
+    }
+
     /// Parses an optional parameter (empty counts as absent), recording the problem under
     /// its name.
     pub fn one<T>(

@@ -10,12 +10,23 @@ use sqlx::SqliteConnection;
 use super::StoreError;
 
 /// Every change of status in the history, in the shape of the `transitions` table. The
-/// deployed commit at a change is the one of the host's newest deployment (pipeline or
-/// import) at or before it, by arrival.
+/// deployed commit at a change is the one of the deployment the host was on right after it:
+/// of the pipeline reports and imports with a deployment at or before it, the one with the
+/// newest deployment time (equal times: the later arrival), as the writer's pipeline facet
+/// moves.
 pub(super) const DERIVED_TRANSITIONS: &str = "
 WITH marked AS (
     SELECT id, server_group, host, kind, status, observed_at, changed_files,
-           sum(kind = 'decommission') OVER byhost AS life
+           sum(kind = 'decommission') OVER byhost AS life,
+           -- A deployment's time (24 characters) then its id: the greatest is the deployment
+           -- the host is on.
+           CASE WHEN kind = 'pipeline' THEN observed_at || printf('%019d', id)
+                WHEN kind = 'import' AND coalesce(last_pipeline_run, commit_sha, branch,
+                        project_name, repo_name, server_type, environment, validation_status,
+                        validation_message, updated_by) IS NOT NULL
+                THEN coalesce(min(last_pipeline_run, received_at), observed_at)
+                     || printf('%019d', id)
+           END AS deployment_key
     FROM reports
     WHERE server_group IS NOT NULL AND (status IS NOT NULL OR kind = 'decommission')
     WINDOW byhost AS (PARTITION BY server_group, host ORDER BY id)
@@ -23,8 +34,9 @@ WITH marked AS (
     SELECT *,
            max(observed_at) OVER (PARTITION BY server_group, host, life ORDER BY id
                                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS head_before,
-           max(CASE WHEN kind IN ('pipeline', 'import') THEN id END)
-               OVER (PARTITION BY server_group, host, life ORDER BY id) AS deployment_id
+           CAST(substr(max(deployment_key)
+                           OVER (PARTITION BY server_group, host, life ORDER BY id), 25)
+                AS INTEGER) AS deployment_id
     FROM marked
     WHERE status IS NOT NULL
 ), moved AS (
@@ -72,10 +84,10 @@ pub(super) async fn derive(conn: &mut SqliteConnection) -> Result<(), StoreError
     )
     .execute(&mut *conn)
     .await?;
-    // status_since: the newest transition's time when it led to the current status; the
-    // newest drift check by arrival is the cron facet's report (by observation), close enough
-    // for a history written before this was kept; commit_since: the host's first deployment
-    // of its current commit.
+    // status_since: the newest transition's time when it led to the current status;
+    // drift_received_at: the newest arrival of a drift check since the host last joined the
+    // fleet (an import's at its own time); commit_since: the first pipeline report of the
+    // current commit after the last one of another commit.
     sqlx::query(
         "UPDATE hosts SET
              status = cs.status,
@@ -94,13 +106,26 @@ pub(super) async fn derive(conn: &mut SqliteConnection) -> Result<(), StoreError
                   ORDER BY t.report_id DESC LIMIT 1),
                  cs.status_observed_at),
              drift_received_at = (
-                 SELECT CASE WHEN c.kind = 'import' THEN min(c.last_cron_check, c.received_at)
-                             ELSE c.received_at END
-                 FROM reports c WHERE c.id = hosts.cron_report_id),
+                 SELECT max(CASE WHEN c.kind IN ('cron', 'legacy') THEN c.received_at
+                                 WHEN c.kind = 'import'
+                                 THEN min(c.last_cron_check, c.received_at) END)
+                 FROM reports c
+                 WHERE c.server_group = hosts.server_group AND c.host = hosts.host
+                   AND c.id > coalesce((SELECT max(d.id) FROM reports d
+                                        WHERE d.kind = 'decommission'
+                                          AND d.server_group = hosts.server_group
+                                          AND d.host = hosts.host), 0)),
              commit_since = CASE WHEN cs.commit_sha IS NULL THEN cs.last_pipeline_run ELSE coalesce(
                  (SELECT min(p.observed_at) FROM reports p
                   WHERE p.server_group = hosts.server_group AND p.host = hosts.host
-                    AND p.kind = 'pipeline' AND p.commit_sha = cs.commit_sha),
+                    AND p.kind = 'pipeline' AND p.commit_sha = cs.commit_sha
+                    AND p.id > coalesce((SELECT max(q.id) FROM reports q
+                                         WHERE q.server_group = hosts.server_group
+                                           AND q.host = hosts.host
+                                           AND (q.kind = 'decommission'
+                                                OR (q.kind = 'pipeline'
+                                                    AND q.commit_sha IS NOT cs.commit_sha))),
+                                        0)),
                  cs.last_pipeline_run) END,
              status_row = NULL
          FROM current_status cs
@@ -216,20 +241,23 @@ pub(super) async fn check_transitions(
     if let Some(found) = current {
         return Ok(Err(found));
     }
-    let missing: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT d.report_id FROM ({DERIVED_TRANSITIONS}) d
+    let missing: Option<(i64, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT d.report_id, t.report_id IS NULL FROM ({DERIVED_TRANSITIONS}) d
          LEFT JOIN transitions t ON t.report_id = d.report_id
-         WHERE t.report_id IS NULL AND d.from_status IS NOT NULL AND d.report_id < ?1
+         WHERE d.from_status IS NOT NULL AND d.report_id < ?1
+           AND (t.report_id IS NULL OR t.commit_sha IS NOT d.commit_sha)
          ORDER BY d.report_id LIMIT 1"
     )))
     .bind(first_removed.unwrap_or(i64::MAX))
     .fetch_optional(&mut *conn)
     .await?;
-    if let Some((report_id,)) = missing {
-        return Ok(Err((
-            report_id,
-            "its report changed the host's status but no transition records it".to_owned(),
-        )));
+    if let Some((report_id, absent)) = missing {
+        let problem = if absent {
+            "its report changed the host's status but no transition records it"
+        } else {
+            "its commit_sha is not the deployment the host was on"
+        };
+        return Ok(Err((report_id, problem.to_owned())));
     }
     let checked: i64 = sqlx::query_scalar("SELECT count(*) FROM transitions")
         .fetch_one(&mut *conn)

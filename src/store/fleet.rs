@@ -122,7 +122,9 @@ fn stale_sql(policy: &StalePolicy, now: Timestamp) -> String {
 }
 
 /// `WITH f AS (the matching hosts, whether each is stale, when each is due) SELECT {select}
-/// FROM f WHERE …`. SQLite computes a column of `f` only where `select` uses it.
+/// FROM f WHERE …`. SQLite computes a column of `f` only where `select` uses it. The text
+/// holds the time it is for, so it is never the same twice: run it unprepared
+/// (`persistent(false)`), or it would crowd the connection's statement cache.
 fn matching_hosts(
     store: &Store,
     filter: &FleetFilter,
@@ -236,6 +238,7 @@ impl Store {
         let select = select.as_str();
         let answer: RowsAnswer = matching_hosts(self, filter, group, now, select)
             .build_query_as()
+            .persistent(false)
             .fetch_one(&self.readers)
             .await?;
         if answer.missing > 0 {
@@ -273,6 +276,7 @@ impl Store {
         let answer: Option<(bool, Option<String>)> =
             matching_hosts(self, &filter, Some(group), now, &select)
                 .build_query_as()
+                .persistent(false)
                 .fetch_optional(&self.readers)
                 .await?;
         match answer {
@@ -294,6 +298,7 @@ impl Store {
         let select = format!("NULL AS server_group, {SUMMARY_COLUMNS}");
         let answer: SummaryAnswer = matching_hosts(self, filter, None, now, &select)
             .build_query_as()
+            .persistent(false)
             .fetch_one(&self.readers)
             .await?;
         answer.into_summary()
@@ -309,7 +314,11 @@ impl Store {
         let select = format!("server_group, {SUMMARY_COLUMNS}");
         let mut query = matching_hosts(self, filter, None, now, &select);
         query.push(" GROUP BY server_group ORDER BY server_group");
-        let answers: Vec<SummaryAnswer> = query.build_query_as().fetch_all(&self.readers).await?;
+        let answers: Vec<SummaryAnswer> = query
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&self.readers)
+            .await?;
         answers
             .into_iter()
             .map(|mut answer| {

@@ -135,7 +135,7 @@ async fn an_unknown_query_parameter_is_a_400_naming_it_on_every_endpoint() {
         assert_eq!(details[0].0, "stauts", "{path}");
     }
     // With a known parameter beside it, only the unknown one is named.
-    let details = expect_error(app.get("/status?status=failed&x=1&y=2").await, 400).await;
+    let details = expect_error(app.get("/status?status=failed&x=1&y=2&x=3").await, 400).await;
     let named: Vec<&str> = details.iter().map(|(f, _)| f.as_str()).collect();
     assert_eq!(named, ["x", "y"]);
     assert!(
@@ -173,6 +173,10 @@ async fn a_bad_filter_value_is_a_422_naming_each_parameter() {
     assert_eq!(named, ["status", "server_group", "stale"]);
     let details = expect_error(app.get("/history?kind=pipeline,bogus").await, 422).await;
     assert_eq!(details[0].0, "kind");
+    let details = expect_error(app.get("/history?envelope=true&offset=10").await, 422).await;
+    assert_eq!(details[0].0, "offset");
+    let details = expect_error(app.get("/transitions?envelope=*").await, 422).await;
+    assert_eq!(details[0].0, "envelope");
 }
 
 #[tokio::test]

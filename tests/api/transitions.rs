@@ -161,9 +161,18 @@ async fn read(app: &TestApp) -> (Value, Value, Value) {
 async fn derived_again_from_the_history_they_are_what_the_writer_kept() {
     let (app, clock) = fleet_app("*=1h").await;
     story(&app, &clock).await;
+    // A late deployment (observed before the host's current one): the host stays on c1, so
+    // the next change records c1.
+    deploy_at(&app, "g", "a", "c0", "2026-08-31T23:00:00Z").await;
+    clock.advance(Period::MINUTE);
+    cron(&app, "g", "a", "failed", "2026-09-01T03:30:00Z").await;
+    // A drift check observed long ago but received last: staleness counts from its arrival.
+    clock.advance(Period::MINUTE);
+    cron(&app, "g", "b", "failed", "2026-09-01T00:21:00Z").await;
     clock.advance(Period::MINUTE);
     deploy(&app, "g", "b", "c2", "synced").await;
     let kept = read(&app).await;
+    assert_eq!(kept.0[1]["commit_sha"], json!("c1"), "{}", kept.0);
     let dir = app.stop().await;
     // What migration 0004 leaves for the next start: nothing derived yet.
     let db = crate::helpers::db::Db::open(&dir.path().join("data").join("gitops-status.db"));
