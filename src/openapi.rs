@@ -73,7 +73,44 @@ pub fn spec() -> Spec {
     let mut spec = ApiDoc::openapi();
     spec.merge(paths);
     optional_body(&mut spec, "/status/{server_group}/{host}");
+    unknown_parameters_are_400(&mut spec);
     spec
+}
+
+/// Every operation answers 400 to a query parameter it does not take (`api::strict_query`):
+/// documented once here rather than on each handler.
+fn unknown_parameters_are_400(spec: &mut Spec) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    const ALSO: &str = "A query parameter this endpoint does not take";
+    for item in spec.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let responses = &mut operation.responses.responses;
+            match responses.get_mut("400") {
+                Some(RefOr::T(response)) if !response.description.contains(ALSO) => {
+                    response.description = format!("{}; or: {ALSO}", response.description);
+                }
+                Some(_) => {}
+                None => {
+                    let content = ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .example(Some(api::error::examples::unknown_parameter()))
+                        .build();
+                    let response = ResponseBuilder::new()
+                        .description(ALSO)
+                        .content("application/json", content)
+                        .build();
+                    responses.insert("400".to_owned(), RefOr::T(response));
+                }
+            }
+        }
+    }
 }
 
 /// The DELETE of a host takes no body or an object. utoipa marks a body optional only when

@@ -9,7 +9,7 @@ use crate::domain::{Rollout, RolloutFilter, RolloutHost};
 
 use super::auth::Reader;
 use super::error::{ApiError, ErrorBody, ReadAuthErrors};
-use super::params::{csv_schema, Problems};
+use super::params::{names_schema, text_schema, Problems};
 use super::status::SyncStatus;
 use super::AppContext;
 
@@ -62,10 +62,10 @@ impl From<Rollout> for CommitRow {
 #[into_params(parameter_in = Query)]
 pub struct CommitsQuery {
     /// Server group names or `*` globs, comma-separated.
-    #[param(schema_with = csv_schema, example = "rsyslog-*")]
+    #[param(schema_with = names_schema, example = "rsyslog-*")]
     server_group: Option<String>,
     /// Commits or `*` globs (`abc123*`), comma-separated.
-    #[param(schema_with = csv_schema, example = "abc1234567890")]
+    #[param(schema_with = text_schema, example = "abc1234567890")]
     commit_sha: Option<String>,
     /// Only commits last reported at or after this instant (RFC 3339 or epoch milliseconds).
     #[param(schema_with = super::history::instant_schema, example = "2026-04-26T00:00:00Z")]

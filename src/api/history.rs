@@ -11,7 +11,7 @@ use crate::domain::{AnyOf, HistoryEntry, HistoryFilter, Pattern, ReportKind};
 use super::auth::Reader;
 use super::body::{GroupName, Name};
 use super::error::{ApiError, ErrorBody, ReadAuthErrors};
-use super::params::{csv_schema, whole, Problems};
+use super::params::{kinds_schema, statuses_schema, whole, Problems};
 use super::status::{parse_group, parse_host, SyncStatus};
 use super::{both, AppContext};
 
@@ -206,10 +206,10 @@ pub struct HistoryQuery {
     /// Only rows of these kinds (comma-separated): reports through `POST /status/pipeline`
     /// (`pipeline`), `/status/cron` (`cron`) or `/api/status` (`legacy`), or the service's
     /// own events (`decommission`, `import`, `retention`).
-    #[param(schema_with = csv_schema, example = "pipeline,cron")]
+    #[param(schema_with = kinds_schema, example = "pipeline,cron")]
     kind: Option<String>,
     /// Only reports with one of these statuses (comma-separated; v1 or v2 spelling, any case).
-    #[param(schema_with = csv_schema, example = "out_of_sync,failed")]
+    #[param(schema_with = statuses_schema, example = "out_of_sync,failed")]
     status: Option<String>,
     /// Only reports received at or after this instant: RFC 3339 (URL-encode a `+` offset as
     /// `%2B`), or milliseconds since the epoch as Grafana's `${__from}` sends.
@@ -222,7 +222,8 @@ pub struct HistoryQuery {
     /// Rows per page, 1–1000 (default 100).
     #[param(schema_with = limit_schema)]
     limit: Option<String>,
-    /// Rows to skip (offset paging). Past the end: [].
+    /// Rows to skip (offset paging). Past the end: []. With `envelope=true` every page skips
+    /// them again after its `before`: leave it out when paging by cursor.
     #[param(schema_with = offset_schema)]
     offset: Option<String>,
     /// Only reports with an id below this one (keyset paging: pass the last id you got, or
@@ -392,16 +393,6 @@ async fn respond(
     Ok(HttpResponse::Ok().json(answer))
 }
 
-/// The envelope pages with `before`; an offset would be skipped again on every page.
-fn cursor_only(p: &mut Problems, envelope: bool, filter: &HistoryFilter) {
-    if envelope && filter.offset > 0 {
-        p.problem(
-            "offset",
-            "cannot be combined with envelope=true: page with before (next_before)",
-        );
-    }
-}
-
 /// Whether `envelope=true` was asked.
 pub(super) fn envelope(p: &mut Problems, text: &Option<String>) -> bool {
     p.one("envelope", text, |text| match text {
@@ -421,9 +412,9 @@ pub(super) fn envelope(p: &mut Problems, text: &Option<String>) -> bool {
     tag = "history",
     params(
         ("server_group" = Option<String>, Query, description = "Only these server groups: comma-separated names or `*` globs (empty or `*`: all)",
-         example = "rsyslog-*"),
+         pattern = "^[A-Za-z0-9._*,-]*$", max_length = 1024, example = "rsyslog-*"),
         ("host" = Option<String>, Query, description = "Only these hosts: comma-separated names or `*` globs (empty or `*`: all)",
-         example = "rsyslog-01"),
+         pattern = "^[A-Za-z0-9._*,-]*$", max_length = 1024, example = "rsyslog-01"),
         HistoryQuery,
     ),
     responses(
@@ -448,7 +439,6 @@ pub async fn history(
         ..parse(&mut p, &query)
     };
     let envelope = envelope(&mut p, &query.envelope);
-    cursor_only(&mut p, envelope, &filter);
     p.finish()?;
     respond(&ctx, filter, envelope).await
 }
@@ -483,7 +473,6 @@ pub async fn host_history(
     let mut p = Problems::default();
     let filter = parse(&mut p, &query);
     let envelope = envelope(&mut p, &query.envelope);
-    cursor_only(&mut p, envelope, &filter);
     let ((group, host), ()) = both(both(parse_group(&group), parse_host(&host)), p.finish())?;
     let one = |name: &str| Pattern::parse(name).map(|p| AnyOf(vec![p]));
     let (Ok(server_group), Ok(host)) = (one(group.as_str()), one(host.as_str())) else {

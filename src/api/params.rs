@@ -25,11 +25,6 @@ impl Problems {
         }
     }
 
-    /// Records a problem found by the caller.
-    pub fn problem(&mut self, name: &str, problem: &str) {
-        self.0.push(FieldProblem::new(name, problem));
-    }
-
     /// Parses an optional parameter (empty counts as absent), recording the problem under
     /// its name.
     pub fn one<T>(
@@ -150,12 +145,46 @@ where
     }
 }
 
-/// A schema for a filter of comma-separated values (documentation only: the server reads
-/// any text and names what it cannot use).
-pub fn csv_schema() -> utoipa::openapi::schema::Schema {
+/// A string with a pattern and a length limit: what a filter parameter accepts, so that
+/// every value the schema allows is one the parser takes.
+fn pattern_schema(pattern: &str, max: usize) -> utoipa::openapi::schema::Schema {
     utoipa::openapi::schema::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(pattern))
+        .max_length(Some(max))
         .into()
+}
+
+/// Comma-separated values from a closed set, or `*`, or empty.
+fn closed_schema(item: &str) -> utoipa::openapi::schema::Schema {
+    let item = format!("({item}|\\*)?");
+    pattern_schema(&format!("^{item}(,{item})*$"), 1024)
+}
+
+/// Free-text values (comma-separated, `*` globs).
+pub fn text_schema() -> utoipa::openapi::schema::Schema {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .max_length(Some(1024))
+        .into()
+}
+
+/// Server group or host names (comma-separated, `*` globs).
+pub fn names_schema() -> utoipa::openapi::schema::Schema {
+    pattern_schema("^[A-Za-z0-9._*,-]*$", 1024)
+}
+
+/// Statuses, v1 or v2 spelling, any case.
+pub fn statuses_schema() -> utoipa::openapi::schema::Schema {
+    closed_schema(
+        "[sS][yY][nN][cC][eE][dD]|[oO][uU][tT]_[oO][fF]_[sS][yY][nN][cC]\
+         |[fF][aA][iI][lL][eE][dD]|[uU][nN][kK][nN][oO][wW][nN]",
+    )
+}
+
+/// History row kinds.
+pub fn kinds_schema() -> utoipa::openapi::schema::Schema {
+    closed_schema("pipeline|cron|legacy|decommission|import|retention")
 }
 
 #[cfg(test)]

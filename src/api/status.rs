@@ -17,7 +17,7 @@ use crate::store::Recorded;
 use super::auth::Reader;
 use super::body::{GroupName, Name};
 use super::error::{ApiError, ErrorBody, ReadAuthErrors};
-use super::params::{csv_schema, Problems};
+use super::params::{names_schema, statuses_schema, text_schema, Problems};
 use super::AppContext;
 
 /// A sync status as v2 spells it.
@@ -376,30 +376,30 @@ fn json_rows(rows: impl Into<web::Bytes>) -> HttpResponse {
 pub struct FleetQuery {
     /// Only hosts with one of these statuses: synced, out_of_sync, failed, unknown (v1
     /// spellings and any case accepted), e.g. `out_of_sync,failed`.
-    #[param(schema_with = csv_schema, example = "out_of_sync,failed")]
+    #[param(schema_with = statuses_schema, example = "out_of_sync,failed")]
     status: Option<String>,
     /// Only hosts whose environment matches, e.g. `prod`.
-    #[param(schema_with = csv_schema, example = "prod")]
+    #[param(schema_with = text_schema, example = "prod")]
     environment: Option<String>,
     /// e.g. `rsyslog,nginx`.
-    #[param(schema_with = csv_schema, example = "rsyslog")]
+    #[param(schema_with = text_schema, example = "rsyslog")]
     server_type: Option<String>,
     /// Server group names or globs, e.g. `rsyslog-*`.
-    #[param(schema_with = csv_schema, example = "rsyslog-*")]
+    #[param(schema_with = names_schema, example = "rsyslog-*")]
     server_group: Option<String>,
     /// Host names or globs, e.g. `rsyslog-01,rsyslog-02`.
-    #[param(schema_with = csv_schema, example = "rsyslog-0*")]
+    #[param(schema_with = names_schema, example = "rsyslog-0*")]
     host: Option<String>,
-    #[param(schema_with = csv_schema, example = "rsyslog")]
+    #[param(schema_with = text_schema, example = "rsyslog")]
     repo_name: Option<String>,
-    #[param(schema_with = csv_schema, example = "gitops-for-servers")]
+    #[param(schema_with = text_schema, example = "gitops-for-servers")]
     project_name: Option<String>,
-    #[param(schema_with = csv_schema, example = "master")]
+    #[param(schema_with = text_schema, example = "master")]
     branch: Option<String>,
     /// The deployed commit, e.g. `abc123*`.
-    #[param(schema_with = csv_schema, example = "abc1234567890")]
+    #[param(schema_with = text_schema, example = "abc1234567890")]
     commit_sha: Option<String>,
-    #[param(schema_with = csv_schema, example = "passed")]
+    #[param(schema_with = text_schema, example = "passed")]
     validation_status: Option<String>,
     /// `true`: only stale hosts; `false`: only hosts that are not stale.
     #[param(value_type = Option<String>, pattern = "^(true|false|\\*)?$", example = "true")]

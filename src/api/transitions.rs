@@ -10,7 +10,7 @@ use crate::domain::{Transition, TransitionFilter};
 use super::auth::Reader;
 use super::error::{ApiError, ErrorBody, ReadAuthErrors};
 use super::history::{envelope, Kind};
-use super::params::{csv_schema, Problems};
+use super::params::{names_schema, statuses_schema, Problems};
 use super::status::SyncStatus;
 use super::AppContext;
 
@@ -87,16 +87,16 @@ pub struct TransitionPage {
 #[into_params(parameter_in = Query)]
 pub struct TransitionsQuery {
     /// Server group names or `*` globs, comma-separated.
-    #[param(schema_with = csv_schema, example = "rsyslog-*")]
+    #[param(schema_with = names_schema, example = "rsyslog-*")]
     server_group: Option<String>,
     /// Host names or `*` globs, comma-separated.
-    #[param(schema_with = csv_schema, example = "rsyslog-01")]
+    #[param(schema_with = names_schema, example = "rsyslog-01")]
     host: Option<String>,
     /// Only changes to one of these statuses.
-    #[param(schema_with = csv_schema, example = "out_of_sync,failed")]
+    #[param(schema_with = statuses_schema, example = "out_of_sync,failed")]
     to_status: Option<String>,
     /// Only changes from one of these statuses.
-    #[param(schema_with = csv_schema, example = "synced")]
+    #[param(schema_with = statuses_schema, example = "synced")]
     from_status: Option<String>,
     /// Only changes at or after this instant (RFC 3339 or epoch milliseconds, as Grafana's
     /// `${__from}`).

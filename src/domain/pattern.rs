@@ -14,8 +14,9 @@ impl Pattern {
         if text.is_empty() {
             return Err("is empty".to_owned());
         }
-        if text.len() > 1024 {
-            return Err(format!("is {} bytes long; at most 1024", text.len()));
+        let length = text.chars().count();
+        if length > 1024 {
+            return Err(format!("is {length} characters long; at most 1024"));
         }
         Ok(Pattern(text.to_owned()))
     }
