@@ -140,6 +140,8 @@ def assert_promises(label, values, manifests, notes, namespace=NAMESPACE):
                           ("RETAIN_PER_HOST", "perHost"), ("PRUNE_INTERVAL", "pruneInterval")):
         check(env[f"GITOPS_STATUS_{variable}"] == str(retention[key]),
               f"{label}: GITOPS_STATUS_{variable} {env.get(f'GITOPS_STATUS_{variable}')}")
+    check(env["GITOPS_STATUS_IDEMPOTENCY_WINDOW"] == v["idempotencyWindow"],
+          f"{label}: GITOPS_STATUS_IDEMPOTENCY_WINDOW {env.get('GITOPS_STATUS_IDEMPOTENCY_WINDOW')}")
     check(env["GITOPS_STATUS_STALE_AFTER"] == v["staleAfter"],
           f"{label}: GITOPS_STATUS_STALE_AFTER {env.get('GITOPS_STATUS_STALE_AFTER')}")
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
@@ -315,6 +317,7 @@ def main():
     assert_schema_refuses({"retention": {"reports": "30"}}, "a retention duration without a unit")
     assert_schema_refuses({"retention": {"pruneInterval": "off"}}, "pruning cannot be switched off")
     assert_schema_refuses({"staleAfter": "rsyslog=10"}, "a stale-after duration without a unit")
+    assert_schema_refuses({"idempotencyWindow": "24"}, "an idempotency window without a unit")
     assert_schema_refuses({"staleAfter": "10m"}, "a stale-after rule without a group pattern")
     assert_schema_refuses({"staleAfter": "rsyslog-*=10m,"}, "a stale-after list with an empty rule")
     assert_render_refuses({"extraEnv": [{"name": "GITOPS_STATUS_DB", "value": "/tmp/x.db"}]},

@@ -57,6 +57,7 @@ impl Application {
                 render_row: api::status::render_row,
                 clock: settings.clock.clone(),
                 stale_policy: settings.stale_policy.clone(),
+                idempotency_window: settings.idempotency_window,
             },
         )
         .await?;

@@ -226,6 +226,16 @@ pub struct ServeArgs {
         default_value = "*=1h"
     )]
     pub stale_after: String,
+
+    /// How long an Idempotency-Key is remembered: a repeat within it writes nothing and gets
+    /// the first answer again (45s, 90m, 36h, 30d).
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_IDEMPOTENCY_WINDOW",
+        value_name = "DURATION",
+        default_value = "24h"
+    )]
+    pub idempotency_window: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -40,9 +40,14 @@ pub struct Settings {
     pub prune_interval: Period,
     /// When silent hosts turn stale.
     pub stale_policy: StalePolicy,
+    /// How long an Idempotency-Key is remembered.
+    pub idempotency_window: Period,
     /// The clock every row is stamped with: the system's, except in tests.
     pub clock: Clock,
 }
+
+/// One day: a CI retry, or a rerun of the same pipeline the next morning.
+pub const DEFAULT_IDEMPOTENCY_WINDOW: Period = Period::DAY;
 
 impl Settings {
     /// Settings for a server on `listen` with database `db` and every other option at its default.
@@ -65,6 +70,7 @@ impl Settings {
             retention: RetentionPolicy::default(),
             prune_interval: Period::from_secs(600).unwrap_or(Period::MINUTE),
             stale_policy: StalePolicy::default(),
+            idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
             clock: Clock::system(),
         }
     }
@@ -183,6 +189,11 @@ impl TryFrom<ServeArgs> for Settings {
         let stale_policy = StalePolicy::parse(&args.stale_after).map_err(|problem| {
             anyhow::anyhow!("--stale-after / GITOPS_STATUS_STALE_AFTER: {problem}")
         })?;
+        let idempotency_window = period(
+            "--idempotency-window",
+            "GITOPS_STATUS_IDEMPOTENCY_WINDOW",
+            &args.idempotency_window,
+        )?;
         Ok(Settings {
             listen,
             db: args.db,
@@ -201,6 +212,7 @@ impl TryFrom<ServeArgs> for Settings {
             retention,
             prune_interval,
             stale_policy,
+            idempotency_window,
             clock: Clock::system(),
         })
     }

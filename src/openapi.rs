@@ -74,7 +74,78 @@ pub fn spec() -> Spec {
     spec.merge(paths);
     optional_body(&mut spec, "/status/{server_group}/{host}");
     unknown_parameters_are_400(&mut spec);
+    idempotency_keys(&mut spec);
     spec
+}
+
+/// The report endpoints take an `Idempotency-Key` header and mark a replayed answer
+/// (`api::write`); documented here for all four at once.
+fn idempotency_keys(spec: &mut Spec) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{Header, RefOr, Required};
+    let writes = [
+        ("/status/pipeline", "post"),
+        ("/status/cron", "post"),
+        ("/api/status", "post"),
+        ("/status/{server_group}/{host}", "delete"),
+    ];
+    for (path, method) in writes {
+        let Some(item) = spec.paths.paths.get_mut(path) else {
+            continue;
+        };
+        let operation = match method {
+            "post" => item.post.as_mut(),
+            _ => item.delete.as_mut(),
+        };
+        let Some(operation) = operation else { continue };
+        let key = ParameterBuilder::new()
+            .name("Idempotency-Key")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "Makes retries safe: a repeat with the same key and the same request (token, \
+                 path, body) within --idempotency-window (24h) writes nothing and gets the \
+                 first answer again, with `Idempotent-Replayed: true`; a repeat that arrives \
+                 while the first waits for the writer gets that answer once it commits. The \
+                 same key with another request is a 422. 1–255 visible ASCII characters, e.g. \
+                 a UUID; one per report, reused across its retries.",
+            ))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[!-~]{1,255}$")),
+            ))
+            .example(Some(serde_json::json!(
+                "4f7c3a9e-2b1d-4c8e-9a6f-0d5e7b8c1a23"
+            )))
+            .build();
+        operation
+            .parameters
+            .get_or_insert_with(Vec::new)
+            .push(RefOr::T(key));
+        for (code, response) in operation.responses.responses.iter_mut() {
+            let RefOr::T(response) = response else {
+                continue;
+            };
+            if code.starts_with('2') {
+                let mut header = Header::new(ObjectBuilder::new().schema_type(Type::String));
+                header.description = Some(
+                    "`true` when the answer is the stored answer of an earlier request with \
+                     the same Idempotency-Key (nothing was written now)"
+                        .to_owned(),
+                );
+                response
+                    .headers
+                    .insert("Idempotent-Replayed".to_owned(), RefOr::T(header));
+            } else if code == "503" {
+                response.description.push_str(
+                    "; when the writer did not answer in time the report may still be stored: \
+                     retry with the same Idempotency-Key to find out, without a second row",
+                );
+            }
+        }
+    }
 }
 
 /// Every operation answers 400 to a query parameter it does not take (`api::strict_query`):

@@ -84,6 +84,5 @@ pub async fn post_cron(
     caller: Caller,
     body: JsonObject,
 ) -> Result<HttpResponse, ApiError> {
-    let recorded = record(&ctx, &req, caller, body, parse).await?;
-    Ok(accepted(&ctx, recorded))
+    record(&ctx, &req, caller, body, parse, accepted).await
 }

@@ -94,15 +94,30 @@ pub async fn decommission(
         reported_at: None,
         observation: Observation::Decommission,
     };
-    match ctx.store.record(report, meta).await {
-        Ok(recorded) => Ok(HttpResponse::Ok().json(Decommissioned {
-            success: true,
-            message: format!("host {group}/{host} decommissioned; its history stays"),
-            report_id: recorded.report_id,
-        })),
+    match super::write(&ctx, &req, report, meta, decommissioned).await? {
+        Ok(response) => Ok(response),
         Err(StoreError::UnknownHost { server_group, host }) => {
             Err(ApiError::no_host_to_decommission(&server_group, &host))
         }
         Err(other) => Err(other.into()),
     }
+}
+
+fn decommissioned(
+    _: &crate::domain::StalePolicy,
+    recorded: &crate::store::Recorded,
+) -> Result<crate::store::StoredAnswer, ApiError> {
+    let state = &recorded.state;
+    let body = Decommissioned {
+        success: true,
+        message: format!(
+            "host {}/{} decommissioned; its history stays",
+            state.server_group, state.host
+        ),
+        report_id: recorded.report_id,
+    };
+    Ok(crate::store::StoredAnswer {
+        status: 200,
+        body: serde_json::to_string(&body).map_err(ApiError::internal)?,
+    })
 }

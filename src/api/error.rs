@@ -147,6 +147,17 @@ impl From<StoreError> for ApiError {
             StoreError::Timeout => {
                 ApiError::Unavailable("the database did not answer in time; retry later".to_owned())
             }
+            StoreError::Unanswered => ApiError::Unavailable(
+                "the report was handed to the writer but not answered within 30 s: it may be \
+                 stored. Retry with the same Idempotency-Key: a stored report is then answered, \
+                 without a second row"
+                    .to_owned(),
+            ),
+            StoreError::KeyReused(_) => ApiError::field(
+                "Idempotency-Key",
+                "was used within the idempotency window for a different request (another \
+                 body, path or token); nothing was stored. Use a new key for a new report",
+            ),
             StoreError::Overloaded => ApiError::Overloaded(
                 "too many reports are waiting to be written; nothing was stored, retry after \
                  the Retry-After delay"

@@ -218,13 +218,24 @@ pub async fn post_v1_status(
     caller: Caller,
     body: JsonObject,
 ) -> Result<HttpResponse, ApiError> {
-    let recorded = record(&ctx, &req, caller, body, parse).await?;
-    Ok(HttpResponse::Ok().json(V1Accepted {
+    record(&ctx, &req, caller, body, parse, v1_accepted).await
+}
+
+/// The answer to an accepted v1 report (always 200, as the v1 servers answered).
+fn v1_accepted(
+    _: &crate::domain::StalePolicy,
+    recorded: &crate::store::Recorded,
+) -> Result<crate::store::StoredAnswer, ApiError> {
+    let body = V1Accepted {
         success: true,
-        message: outcome(&recorded),
+        message: outcome(recorded),
         report_id: recorded.report_id,
-        status: recorded.state.into(),
-    }))
+        status: recorded.state.clone().into(),
+    };
+    Ok(crate::store::StoredAnswer {
+        status: 200,
+        body: serde_json::to_string(&body).map_err(ApiError::internal)?,
+    })
 }
 
 /// Which host `GET /api/status` shows. Empty values are the same as none.

@@ -31,7 +31,7 @@ use actix_web::middleware::{ErrorHandlerResponse, Next};
 use actix_web::{error::InternalError, web, HttpRequest, HttpResponse};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::store::{RequestMeta, Store};
+use crate::store::{OnceKey, RequestMeta, Store, StoredAnswer, Written};
 
 use self::error::ApiError;
 
@@ -99,19 +99,118 @@ pub(crate) fn non_empty(value: &Option<String>) -> Option<&str> {
     value.as_deref().filter(|v| !v.is_empty())
 }
 
+/// How an endpoint answers an accepted report: its status code and JSON body. The answer's
+/// `stale` is as of the report's arrival, so the same report always gets the same answer.
+pub(crate) type Render =
+    fn(&crate::domain::StalePolicy, &crate::store::Recorded) -> Result<StoredAnswer, ApiError>;
+
 /// The write path every report endpoint shares: parse the body, check the caller may write
-/// its server_group, store it with who sent it.
+/// its server_group, store it with who sent it, answer.
 pub(crate) async fn record(
     ctx: &AppContext,
     req: &HttpRequest,
     caller: auth::Caller,
     body: body::JsonObject,
     parse: fn(&body::JsonObject) -> Result<crate::domain::Report, ApiError>,
-) -> Result<crate::store::Recorded, ApiError> {
+    render: Render,
+) -> Result<HttpResponse, ApiError> {
     let report = parse(&body)?;
     let principal = caller.authorize_write(&report.server_group)?;
     let meta = request_meta(req, body.raw, principal);
-    Ok(ctx.store.record(report, meta).await?)
+    Ok(write(ctx, req, report, meta, render).await??)
+}
+
+/// The `Idempotency-Key` header: 1–255 visible ASCII characters, as the IETF httpapi draft
+/// and Stripe have it.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let mut values = req.headers().get_all("idempotency-key");
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let problem = |p: &str| ApiError::field("Idempotency-Key", p);
+    if values.next().is_some() {
+        return Err(problem("is sent more than once; send one key"));
+    }
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > 255 || !bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return Err(problem(
+            "must be 1 to 255 visible ASCII characters (no spaces), e.g. a UUID",
+        ));
+    }
+    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+/// The answer as a response; a replay says so.
+fn answer(stored: StoredAnswer, replayed: bool) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(stored.status)
+        .unwrap_or(actix_web::http::StatusCode::OK);
+    let mut response = HttpResponse::build(status);
+    response.content_type("application/json");
+    if replayed {
+        response.insert_header(("Idempotent-Replayed", "true"));
+    }
+    response.body(stored.body)
+}
+
+/// Stores a parsed report and answers it. With an `Idempotency-Key`, a repeat of the same
+/// request (same key, token, method, path and body) within the window writes nothing and gets
+/// the first answer again with `Idempotent-Replayed: true`; a repeat still waiting for the
+/// writer when the first commits gets that answer too. The outer error is the request's
+/// (a bad key, or a key used for another request); the inner one the store's, for the
+/// endpoint to word.
+pub(crate) async fn write(
+    ctx: &AppContext,
+    req: &HttpRequest,
+    report: crate::domain::Report,
+    meta: RequestMeta,
+    render: Render,
+) -> Result<Result<HttpResponse, crate::store::StoreError>, ApiError> {
+    let Some(key) = idempotency_key(req)? else {
+        return Ok(match ctx.store.record(report, meta).await {
+            Ok(recorded) => Ok(answer(render(ctx.store.stale_policy(), &recorded)?, false)),
+            Err(err) => Err(err),
+        });
+    };
+    let principal = meta.principal.clone().unwrap_or_default();
+    let fingerprint = {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(req.method().as_str());
+        hash.update(b"\n");
+        hash.update(req.path());
+        hash.update(b"\n");
+        hash.update(&meta.raw_body);
+        hex::encode(hash.finalize())
+    };
+    // A retry after a lost answer usually finds its key already stored: answer it without
+    // queueing for the writer.
+    let window = ctx.store.idempotency_window();
+    if let Some((stored, found)) = ctx
+        .store
+        .stored_answer(&principal, &key, ctx.clock.now(), window)
+        .await?
+    {
+        return if stored == fingerprint {
+            Ok(Ok(answer(found, true)))
+        } else {
+            Err(crate::store::StoreError::KeyReused(key).into())
+        };
+    }
+    let policy = std::sync::Arc::clone(ctx.store.stale_policy());
+    let once = OnceKey {
+        principal,
+        key,
+        fingerprint,
+        render: Box::new(move |recorded| render(&policy, recorded).map_err(|err| err.to_string())),
+    };
+    Ok(match ctx.store.record_once(report, meta, once).await {
+        Ok(Written::Fresh(_, Some(stored))) => Ok(answer(stored, false)),
+        Ok(Written::Fresh(recorded, None)) => {
+            Ok(answer(render(ctx.store.stale_policy(), &recorded)?, false))
+        }
+        Ok(Written::Replayed(stored)) => Ok(answer(stored, true)),
+        Err(err) => Err(err),
+    })
 }
 
 /// Who sent the request, for the audit trail.

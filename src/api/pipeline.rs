@@ -136,6 +136,5 @@ pub async fn post_pipeline(
     caller: Caller,
     body: JsonObject,
 ) -> Result<HttpResponse, ApiError> {
-    let recorded = record(&ctx, &req, caller, body, parse).await?;
-    Ok(accepted(&ctx, recorded))
+    record(&ctx, &req, caller, body, parse, accepted).await
 }

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::domain::{
     is_stale, FleetFilter, HostName, HostState, ServerGroup, StalePolicy, Status, Timestamp,
 };
-use crate::store::Recorded;
+use crate::store::{Recorded, StoredAnswer};
 
 use super::auth::Reader;
 use super::body::{GroupName, Name};
@@ -259,19 +259,23 @@ fn outcome_of_merge(recorded: &Recorded) -> String {
     }
 }
 
-/// 201 when the report created the host, 200 otherwise.
-pub(super) fn accepted(ctx: &AppContext, recorded: Recorded) -> HttpResponse {
+/// The answer to an accepted v2 report: 201 when it created the host, 200 otherwise.
+pub(super) fn accepted(
+    policy: &StalePolicy,
+    recorded: &Recorded,
+) -> Result<StoredAnswer, ApiError> {
+    let state = recorded.state.clone();
+    let now = state.timestamp;
     let body = ReportAccepted {
         success: true,
-        message: outcome(&recorded),
+        message: outcome(recorded),
         report_id: recorded.report_id,
-        status: HostStatus::of(recorded.state, ctx.store.stale_policy(), ctx.clock.now()),
+        status: HostStatus::of(state, policy, now),
     };
-    if recorded.created {
-        HttpResponse::Created().json(body)
-    } else {
-        HttpResponse::Ok().json(body)
-    }
+    Ok(StoredAnswer {
+        status: if recorded.created { 201 } else { 200 },
+        body: serde_json::to_string(&body).map_err(ApiError::internal)?,
+    })
 }
 
 pub(super) fn parse_group(text: &str) -> Result<ServerGroup, ApiError> {

@@ -389,6 +389,7 @@ pub async fn run(db: &Path, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
             render_row: status::render_row,
             clock: Clock::system(),
             stale_policy: Default::default(),
+            idempotency_window: crate::config::DEFAULT_IDEMPOTENCY_WINDOW,
         },
     )
     .await

@@ -18,6 +18,7 @@ const MAX_SECONDS: u64 = 100 * 366 * 86_400;
 impl Period {
     pub const MINUTE: Period = Period { seconds: 60 };
     pub const HOUR: Period = Period { seconds: 3_600 };
+    pub const DAY: Period = Period { seconds: 86_400 };
 
     /// `45s`, `90m`, `36h` or `30d`: a whole number above zero and one unit.
     pub fn parse(text: &str) -> Result<Self, String> {

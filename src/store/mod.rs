@@ -25,11 +25,11 @@ use anyhow::Context;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 
-use crate::domain::{Clock, HostName, HostState, Report, ServerGroup, StalePolicy};
+use crate::domain::{Clock, HostName, HostState, Period, Report, ServerGroup, StalePolicy};
 
 pub use fleet::StatusRows;
 pub use retention::PruneSummary;
-pub use writer::{Recorded, RequestMeta};
+pub use writer::{OnceKey, Recorded, RenderAnswer, RequestMeta, StoredAnswer, Written};
 
 /// How long a request may wait for its report's commit before it is answered 503. The
 /// writer's queue is bounded, so this is only reached when SQLite itself stalls.
@@ -50,6 +50,12 @@ pub enum StoreError {
     },
     #[error("timed out waiting for the database")]
     Timeout,
+    /// The writer did not answer in time; it still holds the report, which may be committed.
+    #[error("the report was not answered in time; it may still be stored")]
+    Unanswered,
+    /// An Idempotency-Key already used within the window for a different request.
+    #[error("the Idempotency-Key {0:?} was used for a different request")]
+    KeyReused(String),
     /// The writer's queue is full: more reports arrive than the database commits.
     #[error("too many reports are waiting to be written")]
     Overloaded,
@@ -113,6 +119,7 @@ impl StoreError {
         matches!(
             self,
             StoreError::Timeout
+                | StoreError::Unanswered
                 | StoreError::Overloaded
                 | StoreError::Closed
                 | StoreError::Busy(_)
@@ -140,6 +147,8 @@ pub struct StoreConfig {
     pub clock: Clock,
     /// `--stale-after`: when silent hosts turn stale.
     pub stale_policy: StalePolicy,
+    /// `--idempotency-window`: how long an Idempotency-Key is remembered.
+    pub idempotency_window: Period,
 }
 
 /// The database: one writer task and a read pool over one SQLite file.
@@ -152,6 +161,7 @@ pub struct Store {
     stale_policy: Arc<StalePolicy>,
     /// The SQL of a host's `report_due_by` under `stale_policy`.
     due_by: Arc<str>,
+    idempotency_window: Period,
 }
 
 /// Logs the durability settings the writer actually runs with (read back from SQLite, not
@@ -312,6 +322,7 @@ impl Store {
                 chain_log_every: i64::try_from(config.chain_log_every).unwrap_or(i64::MAX),
                 render: config.render_row,
                 clock: config.clock,
+                idempotency_window: config.idempotency_window,
             },
         )
         .await
@@ -322,6 +333,7 @@ impl Store {
             path: path.to_owned(),
             lock,
             due_by: fleet::due_by_sql(&config.stale_policy).into(),
+            idempotency_window: config.idempotency_window,
             stale_policy: Arc::new(config.stale_policy),
         })
     }
@@ -330,8 +342,13 @@ impl Store {
         &self.path
     }
 
+    /// How long an Idempotency-Key is remembered.
+    pub fn idempotency_window(&self) -> Period {
+        self.idempotency_window
+    }
+
     /// When silent hosts turn stale.
-    pub fn stale_policy(&self) -> &StalePolicy {
+    pub fn stale_policy(&self) -> &Arc<StalePolicy> {
         &self.stale_policy
     }
 
@@ -339,7 +356,57 @@ impl Store {
     /// next group commit. When this returns `Ok`, the transaction is committed and on disk.
     #[tracing::instrument(skip_all, fields(kind = %report.kind(), server_group = %report.server_group, host = %report.host))]
     pub async fn record(&self, report: Report, meta: RequestMeta) -> Result<Recorded, StoreError> {
-        self.writer.record(report, meta).await
+        match self.writer.record(report, meta, None).await? {
+            Written::Fresh(recorded, _) => Ok(*recorded),
+            Written::Replayed(_) => Err(StoreError::Corrupt(
+                "a report without a key was replayed".to_owned(),
+            )),
+        }
+    }
+
+    /// Appends a report sent with an Idempotency-Key, unless the key was used within the
+    /// window: then nothing is written and the answer stored with it comes back (or
+    /// `KeyReused` when it was used for a different request). The check and the write happen
+    /// in the writer, one report after another, so two requests racing with one key give one
+    /// row; the key is stored in the report's transaction, so it survives a restart.
+    #[tracing::instrument(skip_all, fields(kind = %report.kind(), server_group = %report.server_group, host = %report.host))]
+    pub async fn record_once(
+        &self,
+        report: Report,
+        meta: RequestMeta,
+        once: OnceKey,
+    ) -> Result<Written, StoreError> {
+        self.writer.record(report, meta, Some(once)).await
+    }
+
+    /// The answer stored with a key used within the window, read without the writer (a retry
+    /// after its first answer was lost): its fingerprint and answer.
+    pub async fn stored_answer(
+        &self,
+        principal: &str,
+        key: &str,
+        now: crate::domain::Timestamp,
+        window: Period,
+    ) -> Result<Option<(String, StoredAnswer)>, StoreError> {
+        let since = now.checked_sub(window).unwrap_or(now).to_string();
+        let row: Option<(String, i64, String)> = sqlx::query_as(
+            "SELECT fingerprint, status, body FROM idempotency_keys
+             WHERE principal = ?1 AND key = ?2 AND created_at >= ?3",
+        )
+        .bind(principal)
+        .bind(key)
+        .bind(since)
+        .fetch_optional(&self.readers)
+        .await?;
+        Ok(row.map(|(fingerprint, status, body)| {
+            (
+                fingerprint,
+                StoredAnswer {
+                    status: u16::try_from(status).unwrap_or(200),
+                    body,
+                },
+            )
+        }))
     }
 
     /// Appends every report in one transaction, or none: a report that cannot be written

@@ -17,7 +17,7 @@ use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::{
-    chain, Clock, Heads, HostState, Report, ReportKind, Tier, Timestamp, Transition,
+    chain, Clock, Heads, HostState, Period, Report, ReportKind, Tier, Timestamp, Transition,
 };
 
 use super::append::{insert_reports, load_tip, MultiRow, NewRow, Tip};
@@ -62,6 +62,45 @@ pub struct Recorded {
     pub state: HostState,
 }
 
+/// An answer as the client got it, kept to be given again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredAnswer {
+    pub status: u16,
+    pub body: String,
+}
+
+/// How the endpoint answers a committed report (computed in the writer, so the answer is
+/// stored in the report's own transaction).
+pub type RenderAnswer = Box<dyn Fn(&Recorded) -> Result<StoredAnswer, String> + Send + Sync>;
+
+/// A request's `Idempotency-Key`, scoped to who sent it.
+pub struct OnceKey {
+    /// The token's name; empty without tokens.
+    pub principal: String,
+    pub key: String,
+    /// SHA-256 (hex) of the method, path and body.
+    pub fingerprint: String,
+    pub render: RenderAnswer,
+}
+
+impl std::fmt::Debug for OnceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnceKey")
+            .field("principal", &self.principal)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+/// What the writer did with a report.
+#[derive(Debug)]
+pub enum Written {
+    /// Stored now; with a key, the answer that was stored with it.
+    Fresh(Box<Recorded>, Option<StoredAnswer>),
+    /// Its key was used before for the same request: nothing written, this was the answer.
+    Replayed(StoredAnswer),
+}
+
 type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
 
 struct Pending {
@@ -70,6 +109,7 @@ struct Pending {
     /// the writer gives it an id, times and its place in the chain.
     row: NewRow,
     import_entry: Option<String>,
+    once: Option<OnceKey>,
 }
 
 impl Pending {
@@ -80,12 +120,13 @@ impl Pending {
             report,
             row,
             import_entry,
+            once: None,
         }
     }
 }
 
 enum Job {
-    Report(Box<Pending>, Answer<Recorded>),
+    Report(Box<Pending>, Answer<Written>),
     /// Reports written all together or not at all (an import run).
     Atomic(Vec<Pending>, Answer<Vec<Recorded>>),
     /// Remove rows retention let go, recording them in the chain.
@@ -128,9 +169,12 @@ impl WriterHandle {
         &self,
         report: Report,
         meta: RequestMeta,
-    ) -> Result<Recorded, StoreError> {
+        once: Option<OnceKey>,
+    ) -> Result<Written, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let job = Job::Report(Box::new(Pending::new(report, meta)), reply);
+        let mut pending = Pending::new(report, meta);
+        pending.once = once;
+        let job = Job::Report(Box::new(pending), reply);
         self.jobs.try_send(job).map_err(|err| match err {
             mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
@@ -177,7 +221,8 @@ impl WriterHandle {
             Ok(Ok(result)) => result,
             // The writer dropped the request: it stopped.
             Ok(Err(_)) => Err(StoreError::Closed),
-            Err(_) => Err(StoreError::Timeout),
+            // It may still be committed: the writer has it.
+            Err(_) => Err(StoreError::Unanswered),
         }
     }
 
@@ -205,6 +250,8 @@ pub(super) struct WriterConfig {
     pub chain_log_every: i64,
     pub render: RenderRow,
     pub clock: Clock,
+    /// How long an Idempotency-Key is remembered.
+    pub idempotency_window: Period,
 }
 
 /// Starts the writer on `conn` (migrated, its status rows rendered) and returns its handle.
@@ -230,6 +277,7 @@ pub(super) async fn start(
         chain_log_every: config.chain_log_every,
         render: config.render,
         clock: config.clock,
+        idempotency_window: config.idempotency_window,
     };
     tokio::spawn(writer.run());
     Ok(WriterHandle { jobs, shared })
@@ -249,6 +297,7 @@ struct Writer {
     chain_log_every: i64,
     render: RenderRow,
     clock: Clock,
+    idempotency_window: Period,
 }
 
 impl Writer {
@@ -281,7 +330,15 @@ impl Writer {
                 Job::Atomic(mut group, reply) => {
                     let outcome = self.commit_group(&mut group, true).await;
                     let outcome = match outcome {
-                        Ok(results) => results.into_iter().collect(),
+                        Ok(results) => results
+                            .into_iter()
+                            .map(|result| match result? {
+                                Written::Fresh(recorded, _) => Ok(*recorded),
+                                Written::Replayed(_) => Err(StoreError::Corrupt(
+                                    "an atomic group carried an idempotency key".to_owned(),
+                                )),
+                            })
+                            .collect(),
                         Err(err) => Err(err),
                     };
                     if outcome.is_err() {
@@ -370,11 +427,11 @@ impl Writer {
         }
     }
 
-    async fn write_group(&mut self, group: Vec<(Pending, Answer<Recorded>)>) {
+    async fn write_group(&mut self, group: Vec<(Pending, Answer<Written>)>) {
         // A request whose client went away (or gave up waiting) is not written: nobody could
         // be told it was.
         let waiting = group.len();
-        let (mut group, replies): (Vec<Pending>, Vec<Answer<Recorded>>) = group
+        let (mut group, replies): (Vec<Pending>, Vec<Answer<Written>>) = group
             .into_iter()
             .filter(|(_, reply)| !reply.is_closed())
             .unzip();
@@ -428,8 +485,9 @@ impl Writer {
         &mut self,
         group: &mut [Pending],
         atomic: bool,
-    ) -> Result<Vec<Result<Recorded, StoreError>>, StoreError> {
+    ) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
         let render = self.render;
+        let window = self.idempotency_window;
         let log_every = self.chain_log_every;
         let clock = self.clock.clone();
         let (conn, stored_tip) = self.ready().await?;
@@ -444,7 +502,39 @@ impl Writer {
         let mut transitions: Vec<Transition> = Vec::new();
         let mut commits: Vec<(HostKey, String, Option<String>, Timestamp)> = Vec::new();
 
+        let now = clock.now();
+        let forget_before = now.checked_sub(window).unwrap_or(now).to_string();
+        let mut keys_seen: HashMap<(String, String), (String, StoredAnswer)> = HashMap::new();
+        let mut keys_new: Vec<NewKey> = Vec::new();
+        if group.iter().any(|p| p.once.is_some()) {
+            sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?1")
+                .bind(&forget_before)
+                .execute(&mut *tx)
+                .await?;
+        }
         for (index, pending) in group.iter_mut().enumerate() {
+            if let Some(once) = &pending.once {
+                let name = (once.principal.clone(), once.key.clone());
+                let known = match keys_seen.get(&name) {
+                    Some(known) => Some(known.clone()),
+                    None => known_key(&mut tx, once).await?,
+                };
+                match known {
+                    Some((fingerprint, answer)) if fingerprint == once.fingerprint => {
+                        results.push(Ok(Written::Replayed(answer)));
+                        continue;
+                    }
+                    Some(_) => {
+                        let refused = StoreError::KeyReused(once.key.clone());
+                        if atomic {
+                            return Err(refused);
+                        }
+                        results.push(Err(refused));
+                        continue;
+                    }
+                    None => {}
+                }
+            }
             let report = &pending.report;
             let key = HostKey::of(report);
             let before = hosts.get(&key).and_then(|entry| entry.present());
@@ -477,14 +567,21 @@ impl Writer {
                     return Err(StoreError::Corrupt(format!("host {key} is not there")));
                 };
                 pending.row.record.is_change = 1;
-                results.push(Ok(Recorded {
+                let recorded = Recorded {
                     report_id: id,
                     created: false,
                     changed: true,
                     kept_newer: Vec::new(),
                     ahead_of_clock: false,
                     state: before.state.clone(),
-                }));
+                };
+                results.push(Ok(remember(
+                    pending.once.as_ref(),
+                    recorded,
+                    received_at,
+                    &mut keys_seen,
+                    &mut keys_new,
+                )?));
                 HostEntry::Removed
             } else {
                 let times = report.facet_times(received_at);
@@ -524,14 +621,21 @@ impl Writer {
                         }
                     }
                 }
-                results.push(Ok(Recorded {
+                let recorded = Recorded {
                     report_id: id,
                     created: before.is_none(),
                     changed: heads != heads_before,
                     kept_newer: heads.kept_newer(times, id),
                     ahead_of_clock,
                     state: state.clone(),
-                }));
+                };
+                results.push(Ok(remember(
+                    pending.once.as_ref(),
+                    recorded,
+                    received_at,
+                    &mut keys_seen,
+                    &mut keys_new,
+                )?));
                 HostEntry::Present(Box::new(PresentHost {
                     heads,
                     last_report_id: id,
@@ -580,6 +684,23 @@ impl Writer {
         delete_hosts(&mut tx, &removed).await?;
         insert_transitions(&mut tx, &transitions).await?;
         upsert_commits(&mut tx, &commits).await?;
+        for (principal, key, fingerprint, report_id, answer, created_at) in &keys_new {
+            // A row still there for the key is older than the window: this replaces it.
+            sqlx::query(
+                "INSERT OR REPLACE INTO idempotency_keys
+                     (principal, key, fingerprint, report_id, status, body, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .bind(principal)
+            .bind(key)
+            .bind(fingerprint)
+            .bind(report_id)
+            .bind(i64::from(answer.status))
+            .bind(&answer.body)
+            .bind(created_at)
+            .execute(&mut *tx)
+            .await?;
+        }
         for pending in linked.iter().filter_map(|index| group.get(*index)) {
             if let Some(entry) = &pending.import_entry {
                 sqlx::query(
@@ -1019,4 +1140,58 @@ async fn upsert_commits(
         query.execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// A key's fingerprint and stored answer, when it was used within the window (the rows
+/// older than it were deleted at the start of the transaction).
+async fn known_key(
+    conn: &mut SqliteConnection,
+    once: &OnceKey,
+) -> Result<Option<(String, StoredAnswer)>, StoreError> {
+    let row: Option<(String, i64, String)> = sqlx::query_as(
+        "SELECT fingerprint, status, body FROM idempotency_keys WHERE principal = ?1 AND key = ?2",
+    )
+    .bind(&once.principal)
+    .bind(&once.key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|(fingerprint, status, body)| {
+        (
+            fingerprint,
+            StoredAnswer {
+                status: u16::try_from(status).unwrap_or(200),
+                body,
+            },
+        )
+    }))
+}
+
+type NewKey = (String, String, String, i64, StoredAnswer, String);
+
+/// The written outcome of a report; with a key, its answer is rendered now and kept to be
+/// stored in this transaction (and to answer a repeat later in the same group).
+fn remember(
+    once: Option<&OnceKey>,
+    recorded: Recorded,
+    received_at: Timestamp,
+    seen: &mut HashMap<(String, String), (String, StoredAnswer)>,
+    new: &mut Vec<NewKey>,
+) -> Result<Written, StoreError> {
+    let Some(once) = once else {
+        return Ok(Written::Fresh(Box::new(recorded), None));
+    };
+    let answer = (once.render)(&recorded).map_err(StoreError::Corrupt)?;
+    seen.insert(
+        (once.principal.clone(), once.key.clone()),
+        (once.fingerprint.clone(), answer.clone()),
+    );
+    new.push((
+        once.principal.clone(),
+        once.key.clone(),
+        once.fingerprint.clone(),
+        recorded.report_id,
+        answer.clone(),
+        received_at.to_string(),
+    ));
+    Ok(Written::Fresh(Box::new(recorded), Some(answer)))
 }

@@ -14,6 +14,7 @@ mod filters;
 mod health;
 mod helpers;
 mod history;
+mod idempotency;
 mod import;
 mod legacy;
 mod lifecycle;
