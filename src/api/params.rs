@@ -33,7 +33,15 @@ impl Problems {
         text: &Option<String>,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Option<T> {
-        match parse(super::non_empty(text)?) {
+        let text = super::non_empty(text)?;
+        if text.chars().count() > 1024 {
+            self.0.push(FieldProblem::new(
+                name,
+                format!("is {} characters long; at most 1024", text.chars().count()),
+            ));
+            return None;
+        }
+        match parse(text) {
             Ok(value) => Some(value),
             Err(problem) => {
                 self.0.push(FieldProblem::new(name, problem));
