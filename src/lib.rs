@@ -9,6 +9,7 @@ pub mod auth;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod cli;
+pub mod client;
 pub mod commands;
 pub mod config;
 pub mod domain;
