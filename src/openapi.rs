@@ -140,8 +140,9 @@ fn idempotency_keys(spec: &mut Spec) {
                     .insert("Idempotent-Replayed".to_owned(), RefOr::T(header));
             } else if code == "503" {
                 response.description.push_str(
-                    "; when the writer did not answer in time the report may still be stored: \
-                     retry with the same Idempotency-Key to find out, without a second row",
+                    ". Except when the writer did not answer within 30 s (the `error` says so): \
+                     then the report may be stored; retry with the same Idempotency-Key to find \
+                     out, without a second row",
                 );
             }
         }

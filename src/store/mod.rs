@@ -389,24 +389,7 @@ impl Store {
         window: Period,
     ) -> Result<Option<(String, StoredAnswer)>, StoreError> {
         let since = now.checked_sub(window).unwrap_or(now).to_string();
-        let row: Option<(String, i64, String)> = sqlx::query_as(
-            "SELECT fingerprint, status, body FROM idempotency_keys
-             WHERE principal = ?1 AND key = ?2 AND created_at >= ?3",
-        )
-        .bind(principal)
-        .bind(key)
-        .bind(since)
-        .fetch_optional(&self.readers)
-        .await?;
-        Ok(row.map(|(fingerprint, status, body)| {
-            (
-                fingerprint,
-                StoredAnswer {
-                    status: u16::try_from(status).unwrap_or(200),
-                    body,
-                },
-            )
-        }))
+        writer::stored_key(&self.readers, principal, key, &since).await
     }
 
     /// Appends every report in one transaction, or none: a report that cannot be written

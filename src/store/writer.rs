@@ -517,7 +517,9 @@ impl Writer {
                 let name = (once.principal.clone(), once.key.clone());
                 let known = match keys_seen.get(&name) {
                     Some(known) => Some(known.clone()),
-                    None => known_key(&mut tx, once).await?,
+                    None => {
+                        stored_key(&mut *tx, &once.principal, &once.key, &forget_before).await?
+                    }
                 };
                 match known {
                     Some((fingerprint, answer)) if fingerprint == once.fingerprint => {
@@ -1142,18 +1144,22 @@ async fn upsert_commits(
     Ok(())
 }
 
-/// A key's fingerprint and stored answer, when it was used within the window (the rows
-/// older than it were deleted at the start of the transaction).
-async fn known_key(
-    conn: &mut SqliteConnection,
-    once: &OnceKey,
+/// A key's fingerprint and stored answer, when it was used since `since` (the writer's
+/// transaction and the read pool's fast path ask the same question).
+pub(super) async fn stored_key<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    principal: &str,
+    key: &str,
+    since: &str,
 ) -> Result<Option<(String, StoredAnswer)>, StoreError> {
     let row: Option<(String, i64, String)> = sqlx::query_as(
-        "SELECT fingerprint, status, body FROM idempotency_keys WHERE principal = ?1 AND key = ?2",
+        "SELECT fingerprint, status, body FROM idempotency_keys
+         WHERE principal = ?1 AND key = ?2 AND created_at >= ?3",
     )
-    .bind(&once.principal)
-    .bind(&once.key)
-    .fetch_optional(&mut *conn)
+    .bind(principal)
+    .bind(key)
+    .bind(since)
+    .fetch_optional(executor)
     .await?;
     Ok(row.map(|(fingerprint, status, body)| {
         (
