@@ -33,6 +33,10 @@ pub enum Command {
     Import(ImportArgs),
     /// Write a consistent copy of the database (safe while the server runs).
     Backup(BackupArgs),
+    /// Send one report to a gitops-status server, from CI or cron: retried with one
+    /// Idempotency-Key until accepted. Exit 0 accepted, 1 refused by the server, 2 usage
+    /// error, 3 gave up.
+    Report(Box<ReportArgs>),
     /// Fill a database with a generated history, for bench/run (built with --features bench).
     #[cfg(feature = "bench")]
     BenchFill(BenchFillArgs),
@@ -304,4 +308,169 @@ pub struct BenchFillArgs {
     /// Reports the database holds when done.
     #[arg(long, value_name = "N")]
     pub rows: u64,
+}
+
+/// What `gitops-status report` sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportMode {
+    /// A deployment: POST /status/pipeline.
+    Pipeline,
+    /// A drift check of an existing host: POST /status/cron.
+    Cron,
+    /// The old servers' report: POST /api/status.
+    V1,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(args_override_self = true)]
+pub struct ReportArgs {
+    /// What to send [default: cron in a scheduled CI run, otherwise pipeline]
+    #[arg(value_enum, env = "GITOPS_STATUS_MODE")]
+    pub mode: Option<ReportMode>,
+
+    /// The server's base URL, e.g. http://gitops-status.observability-stack.svc:5000
+    #[arg(long, env = "GITOPS_STATUS_URL", value_name = "URL")]
+    pub url: Option<String>,
+
+    /// The write token; `file:PATH` reads it from a file. Prefer the environment variable or
+    /// --token-file: a flag's value is visible to other users in `ps`.
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    /// Read the write token from this file (surrounding whitespace is ignored).
+    #[arg(long, env = "GITOPS_STATUS_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
+    /// The host's group (`repo` in v1).
+    #[arg(long, env = "GITOPS_STATUS_SERVER_GROUP", value_name = "NAME")]
+    pub server_group: Option<String>,
+
+    /// The host (`server` in v1) [default: this machine's hostname]
+    #[arg(long, env = "GITOPS_STATUS_HOST", value_name = "NAME")]
+    pub host: Option<String>,
+
+    /// synced, out_of_sync, failed or unknown (any case; SYNCED and OUT_OF_SYNC as the drift
+    /// check prints them).
+    #[arg(long, env = "GITOPS_STATUS_STATUS", value_name = "STATUS")]
+    pub status: Option<String>,
+
+    /// A file that differs from Git; repeat it, or separate paths with commas.
+    #[arg(
+        long = "changed-file",
+        env = "GITOPS_STATUS_CHANGED_FILES",
+        value_name = "PATH",
+        value_delimiter = ','
+    )]
+    pub changed_files: Vec<String>,
+
+    /// Read the status and changed files from the drift check's output (its SYNC_STATUS= and
+    /// DRIFTED_FILES= lines; other lines are ignored); `-` reads standard input.
+    #[arg(long, env = "GITOPS_STATUS_DRIFT_OUTPUT", value_name = "FILE|-")]
+    pub drift_output: Option<String>,
+
+    /// Validation result: passed, failed, skipped, … (pipeline)
+    #[arg(long, env = "GITOPS_STATUS_VALIDATION_STATUS", value_name = "TEXT")]
+    pub validation_status: Option<String>,
+
+    /// Validator output (pipeline).
+    #[arg(long, env = "GITOPS_STATUS_VALIDATION_MESSAGE", value_name = "TEXT")]
+    pub validation_message: Option<String>,
+
+    /// prod, staging, dev, … (pipeline)
+    #[arg(long, env = "GITOPS_STATUS_ENVIRONMENT", value_name = "TEXT")]
+    pub environment: Option<String>,
+
+    /// rsyslog, nginx, splunk, … (pipeline)
+    #[arg(long, env = "GITOPS_STATUS_SERVER_TYPE", value_name = "TEXT")]
+    pub server_type: Option<String>,
+
+    /// Project identifier (pipeline).
+    #[arg(long, env = "GITOPS_STATUS_PROJECT_NAME", value_name = "TEXT")]
+    pub project_name: Option<String>,
+
+    /// Repository name (pipeline) [default: from the CI's variables]
+    #[arg(long, env = "GITOPS_STATUS_REPO_NAME", value_name = "TEXT")]
+    pub repo_name: Option<String>,
+
+    /// Commit deployed (pipeline) [default: from the CI's variables]
+    #[arg(long, env = "GITOPS_STATUS_COMMIT_SHA", value_name = "SHA")]
+    pub commit_sha: Option<String>,
+
+    /// Branch deployed (pipeline) [default: from the CI's variables]
+    #[arg(long, env = "GITOPS_STATUS_BRANCH", value_name = "NAME")]
+    pub branch: Option<String>,
+
+    /// Who sent the deployment (pipeline) [default: the CI system's name]
+    #[arg(long, env = "GITOPS_STATUS_UPDATED_BY", value_name = "TEXT")]
+    pub updated_by: Option<String>,
+
+    /// A link to the CI run, sent as `ci_run` [default: the run's URL from the CI's variables]
+    #[arg(long, env = "GITOPS_STATUS_CI_RUN", value_name = "URL")]
+    pub ci_run: Option<String>,
+
+    /// The time the report describes (RFC 3339) [default: when the command started; with
+    /// --idempotency-key: none, the server's arrival time counts, so a re-run sends the same
+    /// body]
+    #[arg(long, env = "GITOPS_STATUS_AT", value_name = "TIME")]
+    pub at: Option<String>,
+
+    /// How long one attempt may take (10s, 1m; a bare number is seconds).
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "10s"
+    )]
+    pub timeout: String,
+
+    /// Keep retrying a report that was not answered, or answered 408, 429, 500, 502, 503 or
+    /// 504, for this long (2m, 90s; 0: no retries).
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_RETRY_FOR",
+        value_name = "DURATION",
+        default_value = "2m"
+    )]
+    pub retry_for: String,
+
+    /// Retry at most this many times (as well as within --retry-for).
+    #[arg(long, env = "GITOPS_STATUS_RETRIES", value_name = "N")]
+    pub retries: Option<u32>,
+
+    /// The Idempotency-Key for the report and its retries [default: a new random key per
+    /// invocation]. A key derived from the CI run (e.g. pipeline number and host) makes a
+    /// re-run of the step safe too.
+    #[arg(long, env = "GITOPS_STATUS_IDEMPOTENCY_KEY", value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+
+    /// Trust only the CA certificates in this PEM file for https URLs [default: the Mozilla
+    /// roots built in].
+    #[arg(long, env = "GITOPS_STATUS_CA_CERT", value_name = "PATH")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Print the request that would be sent (the token masked) and send nothing.
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_DRY_RUN",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value = "false"
+    )]
+    pub dry_run: bool,
+
+    /// Read the settings from Woodpecker's PLUGIN_* variables (the report image's
+    /// entrypoint): PLUGIN_URL, PLUGIN_TOKEN, PLUGIN_SERVER_GROUP, … as the flags above.
+    #[arg(long, env = "GITOPS_STATUS_PLUGIN",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value = "false"
+    )]
+    pub plugin: bool,
 }

@@ -83,7 +83,7 @@ fn period(flag: &str, env: &str, text: &str) -> anyhow::Result<Period> {
 
 /// A duration option that predates the unit form: a bare number is seconds (as before),
 /// otherwise a duration (`45s`, `2m`); `0` only where `zero` allows it.
-fn seconds(flag: &str, env: &str, text: &str, zero: bool) -> anyhow::Result<Duration> {
+pub(crate) fn seconds(flag: &str, env: &str, text: &str, zero: bool) -> anyhow::Result<Duration> {
     let parsed = match text.parse::<u64>() {
         Ok(0) if !zero => Err("must be at least 1s".to_owned()),
         Ok(n) => Ok(Duration::from_secs(n)),

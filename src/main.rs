@@ -19,6 +19,10 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Verify(args) => commands::verify::run(&args.db).await,
         Command::Import(args) => commands::import::run(&args.db, &args.files).await,
         Command::Backup(args) => commands::backup::run(&args.db, &args.out).await,
+        // A blocking client: it runs apart from the runtime's workers.
+        Command::Report(args) => {
+            Ok(tokio::task::spawn_blocking(move || commands::report::run(*args)).await?)
+        }
         Command::Token {
             command: TokenCommand::New { name, scope },
         } => commands::token::new(&name, &scope),

@@ -19,44 +19,43 @@ use super::AppContext;
 /// The largest request body accepted, in bytes (1 MiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// The longest `ci_run` link a report may carry.
+pub const MAX_CI_RUN_LEN: usize = 2048;
+
 /// How long a body may take to arrive when no context says otherwise.
 const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A host name: 1–128 letters, digits, `.`, `_` and `-`, but not `.` or `..` (names are URL
 /// path segments). The schema of what `HostName::parse` accepts.
-#[derive(utoipa::ToSchema)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 #[schema(
     pattern = r"^(?!\.{1,2}$)[A-Za-z0-9._-]{1,128}$",
     example = "rsyslog-01"
 )]
-#[allow(dead_code)] // documents requests
-pub struct Name(String);
+pub struct Name(pub String);
 
 /// A server group: a name as for hosts, but not `pipeline` or `cron` (they are endpoints under
 /// /status/). The schema of what `ServerGroup::parse` accepts.
-#[derive(utoipa::ToSchema)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 #[schema(
     pattern = r"^(?!(\.{1,2}|pipeline|cron)$)[A-Za-z0-9._-]{1,128}$",
     example = "rsyslog-prod"
 )]
-#[allow(dead_code)] // documents requests
-pub struct GroupName(String);
+pub struct GroupName(pub String);
 
 /// A status: synced, out_of_sync, failed or unknown, in any case (v1 clients send SYNCED,
 /// OUT_OF_SYNC, UNKNOWN). The schema of what `Status::parse` accepts.
-#[derive(utoipa::ToSchema)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 #[schema(
     pattern = "^([sS][yY][nN][cC][eE][dD]|[oO][uU][tT]_[oO][fF]_[sS][yY][nN][cC]|[fF][aA][iI][lL][eE][dD]|[uU][nN][kK][nN][oO][wW][nN])$",
     example = "synced"
 )]
-#[allow(dead_code)] // documents request bodies
-pub struct StatusInput(String);
+pub struct StatusInput(pub String);
 
 /// A file path of at most 4096 characters.
-#[derive(utoipa::ToSchema)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 #[schema(max_length = 4096, example = "/etc/rsyslog.conf")]
-#[allow(dead_code)] // documents request bodies
-pub struct FilePath(String);
+pub struct FilePath(pub String);
 
 /// A JSON object request body and its exact text.
 pub struct JsonObject {
@@ -277,6 +276,12 @@ impl<'a> Fields<'a> {
     /// A short free-text field (names, commit, branch…).
     pub fn short_text(&mut self, name: &'static str) -> Option<String> {
         self.text(name, MAX_TEXT_LEN)
+    }
+
+    /// The optional `ci_run` link every report body documents: checked (a string of at most
+    /// 2048 characters), then kept in the raw body only.
+    pub fn ci_run(&mut self) {
+        self.text("ci_run", MAX_CI_RUN_LEN);
     }
 
     /// An RFC 3339 time with a time zone.

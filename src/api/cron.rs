@@ -2,6 +2,7 @@
 //! host's status, changed_files and last_cron_check.
 
 use actix_web::{post, web, HttpRequest, HttpResponse};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::{HostName, Observation, Report, ServerGroup, Status};
@@ -13,8 +14,7 @@ use super::status::{accepted, ReportAccepted};
 use super::{record, AppContext};
 
 /// A drift report. Members not listed here are accepted and kept in the history's raw body.
-#[allow(dead_code)] // documents the body; `parse` reads it from the JSON object
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 #[schema(example = json!({
     "server_group": "rsyslog-prod",
     "host": "rsyslog-01",
@@ -24,18 +24,30 @@ use super::{record, AppContext};
 }))]
 pub struct CronReportBody {
     /// The host's group; the host must exist already.
-    server_group: GroupName,
-    host: Name,
+    pub server_group: GroupName,
+    pub host: Name,
     /// The drift status found: synced, out_of_sync, failed or unknown, in any case. Left out,
     /// the status is not changed.
-    status: Option<StatusInput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusInput>,
     /// Files that drifted. Left out with a status, it means none.
     #[schema(max_items = 10000)]
-    changed_files: Option<Vec<FilePath>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed_files: Option<Vec<FilePath>>,
     /// When the check ran: RFC 3339 with a time zone. Left out, the server's time is used; a
     /// time ahead of the server clock counts as the time the report arrived.
     #[schema(format = DateTime)]
-    last_cron_check: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_cron_check: Option<String>,
+    /// A link to the CI run that sent the report (`gitops-status report` fills it from the CI's
+    /// variables). Kept in the history's raw body only: `json_extract(raw_body, '$.ci_run')`
+    /// finds the reports of one run.
+    #[schema(
+        max_length = 2048,
+        example = "https://ci.example.com/repos/7/pipeline/4711"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ci_run: Option<String>,
 }
 
 pub(crate) fn parse(body: &JsonObject) -> Result<Report, ApiError> {
@@ -45,6 +57,7 @@ pub(crate) fn parse(body: &JsonObject) -> Result<Report, ApiError> {
     let status = f.optional("status", Status::parse);
     let changed_files = f.files("changed_files", string_entry);
     let reported_at = f.timestamp("last_cron_check");
+    f.ci_run();
     let (Some(server_group), Some(host)) = (server_group, host) else {
         return Err(f.into_error());
     };

@@ -44,8 +44,7 @@ pub struct V1File {
 }
 
 /// A v1 `files` entry: `{"name": "…"}` or a plain string (at most 4096 characters).
-#[allow(dead_code)] // documents the body; `parse` reads it from the JSON object
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum V1FileEntry {
     Object(V1File),
@@ -53,8 +52,7 @@ pub enum V1FileEntry {
 }
 
 /// A v1 report (seed 004). Members not listed here are accepted and kept in the history.
-#[allow(dead_code)] // documents the body; `parse` reads it from the JSON object
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 #[schema(example = json!({
     "repo": "rsyslog",
     "server": "rsyslog-lab",
@@ -65,22 +63,34 @@ pub enum V1FileEntry {
 }))]
 pub struct V1StatusBody {
     /// Repository name; stored as the server_group.
-    repo: GroupName,
+    pub repo: GroupName,
     /// Server name; stored as the host.
-    server: Name,
+    pub server: Name,
     /// SYNCED, OUT_OF_SYNC, UNKNOWN (or FAILED), in any case.
-    sync_status: StatusInput,
+    pub sync_status: StatusInput,
     /// Number of drifted files as the client counted them; `GET /api/status` returns it
     /// while these files are the host's current ones.
     #[schema(minimum = 0, maximum = 4294967295_u64, format = Int64)]
-    drift_count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift_count: Option<u32>,
     /// Drifted files, as objects or strings.
     #[schema(max_items = 10000)]
-    files: Option<Vec<V1FileEntry>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<V1FileEntry>>,
     /// When the drift check ran: RFC 3339 with a time zone. Left out, the server's time is
     /// used; a time ahead of the server clock counts as the time the report arrived.
     #[schema(format = DateTime)]
-    last_check: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_check: Option<String>,
+    /// A link to the CI run that sent the report (`gitops-status report` fills it from the CI's
+    /// variables). Kept in the history's raw body only: `json_extract(raw_body, '$.ci_run')`
+    /// finds the reports of one run.
+    #[schema(
+        max_length = 2048,
+        example = "https://ci.example.com/repos/7/pipeline/4711"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ci_run: Option<String>,
 }
 
 /// The v1 status object.
@@ -132,6 +142,7 @@ impl From<HostState> for V1Status {
     "success": true,
     "message": "Status updated successfully",
     "report_id": 43,
+    "previous_sync_status": "SYNCED",
     "status": {
         "repo": "rsyslog",
         "server": "rsyslog-lab",
@@ -147,6 +158,9 @@ pub struct V1Accepted {
     pub message: String,
     /// The id of the report's row in the history.
     pub report_id: i64,
+    /// The host's status before this report, in v1 spelling; null when the report created
+    /// the host. The report changed the status when this differs from `status.sync_status`.
+    pub previous_sync_status: Option<V1SyncStatus>,
     /// The host's state after this report, as a v1 object.
     pub status: V1Status,
 }
@@ -180,6 +194,7 @@ pub(crate) fn parse(body: &JsonObject) -> Result<Report, ApiError> {
     let drift_count = f.count("drift_count");
     let changed_files = f.files("files", file_entry);
     let reported_at = f.timestamp("last_check");
+    f.ci_run();
     let (Some(server_group), Some(host), Some(status)) = (server_group, host, status) else {
         return Err(f.into_error());
     };
@@ -230,6 +245,7 @@ fn v1_accepted(
         success: true,
         message: outcome(recorded),
         report_id: recorded.report_id,
+        previous_sync_status: recorded.previous_status.map(V1SyncStatus::from),
         status: recorded.state.clone().into(),
     };
     Ok(crate::store::StoredAnswer {

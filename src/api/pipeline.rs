@@ -2,6 +2,7 @@
 //! the host's deployment fields (commit, branch, validation, …) and its sync status.
 
 use actix_web::{post, web, HttpRequest, HttpResponse};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::{
@@ -16,8 +17,7 @@ use super::{record, AppContext};
 
 /// A deployment report. Members not listed here are accepted and kept in the history's raw
 /// body. `null` is the same as leaving a member out.
-#[allow(dead_code)] // documents the body; `parse` reads it from the JSON object
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 #[schema(example = json!({
     "project_name": "gitops-for-servers",
     "repo_name": "rsyslog",
@@ -37,45 +37,65 @@ use super::{record, AppContext};
 pub struct PipelineReportBody {
     /// Project identifier.
     #[schema(max_length = 256)]
-    project_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project_name: Option<String>,
     /// Repository name.
     #[schema(max_length = 256)]
-    repo_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repo_name: Option<String>,
     /// Logical group, e.g. `rsyslog-prod`: 1–128 letters, digits, `.`, `_`, `-`.
-    server_group: GroupName,
+    pub server_group: GroupName,
     /// Type of server: rsyslog, splunk, nginx, …
     #[schema(max_length = 256)]
-    server_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_type: Option<String>,
     /// prod, staging, dev, …
     #[schema(max_length = 256)]
-    environment: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
     /// Host name, e.g. `rsyslog-01`: 1–128 letters, digits, `.`, `_`, `-`.
-    host: Name,
+    pub host: Name,
     /// The host's sync status after the deployment: synced, out_of_sync, failed or unknown, in
     /// any case.
-    status: StatusInput,
+    pub status: StatusInput,
     /// Paths that differ from Git. Left out with a status, it means none.
     #[schema(max_items = 10000)]
-    changed_files: Option<Vec<FilePath>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed_files: Option<Vec<FilePath>>,
     /// Validation result: passed, failed, skipped, …
     #[schema(max_length = 256)]
-    validation_status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_status: Option<String>,
     /// Validator output.
     #[schema(max_length = 65536)]
-    validation_message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_message: Option<String>,
     /// Git commit deployed.
     #[schema(max_length = 256)]
-    commit_sha: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit_sha: Option<String>,
     /// Git branch deployed.
     #[schema(max_length = 256)]
-    branch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
     /// Who or what triggered the update: woodpecker, jenkins, …
     #[schema(max_length = 256)]
-    updated_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<String>,
     /// When the pipeline ran: RFC 3339 with a time zone. Left out, the server's time is used;
     /// a time ahead of the server clock counts as the time the report arrived.
     #[schema(format = DateTime)]
-    last_pipeline_run: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_pipeline_run: Option<String>,
+    /// A link to the CI run that sent the report (`gitops-status report` fills it from the CI's
+    /// variables). Kept in the history's raw body only: `json_extract(raw_body, '$.ci_run')`
+    /// finds the reports of one run.
+    #[schema(
+        max_length = 2048,
+        example = "https://ci.example.com/repos/7/pipeline/4711"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ci_run: Option<String>,
 }
 
 pub(crate) fn parse(body: &JsonObject) -> Result<Report, ApiError> {
@@ -96,6 +116,7 @@ pub(crate) fn parse(body: &JsonObject) -> Result<Report, ApiError> {
     };
     let changed_files = f.files("changed_files", string_entry);
     let reported_at = f.timestamp("last_pipeline_run");
+    f.ci_run();
     let (Some(server_group), Some(host), Some(status)) = (server_group, host, status) else {
         return Err(f.into_error());
     };

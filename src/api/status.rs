@@ -190,6 +190,7 @@ impl From<HostState> for StoredStatus {
     "success": true,
     "message": "Status updated successfully",
     "report_id": 42,
+    "previous_status": "synced",
     "status": {
         "project_name": "gitops-for-servers",
         "repo_name": "rsyslog",
@@ -221,6 +222,9 @@ pub struct ReportAccepted {
     pub message: String,
     /// The id of the report's row in the history (`GET /history`, table `reports`).
     pub report_id: i64,
+    /// The host's status before this report; null when the report created the host. The
+    /// report changed the status when this differs from `status.status`.
+    pub previous_status: Option<SyncStatus>,
     /// The host's current state after this report.
     pub status: HostStatus,
 }
@@ -270,6 +274,7 @@ pub(super) fn accepted(
         success: true,
         message: outcome(recorded),
         report_id: recorded.report_id,
+        previous_status: recorded.previous_status.map(SyncStatus::from),
         status: HostStatus::of(state, policy, now),
     };
     Ok(StoredAnswer {

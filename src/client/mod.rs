@@ -1,6 +1,9 @@
-//! `gitops-status report`: the CI and cron side, in the same binary. This module holds what
-//! the client reads from its surroundings (the CI system's variables, the drift check's
-//! output); the command that sends the report is built on it.
+//! `gitops-status report`: the CI and cron side, in the same binary. It reads its
+//! surroundings (the CI system's variables, the drift check's output), builds the report from
+//! the API's own request types, and sends it until the server has answered it, with one
+//! Idempotency-Key for all attempts.
 
 pub mod ci;
 pub mod drift;
+pub mod request;
+pub mod send;

@@ -17,7 +17,7 @@ use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::{
-    chain, Clock, Heads, HostState, Period, Report, ReportKind, Tier, Timestamp, Transition,
+    chain, Clock, Heads, HostState, Period, Report, ReportKind, Status, Tier, Timestamp, Transition,
 };
 
 use super::append::{insert_reports, load_tip, MultiRow, NewRow, Tip};
@@ -51,6 +51,8 @@ pub struct Recorded {
     pub report_id: i64,
     /// The report created the host.
     pub created: bool,
+    /// The host's status before the report; None when it created the host.
+    pub previous_status: Option<Status>,
     /// The report moved at least one part of the host's current state.
     pub changed: bool,
     /// Parts the report carried but did not move, because the host already held a newer
@@ -572,6 +574,7 @@ impl Writer {
                 let recorded = Recorded {
                     report_id: id,
                     created: false,
+                    previous_status: Some(before.state.status),
                     changed: true,
                     kept_newer: Vec::new(),
                     ahead_of_clock: false,
@@ -626,6 +629,7 @@ impl Writer {
                 let recorded = Recorded {
                     report_id: id,
                     created: before.is_none(),
+                    previous_status: before.map(|b| b.state.status),
                     changed: heads != heads_before,
                     kept_newer: heads.kept_newer(times, id),
                     ahead_of_clock,

@@ -22,6 +22,7 @@ mod limits;
 mod openapi;
 mod ordering;
 mod pipeline;
+mod report;
 mod retention;
 mod seeds;
 mod staleness;
