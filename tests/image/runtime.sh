@@ -105,6 +105,24 @@ state=$(curl -fsS "$base/status/rsyslog-prod/rsyslog-01")
 [[ $state == *'"commit_sha":"abc1234"'* ]] || fail "state lost across restart: $state"
 rows=$(curl -fsS "$base/history" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
 [[ $rows == 1 ]] || fail "history has $rows rows after restart"
+
+echo "runtime: the report image's CI step, as Woodpecker runs it (settings as PLUGIN_*)"
+step_code=0
+PLUGIN_URL=$base PLUGIN_SERVER_GROUP=rsyslog-prod PLUGIN_HOST=rsyslog-02 PLUGIN_STATUS=synced \
+CI=woodpecker CI_COMMIT_SHA=def5678 CI_PIPELINE_URL=https://ci.example.com/repos/7/pipeline/8 \
+unshare --mount --propagation private -- /bin/sh -c '
+    findmnt -rn -o TARGET | while read -r target; do
+        mount -o remount,bind,ro "$target" 2>/dev/null || true
+    done
+    cd "$1" || exit 98
+    exec setpriv --reuid '"$uid"' --regid '"$uid"' --clear-groups --no-new-privs \
+        --inh-caps=-all --bounding-set=-all -- ./gitops-status report --plugin
+' sh "$app" >"$work/step" 2>&1 || step_code=$?
+[[ $step_code == 0 ]] || fail "the report step exited $step_code: $(cat "$work/step")"
+grep -q '^accepted pipeline report_id=2 host=rsyslog-prod/rsyslog-02 ' "$work/step" \
+    || fail "the report step said: $(cat "$work/step")"
+state=$(curl -fsS "$base/status/rsyslog-prod/rsyslog-02")
+[[ $state == *'"commit_sha":"def5678"'* ]] || fail "the step's report is not stored: $state"
 stop
 
 echo "runtime: a database outside the data directory is refused clearly"
