@@ -2,8 +2,8 @@
 # Runs the release binary the way the container image runs it, without a container engine:
 # as UID/GID 65532 with no capabilities, on a read-only root file system (the working
 # directory included), with only the data directory writable. Checks that it serves,
-# persists across a restart, serves the report image's CI step, stops cleanly on SIGTERM, and fails
-# clearly when asked to write outside the data directory.
+# persists across a restart, takes the report image's CI step, stops cleanly on SIGTERM,
+# and fails clearly when asked to write outside the data directory.
 #
 # Needs root (for unshare and setpriv), util-linux and curl. Usage: tests/image/runtime.sh BINARY
 set -euo pipefail
