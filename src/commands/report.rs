@@ -150,12 +150,8 @@ fn deliver(ready: Ready) -> ExitCode {
         eprintln!("gitops-status report: {line}")
     });
     match outcome {
-        Outcome::Accepted {
-            status,
-            body,
-            replayed,
-        } => {
-            println!("{}", accepted_line(&request, status, &body, replayed));
+        Outcome::Accepted { body, replayed, .. } => {
+            println!("{}", accepted_line(&request, &body, replayed));
             if let Some(message) = notable_message(&body) {
                 eprintln!("gitops-status report: the server says: {message}");
             }
@@ -186,7 +182,7 @@ fn deliver(ready: Ready) -> ExitCode {
 
 /// `accepted report_id=4711 host=rsyslog-prod/rsyslog-01 status=out_of_sync changed=yes
 /// previous=synced`, and `replayed=yes` when an earlier attempt had stored it.
-fn accepted_line(request: &Request, status: u16, body: &str, replayed: bool) -> String {
+fn accepted_line(request: &Request, body: &str, replayed: bool) -> String {
     let answer: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     let v1 = request.mode == crate::cli::ReportMode::V1;
     let state = &answer["status"];
@@ -215,12 +211,12 @@ fn accepted_line(request: &Request, status: u16, body: &str, replayed: bool) -> 
         host.as_str().unwrap_or("?"),
         now.as_deref().unwrap_or("?"),
     );
-    match (&before, status) {
-        (None, _) => line.push_str(" changed=yes previous=none"),
-        (Some(before), _) if Some(before) != now.as_ref() => {
+    match &before {
+        None => line.push_str(" changed=yes previous=none"),
+        Some(before) if Some(before) != now.as_ref() => {
             line.push_str(&format!(" changed=yes previous={before}"));
         }
-        (Some(_), _) => line.push_str(" changed=no"),
+        Some(_) => line.push_str(" changed=no"),
     }
     if replayed {
         line.push_str(" replayed=yes");
