@@ -1,6 +1,18 @@
 //! The seeds' drift check prints `SYNC_STATUS=SYNCED|OUT_OF_SYNC` and
 //! `DRIFTED_FILES=a,b,c` among Ansible's own output; `--drift-output` reads those two lines.
 
+/// The value after `name` anywhere in `line`: as printed (`SYNC_STATUS=SYNCED`), or inside
+/// Ansible's `debug` output (`"msg": "SYNC_STATUS=SYNCED"`), without quotes or a trailing
+/// comma.
+fn marker(line: &str, name: &str) -> Option<String> {
+    let start = line.find(name)?;
+    let value = &line[start + name.len()..];
+    let value = value.trim().trim_end_matches(',').trim();
+    let value = value.strip_suffix('"').unwrap_or(value);
+    let value = value.strip_prefix('"').unwrap_or(value);
+    Some(value.trim().to_owned())
+}
+
 /// What a drift check found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Drift {
@@ -14,23 +26,34 @@ pub struct Drift {
 /// `SYNC_STATUS=` marker, or a status other than SYNCED and OUT_OF_SYNC, is an error (and
 /// nothing is sent). `DRIFTED_FILES=` may be missing or empty: no files.
 pub fn parse(output: &str) -> Result<Drift, String> {
-    let mut status = None;
-    let mut files = None;
+    let mut status: Option<String> = None;
+    let mut files: Option<Vec<String>> = None;
     for line in output.lines() {
-        let line = line.trim();
-        if let Some(value) = line.strip_prefix("SYNC_STATUS=") {
-            status = Some(value.trim().trim_matches('"').to_owned());
-        } else if let Some(value) = line.strip_prefix("DRIFTED_FILES=") {
-            files = Some(
-                value
-                    .trim()
-                    .trim_matches('"')
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|f| !f.is_empty())
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>(),
-            );
+        if let Some(value) = marker(line, "SYNC_STATUS=") {
+            if status.as_ref().is_some_and(|seen| *seen != value) {
+                return Err(format!(
+                    "the drift output has two different SYNC_STATUS= lines ({} and {value}): \
+                     a check of several hosts? Report each host with its own output; nothing \
+                     was sent",
+                    status.unwrap_or_default()
+                ));
+            }
+            status = Some(value);
+        } else if let Some(value) = marker(line, "DRIFTED_FILES=") {
+            let list: Vec<String> = value
+                .split(',')
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if files.as_ref().is_some_and(|seen| *seen != list) {
+                return Err(
+                    "the drift output has two different DRIFTED_FILES= lines: a check of \
+                     several hosts? Report each host with its own output; nothing was sent"
+                        .to_owned(),
+                );
+            }
+            files = Some(list);
         }
     }
     let status = status.ok_or_else(|| {
@@ -73,6 +96,14 @@ mod tests {
         );
         let quoted = parse("SYNC_STATUS=\"SYNCED\"\n").unwrap();
         assert_eq!(quoted.status, "SYNCED");
+        // Ansible's default callback prints a debug task's msg as JSON.
+        let debug = parse(
+            "TASK [report] ***\nok: [rsyslog-01] => {\n    \"msg\": \"SYNC_STATUS=OUT_OF_SYNC\"\n}\n\
+             ok: [rsyslog-01] => {\n    \"msg\": \"DRIFTED_FILES=/etc/a.conf,/etc/b.conf\"\n}\n",
+        )
+        .unwrap();
+        assert_eq!(debug.status, "OUT_OF_SYNC");
+        assert_eq!(debug.changed_files, ["/etc/a.conf", "/etc/b.conf"]);
     }
 
     #[test]
@@ -81,6 +112,8 @@ mod tests {
         assert!(problem.contains("no SYNC_STATUS="), "{problem}");
         let problem = parse("DRIFTED_FILES=a\n").unwrap_err();
         assert!(problem.contains("no SYNC_STATUS="), "{problem}");
+        let problem = parse("SYNC_STATUS=SYNCED\nSYNC_STATUS=OUT_OF_SYNC\n").unwrap_err();
+        assert!(problem.contains("two different"), "{problem}");
         let problem = parse("SYNC_STATUS=MAYBE\n").unwrap_err();
         assert!(
             problem.contains("neither SYNCED nor OUT_OF_SYNC"),

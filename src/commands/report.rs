@@ -51,7 +51,12 @@ struct Ready {
 /// Everything that can go wrong before the first byte is sent: a usage error.
 fn prepare(args: ReportArgs) -> Result<Prepared, String> {
     let args = if args.plugin {
-        plugin_args(std::env::vars())?
+        // The step's settings first, then the command line's own arguments, which win.
+        let given: Vec<String> = std::env::args()
+            .skip_while(|a| a != "report")
+            .skip(1)
+            .collect();
+        plugin_args(std::env::vars(), given)?
     } else {
         args
     };
@@ -63,6 +68,9 @@ fn prepare(args: ReportArgs) -> Result<Prepared, String> {
     if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
         return Err(format!("--url {url:?} must start with http:// or https://"));
     }
+    if let Err(e) = format!("{base_url}/status").parse::<ureq::http::Uri>() {
+        return Err(format!("--url {url:?} is not a URL: {e}"));
+    }
     let token = token(&args)?;
     // A key of the caller's own is for re-runs: the body must come out the same, so it
     // carries no time of its own unless --at gives one.
@@ -73,17 +81,9 @@ fn prepare(args: ReportArgs) -> Result<Prepared, String> {
                     "--idempotency-key must be 1 to 255 visible ASCII characters".to_owned(),
                 );
             }
-            (key.clone(), None)
+            (key.clone(), false)
         }
-        None => (new_key()?, Some(now()?)),
-    };
-    let at = match &args.at {
-        Some(text) => {
-            crate::domain::Timestamp::parse_rfc3339(text)
-                .map_err(|problem| format!("--at {problem}"))?;
-            Some(text.clone())
-        }
-        None => at,
+        None => (new_key()?, true),
     };
     let timeout = seconds("--timeout", "GITOPS_STATUS_TIMEOUT", &args.timeout, false)
         .map_err(|e| e.to_string())?;
@@ -96,6 +96,16 @@ fn prepare(args: ReportArgs) -> Result<Prepared, String> {
     .map_err(|e| e.to_string())?;
     let drift = match &args.drift_output {
         Some(source) => Some(drift::parse(&read_drift_output(source)?)?),
+        None => None,
+    };
+    // Taken once the drift check's output has been read: the time the check finished.
+    let at = match &args.at {
+        Some(text) => {
+            crate::domain::Timestamp::parse_rfc3339(text)
+                .map_err(|problem| format!("--at {problem}"))?;
+            Some(text.clone())
+        }
+        None if at => Some(now()?),
         None => None,
     };
     let run = ci::detect(|name| std::env::var(name).ok());
@@ -174,6 +184,11 @@ fn deliver(ready: Ready) -> ExitCode {
             eprintln!(
                 "gitops-status report: gave up after {attempts} attempt{}: {last_problem}",
                 if attempts == 1 { "" } else { "s" }
+            );
+            eprintln!(
+                "gitops-status report: an attempt that got no answer may have been stored; \
+                 its Idempotency-Key was {} (GET /history shows what arrived)",
+                target.idempotency_key
             );
             ExitCode::from(GAVE_UP)
         }
@@ -254,12 +269,19 @@ fn field_problems(body: &str) -> Vec<(String, String)> {
 /// The token: --token-file, or --token / GITOPS_STATUS_TOKEN whose `file:` prefix names a
 /// file. None: send no Authorization (a server without tokens).
 fn token(args: &ReportArgs) -> Result<Option<String>, String> {
+    // The file's name is not repeated in messages: a token pasted where a path belongs
+    // would otherwise be printed into the CI log.
     let from_file = |path: &std::path::Path, source: &str| -> Result<String, String> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{source}: cannot read {}: {e}", path.display()))?;
+            .map_err(|e| format!("{source}: cannot read the token file: {e}"))?;
         let token = text.trim();
         if token.is_empty() {
-            return Err(format!("{source}: {} is empty", path.display()));
+            return Err(format!("{source}: the token file is empty"));
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "{source}: the token file holds more than one word or non-ASCII characters"
+            ));
         }
         Ok(token.to_owned())
     };
@@ -271,9 +293,16 @@ fn token(args: &ReportArgs) -> Result<Option<String>, String> {
         ),
         (None, Some(path)) => from_file(path, "--token-file").map(Some),
         (Some(value), None) => match value.strip_prefix("file:") {
-            Some(path) => from_file(std::path::Path::new(path), "--token file:").map(Some),
+            Some(path) => from_file(
+                std::path::Path::new(path),
+                "--token (GITOPS_STATUS_TOKEN) file:",
+            )
+            .map(Some),
             None if value.trim().is_empty() => {
                 Err("--token (GITOPS_STATUS_TOKEN) is empty".to_owned())
+            }
+            None if !value.trim().bytes().all(|b| b.is_ascii_graphic()) => {
+                Err("--token (GITOPS_STATUS_TOKEN) holds spaces or non-ASCII characters".to_owned())
             }
             None => Ok(Some(value.trim().to_owned())),
         },
@@ -366,7 +395,10 @@ fn dry_run(target: &Target, request: &Request) -> String {
 /// The report image's settings: Woodpecker hands a step's `settings:` over as `PLUGIN_*`
 /// variables (`server_group: x` as `PLUGIN_SERVER_GROUP=x`, lists comma-separated). Each one
 /// becomes the flag of the same name; one that names no flag is a usage error, not ignored.
-fn plugin_args(vars: impl Iterator<Item = (String, String)>) -> Result<ReportArgs, String> {
+fn plugin_args(
+    vars: impl Iterator<Item = (String, String)>,
+    given: Vec<String>,
+) -> Result<ReportArgs, String> {
     #[derive(Parser)]
     #[command(name = "gitops-status report")]
     struct Plugin {
@@ -403,6 +435,7 @@ fn plugin_args(vars: impl Iterator<Item = (String, String)>) -> Result<ReportArg
         }
         argv.push(format!("--{long}={value}"));
     }
+    argv.extend(given);
     Plugin::try_parse_from(argv)
         .map(|plugin| plugin.args)
         .map_err(|e| format!("the step's settings: {e}"))
@@ -422,16 +455,20 @@ mod tests {
 
     #[test]
     fn plugin_settings_become_the_flags_of_the_same_name() {
-        let args = plugin_args(vars(&[
-            ("PLUGIN_URL", "http://gitops-status.observability-stack.svc"),
-            ("PLUGIN_TOKEN", "secret"),
-            ("PLUGIN_SERVER_GROUP", "rsyslog-prod"),
-            ("PLUGIN_CHANGED_FILES", "/etc/a.conf,/etc/b.conf"),
-            ("PLUGIN_MODE", "cron"),
-            ("PLUGIN_DRY_RUN", "true"),
-            ("CI", "woodpecker"),
-        ]))
+        let args = plugin_args(
+            vars(&[
+                ("PLUGIN_URL", "http://gitops-status.observability-stack.svc"),
+                ("PLUGIN_TOKEN", "secret"),
+                ("PLUGIN_SERVER_GROUP", "rsyslog-prod"),
+                ("PLUGIN_CHANGED_FILES", "/etc/a.conf,/etc/b.conf"),
+                ("PLUGIN_MODE", "cron"),
+                ("PLUGIN_DRY_RUN", "true"),
+                ("CI", "woodpecker"),
+            ]),
+            vec!["--plugin".into(), "--host=from-the-command-line".into()],
+        )
         .unwrap();
+        assert_eq!(args.host.as_deref(), Some("from-the-command-line"));
         assert_eq!(
             args.url.as_deref(),
             Some("http://gitops-status.observability-stack.svc")
@@ -441,16 +478,16 @@ mod tests {
         assert_eq!(args.changed_files, ["/etc/a.conf", "/etc/b.conf"]);
         assert_eq!(args.mode, Some(crate::cli::ReportMode::Cron));
         assert!(args.dry_run);
-        assert!(!args.plugin);
+        assert!(args.plugin);
     }
 
     #[test]
     fn an_unknown_plugin_setting_is_a_usage_error() {
-        let problem = plugin_args(vars(&[("PLUGIN_SERVERGROUP", "x")])).unwrap_err();
+        let problem = plugin_args(vars(&[("PLUGIN_SERVERGROUP", "x")]), vec![]).unwrap_err();
         assert!(problem.contains("\"servergroup\""), "{problem}");
-        let problem = plugin_args(vars(&[("PLUGIN_PLUGIN", "true")])).unwrap_err();
+        let problem = plugin_args(vars(&[("PLUGIN_PLUGIN", "true")]), vec![]).unwrap_err();
         assert!(problem.contains("\"plugin\""), "{problem}");
-        let problem = plugin_args(vars(&[("PLUGIN_MODE", "deploy")])).unwrap_err();
+        let problem = plugin_args(vars(&[("PLUGIN_MODE", "deploy")]), vec![]).unwrap_err();
         assert!(problem.contains("deploy"), "{problem}");
     }
 }

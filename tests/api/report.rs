@@ -757,9 +757,12 @@ async fn tokens_come_from_a_file_or_a_file_prefix_and_a_wrong_one_is_refused() {
     assert!(ran.stderr.contains("refused, 401"), "{}", ran.stderr);
 
     let mut missing = client(&base(&app), &args);
-    missing.env("GITOPS_STATUS_TOKEN", "file:/nonexistent/token");
+    // A token pasted where the file's name belongs is not printed back into the CI log.
+    missing.env("GITOPS_STATUS_TOKEN", format!("file:{secret}"));
     let ran = run(missing).await;
     assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert!(!ran.stderr.contains(&secret), "{}", ran.stderr);
+    assert!(ran.stderr.contains("cannot read the token file"), "{}", ran.stderr);
     assert_eq!(rows(&app).await, 2);
 }
 
