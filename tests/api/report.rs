@@ -762,7 +762,11 @@ async fn tokens_come_from_a_file_or_a_file_prefix_and_a_wrong_one_is_refused() {
     let ran = run(missing).await;
     assert_eq!(ran.code, 2, "{}", ran.stderr);
     assert!(!ran.stderr.contains(&secret), "{}", ran.stderr);
-    assert!(ran.stderr.contains("cannot read the token file"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("cannot read the token file"),
+        "{}",
+        ran.stderr
+    );
     assert_eq!(rows(&app).await, 2);
 }
 
