@@ -32,11 +32,7 @@ pub struct Patience {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// A 2xx: the report is stored (`replayed`: by an earlier attempt).
-    Accepted {
-        status: u16,
-        body: String,
-        replayed: bool,
-    },
+    Accepted { body: String, replayed: bool },
     /// An answer retrying cannot change (4xx other than 408 and 429, 3xx, other 5xx).
     Refused { status: u16, body: String },
     /// No attempt was accepted and no more may be made.
@@ -161,13 +157,7 @@ pub fn send(
                 body,
                 replayed,
                 ..
-            } if (200..300).contains(&status) => {
-                return Outcome::Accepted {
-                    status,
-                    body,
-                    replayed,
-                }
-            }
+            } if (200..300).contains(&status) => return Outcome::Accepted { body, replayed },
             Attempt::Answered {
                 status,
                 body,

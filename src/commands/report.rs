@@ -160,7 +160,7 @@ fn deliver(ready: Ready) -> ExitCode {
         eprintln!("gitops-status report: {line}")
     });
     match outcome {
-        Outcome::Accepted { body, replayed, .. } => {
+        Outcome::Accepted { body, replayed } => {
             println!("{}", accepted_line(&request, &body, replayed));
             if let Some(message) = notable_message(&body) {
                 eprintln!("gitops-status report: the server says: {message}");
