@@ -16,6 +16,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::api::{self, body::MAX_BODY_BYTES, AppContext, RouteTable};
 use crate::auth::Auth;
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::openapi;
 use crate::pruner::Pruner;
 use crate::store::{Store, StoreConfig};
@@ -28,6 +29,7 @@ pub struct Application {
     store: Store,
     auth: Option<Arc<Auth>>,
     supervisor: Arc<Supervisor>,
+    metrics: Arc<Metrics>,
 }
 
 /// Stops a running application: its background tasks, then its server (in-flight requests
@@ -48,7 +50,8 @@ impl Stopper {
 impl Application {
     /// Opens and migrates the database, binds the listener and starts serving in the background.
     pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
-        let store = Store::open(
+        let metrics = Arc::new(Metrics::new().context("cannot set up the metrics")?);
+        let (store, writer) = Store::open(
             &settings.db,
             StoreConfig {
                 read_connections: settings.read_connections,
@@ -58,19 +61,29 @@ impl Application {
                 clock: settings.clock.clone(),
                 stale_policy: settings.stale_policy.clone(),
                 idempotency_window: settings.idempotency_window,
+                metrics: Arc::clone(&metrics),
+                panic_on_host: settings.panic_on_host.clone(),
             },
         )
         .await?;
         let supervisor = Arc::new(Supervisor::default());
+        // The writer holds the chain's tip and every queued report: after a panic its state
+        // cannot be trusted, so the process stops (and is restarted by its orchestrator, which
+        // reads the tip again from the database).
+        supervisor.spawn("writer", writer.run());
         let pruner = Arc::new(Pruner::new(
             store.clone(),
             settings.retention,
             settings.prune_interval,
             settings.clock.clone(),
             supervisor.shutdown(),
+            Arc::clone(&metrics),
         ));
         tracing::info!(retention = %settings.retention, prune_interval = %settings.prune_interval, "history retention");
-        supervisor.spawn("pruner", Arc::clone(&pruner).run());
+        // A pass is a series of transactions: a pass cut short by a panic left nothing half
+        // done, so the pruner starts again.
+        let background = Arc::clone(&pruner);
+        supervisor.spawn_restarting("pruner", move |_| Arc::clone(&background).run());
         let auth = match &settings.tokens {
             Some(path) => {
                 let auth = Auth::load(path, settings.read_requires_token)?;
@@ -86,6 +99,7 @@ impl Application {
                 None
             }
         };
+        let metrics_handle = Arc::clone(&metrics);
         let context = web::Data::new(AppContext {
             store: store.clone(),
             auth: auth.clone(),
@@ -94,6 +108,8 @@ impl Application {
             pruner,
             supervisor: Arc::clone(&supervisor),
             clock: settings.clock.clone(),
+            metrics,
+            metrics_per_host: settings.metrics_per_host,
         });
         let spec = openapi::spec();
         let routes = web::Data::new(RouteTable::from_spec(&spec));
@@ -118,11 +134,12 @@ impl Application {
                 .service(web::redirect("/swagger-ui", "/swagger-ui/"))
                 .default_service(web::to(api::fallback))
                 .wrap(from_fn(api::strict_query))
+                .wrap(from_fn(api::middleware::head_as_get))
                 .wrap(ErrorHandlers::new().default_handler(api::json_error_body))
                 // gzip, brotli or zstd for clients that ask (Grafana sends Accept-Encoding);
                 // GET /status brings its own cached gzip body, which this leaves alone.
                 .wrap(Compress::default())
-                .wrap(from_fn(api::log_request))
+                .wrap(from_fn(api::middleware::trace_request))
         })
         // Slow or idle clients: the head must arrive within the request timeout (the body's
         // own timeout is in api::body), idle keep-alive connections close, and each worker
@@ -150,6 +167,7 @@ impl Application {
             store,
             auth,
             supervisor,
+            metrics: metrics_handle,
         })
     }
 
@@ -170,23 +188,42 @@ impl Application {
         }
     }
 
-    /// Runs `task` under the application's supervisor; it gets the shared shutdown signal.
-    pub fn spawn<F>(&self, name: &'static str, task: impl FnOnce(Shutdown) -> F)
-    where
+    /// Runs the task `make` builds under the application's supervisor, restarting it if it
+    /// ends before shutdown; it gets the shared shutdown signal.
+    pub fn spawn_restarting<F>(
+        &self,
+        name: &'static str,
+        make: impl FnMut(Shutdown) -> F + Send + 'static,
+    ) where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        self.supervisor
-            .spawn(name, task(self.supervisor.shutdown()));
+        self.supervisor.spawn_restarting(name, make);
+    }
+
+    /// The application's counters, for tasks started beside it.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
     }
 
     /// Serves until stopped, then stops the background tasks and closes the database
-    /// (checkpointing the WAL).
+    /// (checkpointing the WAL). A task the service cannot run without that ends stops the
+    /// server too (in-flight requests finish), and this returns that task's failure.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let served = self.server.await;
+        let handle = self.server.handle();
+        let mut server = self.server;
+        let outcome = tokio::select! {
+            served = &mut server => served.map_err(anyhow::Error::from),
+            why = self.supervisor.fatal() => {
+                tracing::error!(problem = %why, "stopping: finishing in-flight requests, then exiting with an error");
+                handle.stop(true).await;
+                let _ = server.await;
+                Err(anyhow::anyhow!("{why}"))
+            }
+        };
         self.supervisor.stop().await;
         self.store.close().await;
         tracing::info!("stopped; database closed");
-        Ok(served?)
+        outcome
     }
 }
 
@@ -216,14 +253,18 @@ impl ShutdownSignals {
 }
 
 /// Reloads the token file on SIGHUP and, every `poll`, when it changed on disk (a rotated
-/// Kubernetes Secret). A malformed file is logged and the tokens in force stay.
-/// `hangup` is SIGHUP, caught since before the server listened.
+/// Kubernetes Secret). A file that cannot be loaded (deleted, unreadable, malformed) is logged
+/// and counted, and no token is valid until it loads (`Auth::valid_tokens`); `/ready` says so.
+/// `hangup` is SIGHUP, caught since before the server listened; it is shared so that a
+/// restarted watcher takes it over.
 pub async fn watch_tokens(
     auth: Arc<Auth>,
     poll: Option<Duration>,
-    mut hangup: tokio::signal::unix::Signal,
+    hangup: Arc<tokio::sync::Mutex<tokio::signal::unix::Signal>>,
+    metrics: Arc<Metrics>,
     mut shutdown: Shutdown,
 ) {
+    let mut hangup = hangup.lock().await;
     let mut ticks = poll.map(tokio::time::interval);
     loop {
         let trigger = tokio::select! {
@@ -241,12 +282,14 @@ pub async fn watch_tokens(
                 "file changed"
             }
         };
-        match auth.reload() {
+        let reloaded = auth.reload();
+        metrics.token_reload(reloaded.is_ok());
+        match reloaded {
             Ok(tokens) => {
                 tracing::info!(trigger, tokens, file = %auth.path().display(), "token file reloaded")
             }
             Err(err) => {
-                tracing::error!(trigger, error = %format!("{err:#}"), "token file not reloaded; the previous tokens stay in force")
+                tracing::error!(trigger, error = %format!("{err:#}"), "token file not reloaded; no token is accepted until it loads, and /ready answers 503")
             }
         }
     }

@@ -344,6 +344,8 @@ pub struct Auth {
     tokens: std::sync::RwLock<std::sync::Arc<TokenSet>>,
     /// Seen file state (modified time and length), to notice a replaced file.
     stamp: std::sync::Mutex<Option<(std::time::SystemTime, u64)>>,
+    /// Why the last reload failed, while the file cannot be loaded: no token is valid then.
+    failure: std::sync::RwLock<Option<String>>,
     pub read_requires_token: bool,
 }
 
@@ -361,6 +363,7 @@ impl Auth {
             path: path.to_owned(),
             tokens: std::sync::RwLock::new(std::sync::Arc::new(tokens)),
             stamp: std::sync::Mutex::new(stamp),
+            failure: std::sync::RwLock::new(None),
             read_requires_token,
         })
     }
@@ -377,11 +380,47 @@ impl Auth {
         }
     }
 
-    /// Re-reads the file. On error the old tokens stay in force and the error is returned.
-    /// Requests in flight keep the set they started with.
+    /// The tokens in force, or why there are none: after a failed reload (the file deleted,
+    /// unreadable or malformed) no token is valid until a reload succeeds. The server would not
+    /// start with such a file, and it does not go on with the old one either: a revocation
+    /// that did not load must not leave the revoked token working.
+    pub fn valid_tokens(&self) -> Result<std::sync::Arc<TokenSet>, String> {
+        if let Some(failure) = self.failure() {
+            return Err(failure);
+        }
+        Ok(self.tokens())
+    }
+
+    /// Why the token file could not be loaded at the last reload, while it cannot.
+    pub fn failure(&self) -> Option<String> {
+        match self.failure.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set_failure(&self, failure: Option<String>) {
+        match self.failure.write() {
+            Ok(mut guard) => *guard = failure,
+            Err(poisoned) => *poisoned.into_inner() = failure,
+        }
+    }
+
+    /// Re-reads the file. On error no token is valid until a reload succeeds (see
+    /// `valid_tokens`), and the error is returned. Requests in flight keep the set they
+    /// started with.
     pub fn reload(&self) -> anyhow::Result<usize> {
         let stamp = file_stamp(&self.path);
-        let tokens = TokenSet::load(&self.path)?;
+        let tokens = match TokenSet::load(&self.path) {
+            Ok(tokens) => tokens,
+            Err(err) => {
+                self.set_failure(Some(format!(
+                    "the token file {} could not be reloaded: {err:#}",
+                    self.path.display()
+                )));
+                return Err(err);
+            }
+        };
         let count = tokens.len();
         match self.tokens.write() {
             Ok(mut guard) => *guard = std::sync::Arc::new(tokens),
@@ -390,6 +429,7 @@ impl Auth {
         if let Ok(mut seen) = self.stamp.lock() {
             *seen = stamp;
         }
+        self.set_failure(None);
         Ok(count)
     }
 

@@ -240,6 +240,18 @@ pub struct ServeArgs {
         default_value = "24h"
     )]
     pub idempotency_window: String,
+
+    /// `/metrics` carries one series per host (in sync, stale, last report, status); turn off
+    /// for very large fleets: the totals by status stay.
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_METRICS_PER_HOST",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value = "true"
+    )]
+    pub metrics_per_host: bool,
 }
 
 #[derive(Debug, Subcommand)]

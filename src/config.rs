@@ -44,6 +44,26 @@ pub struct Settings {
     pub idempotency_window: Period,
     /// The clock every row is stamped with: the system's, except in tests.
     pub clock: Clock,
+    /// `/metrics` carries one series per host.
+    pub metrics_per_host: bool,
+    /// Test builds only: the writer panics on a report for this host (an injected fault).
+    pub panic_on_host: Option<String>,
+}
+
+/// An injected fault, in test builds only (debug assertions on, as `cargo test` builds the
+/// binary): `GITOPS_STATUS_TEST_FAULT=writer-panics-on-host:NAME` makes the writer panic when
+/// asked to write a report for host NAME. Release builds do not read the variable.
+fn injected_fault() -> Option<String> {
+    #[cfg(debug_assertions)]
+    {
+        std::env::var("GITOPS_STATUS_TEST_FAULT")
+            .ok()
+            .and_then(|v| v.strip_prefix("writer-panics-on-host:").map(str::to_owned))
+    }
+    #[cfg(not(debug_assertions))]
+    {
+        None
+    }
 }
 
 /// One day: a CI retry, or a rerun of the same pipeline the next morning.
@@ -72,6 +92,8 @@ impl Settings {
             stale_policy: StalePolicy::default(),
             idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
             clock: Clock::system(),
+            metrics_per_host: true,
+            panic_on_host: None,
         }
     }
 }
@@ -214,6 +236,8 @@ impl TryFrom<ServeArgs> for Settings {
             stale_policy,
             idempotency_window,
             clock: Clock::system(),
+            metrics_per_host: args.metrics_per_host,
+            panic_on_host: injected_fault(),
         })
     }
 }

@@ -13,6 +13,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod domain;
+pub mod metrics;
 pub mod openapi;
 pub mod pruner;
 pub mod store;

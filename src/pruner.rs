@@ -28,6 +28,7 @@ pub struct Pruner {
     interval: Period,
     clock: Clock,
     shutdown: Shutdown,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Held while a pass runs: passes never overlap.
     running: tokio::sync::Mutex<()>,
     last: Mutex<Option<LastPass>>,
@@ -40,6 +41,7 @@ impl Pruner {
         interval: Period,
         clock: Clock,
         shutdown: Shutdown,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
     ) -> Self {
         Pruner {
             store,
@@ -47,6 +49,7 @@ impl Pruner {
             interval,
             clock,
             shutdown,
+            metrics,
             running: tokio::sync::Mutex::new(()),
             last: Mutex::new(None),
         }
@@ -73,6 +76,9 @@ impl Pruner {
             .store
             .prune(self.policy, started_at, || shutdown.is_set())
             .await;
+        if let Ok(summary) = &outcome {
+            self.metrics.retention_deleted(summary.removed);
+        }
         match &outcome {
             Ok(summary) if summary.removed > 0 || summary.interrupted => tracing::info!(
                 scanned = summary.scanned,

@@ -55,7 +55,14 @@ fn authenticate(req: &HttpRequest, ctx: &AppContext) -> Result<Caller, ApiError>
             invalid_token: false,
         });
     };
-    match auth.tokens().authenticate(&presented) {
+    let tokens = auth.valid_tokens().map_err(|failure| {
+        tracing::warn!(client = %client, path = req.path(), problem = %failure, "refused: no token is valid while the token file cannot be loaded");
+        ApiError::TokensUnavailable(format!(
+            "{failure}; no token is accepted until it loads again (the server re-reads it on \
+             SIGHUP and when it changes); retry later"
+        ))
+    })?;
+    match tokens.authenticate(&presented) {
         Some(token) => Ok(Caller::Token {
             token: token.clone(),
             client,

@@ -101,6 +101,14 @@ impl JsonObject {
         }
         let value: Value =
             serde_json::from_str(&raw).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+        // serde_json keeps the last of two equal members while `raw` keeps both: the stored
+        // fields and the audit trail's body would disagree.
+        if let Some(member) = duplicate_member(&raw) {
+            return Err(ApiError::field(
+                member,
+                "appears more than once in the body; send each member once",
+            ));
+        }
         match value {
             Value::Object(fields) => Ok(JsonObject { fields, raw }),
             other => Err(ApiError::field(
@@ -108,6 +116,100 @@ impl JsonObject {
                 format!("must be a JSON object, got {}", json_type(&other)),
             )),
         }
+    }
+}
+
+/// The first member that appears twice in one object of `raw` (well-formed JSON), named by
+/// its path: `status`, `files[2].path`.
+fn duplicate_member(raw: &str) -> Option<String> {
+    let found = std::cell::RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_str(raw);
+    let _ = serde::de::DeserializeSeed::deserialize(
+        Unique {
+            path: String::new(),
+            found: &found,
+        },
+        &mut de,
+    );
+    found.into_inner()
+}
+
+/// Walks a JSON value and records the path of the first repeated member in `found` (then
+/// stops with an error).
+struct Unique<'a> {
+    path: String,
+    found: &'a std::cell::RefCell<Option<String>>,
+}
+
+impl Unique<'_> {
+    fn child(&self, path: String) -> Self {
+        Unique {
+            path,
+            found: self.found,
+        }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Unique<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Unique<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0usize;
+        while seq
+            .next_element_seed(self.child(format!("{}[{index}]", self.path)))?
+            .is_some()
+        {
+            index += 1;
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let path = if self.path.is_empty() {
+                key.to_string()
+            } else {
+                format!("{}.{key}", self.path)
+            };
+            if !seen.insert(key) {
+                *self.found.borrow_mut() = Some(path);
+                return Err(serde::de::Error::custom("duplicate member"));
+            }
+            map.next_value_seed(self.child(path))?;
+        }
+        Ok(())
     }
 }
 

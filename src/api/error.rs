@@ -18,6 +18,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::ToSchema;
 
+use crate::metrics::{AuthFailure, Refusal};
 use crate::store::StoreError;
 
 /// One problem with one field of the request.
@@ -97,6 +98,10 @@ pub enum ApiError {
     Unprocessable(Vec<FieldProblem>),
     #[error("{0}")]
     Unavailable(String),
+    /// The token file could not be reloaded: no token is valid until it is (503 with
+    /// `Retry-After`).
+    #[error("{0}")]
+    TokensUnavailable(String),
     /// More reports arrive than the database commits: 503 with `Retry-After`.
     #[error("{0}")]
     Overloaded(String),
@@ -206,7 +211,9 @@ impl ResponseError for ApiError {
             ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Overloaded(_) | ApiError::TokensUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -240,7 +247,7 @@ impl ResponseError for ApiError {
         if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             response.insert_header((header::WWW_AUTHENTICATE, value));
         }
-        if let ApiError::Overloaded(_) = self {
+        if let ApiError::Overloaded(_) | ApiError::TokensUnavailable(_) = self {
             response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS));
         }
         if let ApiError::MethodNotAllowed { allow, .. } = self {
@@ -253,11 +260,52 @@ impl ResponseError for ApiError {
                 response.insert_header((header::ALLOW, value));
             }
         }
-        response.json(ErrorBody {
+        let mut response = response.json(ErrorBody {
             success: false,
             error: self.to_string(),
             details,
-        })
+        });
+        // For the request middleware's counters (`/metrics`).
+        response.extensions_mut().insert(self.refusal());
+        if let Some(failure) = self.auth_failure() {
+            response.extensions_mut().insert(failure);
+        }
+        response
+    }
+}
+
+impl ApiError {
+    /// Why a report answered with this error was refused, for `/metrics`.
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            ApiError::Unauthorized { .. }
+            | ApiError::Forbidden { .. }
+            | ApiError::TokensUnavailable(_) => Refusal::Auth,
+            ApiError::NotFound(_) => Refusal::NotFound,
+            ApiError::Overloaded(_) => Refusal::QueueFull,
+            ApiError::Unavailable(_) | ApiError::Internal(_) => Refusal::Storage,
+            ApiError::MalformedJson(_)
+            | ApiError::BadQuery(_)
+            | ApiError::UnknownParameters(_)
+            | ApiError::MethodNotAllowed { .. }
+            | ApiError::PayloadTooLarge { .. }
+            | ApiError::RequestTimeout { .. }
+            | ApiError::UnsupportedMediaType(_)
+            | ApiError::Unprocessable(_) => Refusal::Validation,
+        }
+    }
+
+    /// How the request's token failed, if it did.
+    pub fn auth_failure(&self) -> Option<AuthFailure> {
+        match self {
+            ApiError::Unauthorized {
+                invalid_token: false,
+                ..
+            } => Some(AuthFailure::Missing),
+            ApiError::Unauthorized { .. } => Some(AuthFailure::Invalid),
+            ApiError::Forbidden { .. } => Some(AuthFailure::Scope),
+            _ => None,
+        }
     }
 }
 

@@ -47,6 +47,12 @@ pub async fn ready(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError>
         tracing::warn!(problem = %failure, "readiness check failed");
         return Err(ApiError::Unavailable(format!("not ready: {failure}")));
     }
+    if let Some(failure) = ctx.auth.as_ref().and_then(|auth| auth.failure()) {
+        tracing::warn!(problem = %failure, "readiness check failed");
+        return Err(ApiError::Unavailable(format!(
+            "not ready: {failure}; no token is accepted until it loads"
+        )));
+    }
     match ctx.store.check().await {
         Ok(()) => Ok(HttpResponse::Ok().json(Probe {
             status: "ready".to_owned(),

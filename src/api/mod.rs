@@ -13,6 +13,8 @@ pub mod health;
 pub mod history;
 pub mod index;
 pub mod legacy;
+pub mod metrics;
+pub mod middleware;
 pub mod params;
 pub mod pipeline;
 #[cfg(test)]
@@ -21,14 +23,12 @@ pub mod status;
 pub mod summary;
 pub mod transitions;
 
-use std::time::Instant;
-
 use actix_web::body::MessageBody;
 use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::http::Method;
 use actix_web::middleware::{ErrorHandlerResponse, Next};
-use actix_web::{error::InternalError, web, HttpRequest, HttpResponse};
+use actix_web::{error::InternalError, web, HttpMessage as _, HttpRequest, HttpResponse};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::store::{OnceKey, RequestMeta, Store, StoredAnswer, Written};
@@ -51,6 +51,10 @@ pub struct AppContext {
     pub supervisor: std::sync::Arc<crate::supervisor::Supervisor>,
     /// The server's clock.
     pub clock: crate::domain::Clock,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// `/metrics` carries one series per host.
+    pub metrics_per_host: bool,
 }
 
 /// Registers every API handler (the spec is collected from this).
@@ -68,6 +72,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(legacy::get_v1_status)
         .service(health::health)
         .service(health::ready)
+        .service(metrics::metrics)
         .service(index::index)
         .service(admin::prune)
         .service(admin::backup)
@@ -231,6 +236,10 @@ pub(crate) fn request_meta(
         user_agent: header("user-agent"),
         raw_body,
         import_entry: None,
+        request_id: req
+            .extensions()
+            .get::<middleware::RequestId>()
+            .map(|id| id.0.clone()),
     }
 }
 
@@ -303,15 +312,29 @@ impl RouteTable {
         }
     }
 
+    /// The methods `path` answers; every GET answers HEAD too.
     fn allowed(&self, path: &str) -> Vec<Method> {
         let mut allowed: Vec<Method> = self
             .routes(path)
             .into_iter()
             .flat_map(|(_, methods)| methods.iter().map(|(method, _)| method.clone()))
             .collect();
+        if allowed.contains(&Method::GET) {
+            allowed.push(Method::HEAD);
+        }
         allowed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         allowed.dedup();
         allowed
+    }
+
+    /// Whether HEAD on `path` is answered as GET: the API has a GET there, or the path is not
+    /// the API's (Swagger UI and the spec it serves).
+    pub(crate) fn answers_get(&self, path: &str) -> bool {
+        let routes = self.routes(path);
+        routes.is_empty()
+            || routes
+                .iter()
+                .any(|(_, methods)| methods.iter().any(|(m, _)| *m == Method::GET))
     }
 
     /// The query parameters `method` on `path` takes; None when the API has no such operation
@@ -437,28 +460,6 @@ pub fn json_error_body<B>(
     Ok(ErrorHandlerResponse::Response(
         ServiceResponse::new(request, body).map_into_right_body(),
     ))
-}
-
-/// One log line per request: method, route template, status, latency. Probes log at DEBUG.
-pub async fn log_request(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let response = next.call(req).await?;
-    let route = response
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "(no route)".to_owned());
-    let status = response.status().as_u16();
-    let micros = started.elapsed().as_micros();
-    if route == "/health" || route == "/ready" {
-        tracing::debug!(%method, %route, status, micros, "request");
-    } else {
-        tracing::info!(%method, %route, status, micros, "request");
-    }
-    Ok(response)
 }
 
 /// Lets `fallback` return the error itself as its response.

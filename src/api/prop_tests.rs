@@ -229,8 +229,16 @@ proptest! {
         let query = history::HistoryQuery::from_values(&values);
         if let Ok(filter) = history::filter(&query) {
             prop_assert!((1..=history::MAX_LIMIT).contains(&filter.limit));
-            if let (Some(from), Some(to)) = (filter.from, filter.to) {
-                prop_assert!(from <= to);
+            // `from` and `to` are taken as given, in either order: a `to` before `from` is
+            // neither refused nor swapped (it selects nothing), so swapping the two
+            // parameters swaps the bounds and nothing else.
+            let mut swapped = values.clone();
+            swapped.swap(2, 3);
+            let swapped = history::filter(&history::HistoryQuery::from_values(&swapped));
+            prop_assert!(swapped.is_ok(), "swapping from and to made the query invalid");
+            if let Ok(swapped) = swapped {
+                prop_assert_eq!(swapped.from, filter.to);
+                prop_assert_eq!(swapped.to, filter.from);
             }
         }
     }

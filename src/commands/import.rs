@@ -380,7 +380,7 @@ pub async fn run(db: &Path, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
         }
     };
     // The lock: refuses while a server (or another import) has the database open.
-    let store = Store::open(
+    let (store, writer) = Store::open(
         db,
         StoreConfig {
             read_connections: 1,
@@ -390,12 +390,18 @@ pub async fn run(db: &Path, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
             clock: Clock::system(),
             stale_policy: Default::default(),
             idempotency_window: crate::config::DEFAULT_IDEMPOTENCY_WINDOW,
+            metrics: std::sync::Arc::new(crate::metrics::Metrics::new()?),
+            panic_on_host: None,
         },
     )
     .await
     .with_context(|| format!("nothing imported into {}", db.display()))?;
+    let writer = tokio::spawn(writer.run());
     let outcome = import(&store, entries).await;
     store.close().await;
+    writer
+        .await
+        .context("the writer ended abnormally; check the database with `gitops-status verify`")?;
     let outcome = outcome?;
     for line in &outcome.lines {
         println!("{line}");

@@ -17,8 +17,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let stopper = app.stopper();
     if let Some(auth) = app.auth() {
         let poll = settings.tokens_poll_interval;
-        app.spawn("token watcher", |shutdown| {
-            watch_tokens(auth, poll, hangup, shutdown)
+        let hangup = std::sync::Arc::new(tokio::sync::Mutex::new(hangup));
+        let metrics = app.metrics();
+        // It keeps nothing but the file's last stamp: a new watcher re-reads the file.
+        app.spawn_restarting("token watcher", move |shutdown| {
+            watch_tokens(
+                std::sync::Arc::clone(&auth),
+                poll,
+                std::sync::Arc::clone(&hangup),
+                std::sync::Arc::clone(&metrics),
+                shutdown,
+            )
         });
     }
     // Its handle is not kept: the signal ends the process, through the stopper.
@@ -27,6 +36,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(signal, "shutting down: finishing in-flight requests");
         stopper.stop().await;
     });
+    // A task the service cannot run without that ended is an error: the exit status is
+    // non-zero and the orchestrator restarts the process.
     app.run_until_stopped().await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -57,6 +57,26 @@ pub struct FleetSummary {
     pub oldest_drift_since: Option<Timestamp>,
 }
 
+/// What `/metrics` tells of one host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostGauge {
+    pub server_group: ServerGroup,
+    pub host: HostName,
+    pub status: Status,
+    pub stale: bool,
+    /// When its newest report arrived.
+    pub last_report_at: Timestamp,
+}
+
+/// The history's size, for `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HistoryStats {
+    /// Rows in the history (reports and the chain's retention records).
+    pub rows: u64,
+    /// When the oldest report still kept arrived.
+    pub oldest_report_at: Option<Timestamp>,
+}
+
 /// One change of a host's status, written with the report that made it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {

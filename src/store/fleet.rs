@@ -6,8 +6,9 @@
 use sqlx::{QueryBuilder, Sqlite};
 
 use crate::domain::{
-    AnyOf, FleetFilter, FleetSummary, HostName, Pattern, ReportKind, Rollout, RolloutFilter,
-    RolloutHost, ServerGroup, StalePolicy, Status, Timestamp, Transition, TransitionFilter,
+    AnyOf, FleetFilter, FleetSummary, HistoryStats, HostGauge, HostName, Pattern, ReportKind,
+    Rollout, RolloutFilter, RolloutHost, ServerGroup, StalePolicy, Status, Timestamp, Transition,
+    TransitionFilter,
 };
 
 use super::rows::timestamp;
@@ -257,7 +258,58 @@ impl Store {
     }
 }
 
+#[derive(sqlx::FromRow)]
+struct GaugeRow {
+    server_group: String,
+    host: String,
+    status: String,
+    stale: bool,
+    received_at: String,
+}
+
 impl Store {
+    /// Every host's status, staleness as of `now`, and newest report's arrival, ordered by
+    /// group and host (for `/metrics`).
+    #[tracing::instrument(skip_all)]
+    pub async fn host_gauges(&self, now: Timestamp) -> Result<Vec<HostGauge>, StoreError> {
+        let sql = format!(
+            "SELECT h.server_group, h.host, h.status, {} AS stale, r.received_at \
+             FROM hosts h JOIN reports r ON r.id = h.last_report_id \
+             WHERE h.status IS NOT NULL ORDER BY h.server_group, h.host",
+            stale_sql(&self.stale_policy, now)
+        );
+        // The only text in it is the stale policy's, quoted by `stale_sql`.
+        let rows: Vec<GaugeRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .persistent(false)
+            .fetch_all(&self.readers)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let corrupt = |field: &str, p: String| StoreError::Corrupt(format!("{field}: {p}"));
+                Ok(HostGauge {
+                    server_group: ServerGroup::parse(&row.server_group)
+                        .map_err(|p| corrupt("server_group", p))?,
+                    host: HostName::parse(&row.host).map_err(|p| corrupt("host", p))?,
+                    status: Status::parse(&row.status).map_err(|p| corrupt("status", p))?,
+                    stale: row.stale,
+                    last_report_at: timestamp("received_at", &row.received_at)?,
+                })
+            })
+            .collect()
+    }
+
+    /// How many rows the history holds and when its oldest report arrived.
+    #[tracing::instrument(skip_all)]
+    pub async fn history_stats(&self) -> Result<HistoryStats, StoreError> {
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM reports")
+            .fetch_one(&self.readers)
+            .await?;
+        Ok(HistoryStats {
+            rows: u64::try_from(rows).unwrap_or(0),
+            oldest_report_at: self.oldest_report().await?,
+        })
+    }
+
     /// One host's `GET /status` row (JSON) as of `now`, None when the host is not in the fleet.
     #[tracing::instrument(skip_all)]
     pub async fn status_row(

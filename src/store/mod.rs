@@ -29,7 +29,7 @@ use crate::domain::{Clock, HostName, HostState, Period, Report, ServerGroup, Sta
 
 pub use fleet::StatusRows;
 pub use retention::PruneSummary;
-pub use writer::{OnceKey, Recorded, RenderAnswer, RequestMeta, StoredAnswer, Written};
+pub use writer::{OnceKey, Recorded, RenderAnswer, RequestMeta, StoredAnswer, WriterTask, Written};
 
 /// How long a request may wait for its report's commit before it is answered 503. The
 /// writer's queue is bounded, so this is only reached when SQLite itself stalls.
@@ -50,6 +50,9 @@ pub enum StoreError {
     },
     #[error("timed out waiting for the database")]
     Timeout,
+    /// `/ready`'s write probe could not be queued or was not answered in time: why.
+    #[error("{0}")]
+    ProbeUnanswered(String),
     /// The writer did not answer in time; it still holds the report, which may be committed.
     #[error("the report was not answered in time; it may still be stored")]
     Unanswered,
@@ -149,6 +152,18 @@ pub struct StoreConfig {
     pub stale_policy: StalePolicy,
     /// `--idempotency-window`: how long an Idempotency-Key is remembered.
     pub idempotency_window: Period,
+    /// The writer's counters and histograms.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Test builds only (`GITOPS_STATUS_TEST_FAULT=writer-panics-on-host:NAME`): the writer
+    /// panics when asked to write a report for this host.
+    pub panic_on_host: Option<String>,
+}
+
+/// Sizes of the database's files, in bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FileSizes {
+    pub database: u64,
+    pub wal: u64,
 }
 
 /// The database: one writer task and a read pool over one SQLite file.
@@ -298,8 +313,9 @@ async fn open_for_writing(
 
 impl Store {
     /// Opens (creating it and its parent folders if needed) and migrates the database,
-    /// renders the hosts' status rows still missing, and starts the writer.
-    pub async fn open(path: &Path, config: StoreConfig) -> anyhow::Result<Store> {
+    /// renders the hosts' status rows still missing, and readies the writer: the caller runs
+    /// the returned task (under its supervisor); until it does, writes wait.
+    pub async fn open(path: &Path, config: StoreConfig) -> anyhow::Result<(Store, WriterTask)> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create the folder {}", parent.display()))?;
@@ -314,7 +330,7 @@ impl Store {
             .connect_with(base.read_only(true))
             .await
             .with_context(|| format!("cannot open the database {} for reading", path.display()))?;
-        let writer = writer::start(
+        let (writer, task) = writer::start(
             conn,
             writer::WriterConfig {
                 options: writer_options,
@@ -323,11 +339,13 @@ impl Store {
                 render: config.render_row,
                 clock: config.clock,
                 idempotency_window: config.idempotency_window,
+                metrics: config.metrics,
+                panic_on_host: config.panic_on_host,
             },
         )
         .await
         .with_context(|| format!("cannot read the audit chain of {}", path.display()))?;
-        Ok(Store {
+        let store = Store {
             writer,
             readers,
             path: path.to_owned(),
@@ -335,7 +353,8 @@ impl Store {
             due_by: fleet::due_by_sql(&config.stale_policy).into(),
             idempotency_window: config.idempotency_window,
             stale_policy: Arc::new(config.stale_policy),
-        })
+        };
+        Ok((store, task))
     }
 
     pub fn path(&self) -> &Path {
@@ -417,6 +436,32 @@ impl Store {
             self.writer.probe().await?;
         }
         Ok(())
+    }
+
+    /// Reports waiting for the writer.
+    pub fn queued(&self) -> usize {
+        self.writer.queued()
+    }
+
+    /// Reports that may wait for the writer.
+    pub fn queue_capacity(&self) -> usize {
+        self.writer.capacity()
+    }
+
+    /// The database file's size and its write-ahead log's, in bytes (0 for a file not there).
+    pub fn file_sizes(&self) -> FileSizes {
+        let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        FileSizes {
+            database: size(&self.path),
+            wal: size(Path::new(&wal)),
+        }
+    }
+
+    /// Whether the writer task runs.
+    pub fn writer_up(&self) -> bool {
+        self.writer.is_up()
     }
 
     /// Why writes currently fail, if they do.

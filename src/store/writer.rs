@@ -29,6 +29,9 @@ use super::{RenderRow, StoreError, WRITER_ANSWER_TIMEOUT};
 /// The most reports one transaction holds; more wait for the next one.
 const MAX_GROUP: usize = 256;
 
+/// How long `/ready`'s write probe waits for the writer (below the chart's probe timeout).
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What the server knows about the request besides the report itself.
 #[derive(Clone, Debug, Default)]
 pub struct RequestMeta {
@@ -42,6 +45,8 @@ pub struct RequestMeta {
     /// For an entry of an old server's file: the SHA-256 (hex) of its JSON with keys sorted,
     /// recorded in `imported_entries` with the report, so it is imported only once.
     pub import_entry: Option<String>,
+    /// The request's id (`X-Request-Id`), for the writer's log lines; not stored.
+    pub request_id: Option<String>,
 }
 
 /// The outcome of an accepted report.
@@ -107,22 +112,33 @@ type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
 
 struct Pending {
     report: Report,
+    /// The request's span (with its request id): the writer's lines about this report log
+    /// inside it.
+    span: tracing::Span,
     /// The report's row, rendered by the request's own thread as far as it can be before
     /// the writer gives it an id, times and its place in the chain.
     row: NewRow,
     import_entry: Option<String>,
     once: Option<OnceKey>,
+    request_id: Option<String>,
+}
+
+fn request_id(pending: &Pending) -> Option<String> {
+    pending.request_id.clone()
 }
 
 impl Pending {
     fn new(report: Report, mut meta: RequestMeta) -> Self {
         let import_entry = meta.import_entry.take();
+        let request_id = meta.request_id.take();
         let row = NewRow::of_report(&report, meta);
         Pending {
             report,
+            span: tracing::Span::current(),
             row,
             import_entry,
             once: None,
+            request_id,
         }
     }
 }
@@ -201,9 +217,41 @@ impl WriterHandle {
         self.send(|reply| Job::Prune(batch, reply)).await
     }
 
-    /// Asks the writer to write its probe row.
+    /// Asks the writer to write its probe row: refused at once when the queue is full, and
+    /// given up after `PROBE_TIMEOUT` (a readiness probe must answer in time).
     pub(super) async fn probe(&self) -> Result<(), StoreError> {
-        self.send(Job::Probe).await
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .try_send(Job::Probe(reply))
+            .map_err(|err| match err {
+                mpsc::error::TrySendError::Full(_) => StoreError::ProbeUnanswered(format!(
+                    "the write queue is full ({} reports waiting); the write probe was not queued",
+                    self.jobs.max_capacity()
+                )),
+                mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+            })?;
+        match tokio::time::timeout(PROBE_TIMEOUT, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(StoreError::Closed),
+            Err(_) => Err(StoreError::ProbeUnanswered(format!(
+                "the writer did not answer the write probe within {} s",
+                PROBE_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// Reports waiting for the writer.
+    pub(super) fn queued(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
+    }
+
+    pub(super) fn capacity(&self) -> usize {
+        self.jobs.max_capacity()
+    }
+
+    /// Whether the writer task still runs (its end closes the queue).
+    pub(super) fn is_up(&self) -> bool {
+        !self.jobs.is_closed()
     }
 
     async fn send<T>(&self, job: impl FnOnce(Answer<T>) -> Job) -> Result<T, StoreError> {
@@ -254,13 +302,26 @@ pub(super) struct WriterConfig {
     pub clock: Clock,
     /// How long an Idempotency-Key is remembered.
     pub idempotency_window: Period,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Test builds only: the writer panics when asked to write a report for this host.
+    pub panic_on_host: Option<String>,
+}
+
+/// The writer's loop, for the caller to run under its supervisor. Dropping it unstarted
+/// closes the queue: every write is then refused.
+pub struct WriterTask(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
+
+impl WriterTask {
+    pub async fn run(self) {
+        self.0.await
+    }
 }
 
 /// Starts the writer on `conn` (migrated, its status rows rendered) and returns its handle.
 pub(super) async fn start(
     mut conn: SqliteConnection,
     config: WriterConfig,
-) -> Result<WriterHandle, StoreError> {
+) -> Result<(WriterHandle, WriterTask), StoreError> {
     let tip = load_tip(&mut conn).await?;
     let shared = Arc::new(Shared::default());
     shared.committed.store(tip.next_id - 1, Ordering::Release);
@@ -280,9 +341,13 @@ pub(super) async fn start(
         render: config.render,
         clock: config.clock,
         idempotency_window: config.idempotency_window,
+        metrics: config.metrics,
+        panic_on_host: config.panic_on_host,
     };
-    tokio::spawn(writer.run());
-    Ok(WriterHandle { jobs, shared })
+    Ok((
+        WriterHandle { jobs, shared },
+        WriterTask(Box::pin(writer.run())),
+    ))
 }
 
 struct Writer {
@@ -300,6 +365,8 @@ struct Writer {
     render: RenderRow,
     clock: Clock,
     idempotency_window: Period,
+    metrics: Arc<crate::metrics::Metrics>,
+    panic_on_host: Option<String>,
 }
 
 impl Writer {
@@ -432,17 +499,20 @@ impl Writer {
     async fn write_group(&mut self, group: Vec<(Pending, Answer<Written>)>) {
         // A request whose client went away (or gave up waiting) is not written: nobody could
         // be told it was.
-        let waiting = group.len();
         let (mut group, replies): (Vec<Pending>, Vec<Answer<Written>>) = group
             .into_iter()
-            .filter(|(_, reply)| !reply.is_closed())
+            .filter(|(pending, reply)| {
+                let gone = reply.is_closed();
+                if gone {
+                    pending.span.in_scope(|| {
+                        tracing::info!(
+                            "the client went away before its report was written; not stored"
+                        )
+                    });
+                }
+                !gone
+            })
             .unzip();
-        if group.len() < waiting {
-            tracing::info!(
-                reports = waiting - group.len(),
-                "clients went away before their reports were written; not stored"
-            );
-        }
         if group.is_empty() {
             return;
         }
@@ -463,7 +533,8 @@ impl Writer {
                     return;
                 }
                 // One report may be at fault: write each alone, so only it fails.
-                tracing::warn!(error = %err, reports = group.len(), "a group commit failed; writing its reports one by one");
+                let request_ids: Vec<String> = group.iter().filter_map(request_id).collect();
+                tracing::warn!(error = %err, reports = group.len(), request_ids = %request_ids.join(","), "a group commit failed; writing its reports one by one");
                 for (pending, reply) in group.into_iter().zip(replies) {
                     let mut alone = [pending];
                     let result = match self.commit_group(&mut alone, false).await {
@@ -484,6 +555,33 @@ impl Writer {
     /// stored); an inner error belongs to one report that was refused without being stored.
     /// When `atomic`, a refused report fails the whole group instead.
     async fn commit_group(
+        &mut self,
+        group: &mut [Pending],
+        atomic: bool,
+    ) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
+        if let Some(host) = &self.panic_on_host {
+            if group.iter().any(|p| p.report.host.as_str() == host) {
+                panic!("injected fault: a report for host {host}");
+            }
+        }
+        let started = std::time::Instant::now();
+        let results = self.write_transaction(group, atomic).await?;
+        let mut written = 0;
+        for (pending, result) in group.iter().zip(&results) {
+            if let Ok(Written::Fresh(recorded, _)) = result {
+                written += 1;
+                self.metrics.accepted(pending.report.kind().as_str());
+                pending.span.in_scope(|| {
+                    tracing::debug!(report_id = recorded.report_id, "report committed");
+                });
+            }
+        }
+        self.metrics
+            .group_committed(written, started.elapsed().as_secs_f64());
+        Ok(results)
+    }
+
+    async fn write_transaction(
         &mut self,
         group: &mut [Pending],
         atomic: bool,
@@ -557,7 +655,9 @@ impl Writer {
             let observed_at = report.observed_at(received_at);
             let ahead_of_clock = report.reported_at.is_some_and(|at| at > received_at);
             if ahead_of_clock {
-                tracing::warn!(client = ?pending.row.record.client_addr, "a report's own time lies ahead of the server clock; ordered by its arrival");
+                pending.span.in_scope(|| {
+                    tracing::warn!(client = ?pending.row.record.client_addr, "a report's own time lies ahead of the server clock; ordered by its arrival");
+                });
             }
 
             let id = tip.next_id;

@@ -322,3 +322,49 @@ async fn every_problem_of_one_report_is_reported_at_once() {
     );
     assert_nothing_stored(&app).await;
 }
+
+#[tokio::test]
+async fn a_member_sent_twice_is_refused_naming_it() {
+    let app = spawn_app().await;
+    // serde_json would keep the last value while the stored raw body keeps both, and
+    // sqlite3's json_extract reads the first: the audit trail would disagree with the state.
+    let cases = [
+        (
+            "/status/pipeline",
+            r#"{"server_group":"nginx-prod","server_group":"rsyslog-prod","host":"h","status":"synced"}"#,
+            "server_group",
+        ),
+        (
+            "/status/pipeline",
+            r#"{"server_group":"g","host":"h","status":"synced","status":"failed"}"#,
+            "status",
+        ),
+        (
+            "/status/cron",
+            r#"{"server_group":"g","host":"h","drift":{"a":1,"a":2}}"#,
+            "drift.a",
+        ),
+        (
+            "/api/status",
+            r#"{"repo":"g","server":"h","sync_status":"SYNCED","files":[{"path":"/a","path":"/b"}]}"#,
+            "files[0].path",
+        ),
+    ];
+    for (path, body, member) in cases {
+        let details = expect_error(
+            app.post_raw(path, Some("application/json"), body).await,
+            422,
+        )
+        .await;
+        assert_eq!(details.len(), 1, "{path} {body}: {details:?}");
+        assert_eq!(details[0].0, member, "{path} {body}");
+        assert!(details[0].1.contains("more than once"), "{details:?}");
+    }
+    assert_nothing_stored(&app).await;
+    // The same members once each are fine.
+    let once = r#"{"server_group":"g","host":"h","status":"synced","files":{"status":1}}"#;
+    let response = app
+        .post_raw("/status/pipeline", Some("application/json"), once)
+        .await;
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+}
