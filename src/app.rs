@@ -220,8 +220,11 @@ impl Application {
                 Err(anyhow::anyhow!("{why}"))
             }
         };
-        self.supervisor.stop().await;
+        // The other tasks stop first; closing the store lets the writer finish what is
+        // queued and end; then its handle is collected.
+        self.supervisor.stop_all_but(Some("writer")).await;
         self.store.close().await;
+        self.supervisor.stop().await;
         tracing::info!("stopped; database closed");
         outcome
     }

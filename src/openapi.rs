@@ -20,6 +20,10 @@ use crate::api;
             Every error has the same JSON body (`ErrorBody`): `success: false`, an `error` \
             sentence and `details` naming each offending field. A path the API does not have \
             answers 404; a known path with another method answers 405 with an `Allow` header. \
+            Every GET also answers HEAD (the same status and headers, no body), and `Allow` \
+            lists HEAD wherever it lists GET. Every response carries `X-Request-Id`: the \
+            client's own when it sent a sane one (1–128 letters, digits, `-`, `_`, `.`, `:`), \
+            else a new one; the server's log lines for the request carry it too. \
             Timestamps in responses are RFC 3339 UTC with millisecond precision.",
         license(name = "MIT", identifier = "MIT"),
     ),
@@ -29,7 +33,7 @@ use crate::api;
         (name = "history", description = "The audit trail: every accepted report"),
         (name = "fleet", description = "Counts, changes of status and rollouts, for dashboards"),
         (name = "v1", description = "The v1 single-object API, kept for existing pipelines"),
-        (name = "probes", description = "Liveness and readiness"),
+        (name = "probes", description = "Liveness, readiness and Prometheus metrics"),
         (name = "admin", description = "Retention on demand and backups, for a token with the admin scope"),
     ),
     servers(

@@ -227,9 +227,21 @@ impl Supervisor {
 
     /// Signals shutdown and waits for every task to end.
     pub async fn stop(&self) {
+        self.stop_all_but(None).await;
+    }
+
+    /// Signals shutdown and waits for every task but `spared` to end (the writer, which ends
+    /// when the store closes, after the others stopped using it).
+    pub async fn stop_all_but(&self, spared: Option<&str>) {
         self.begin_shutdown();
         let handles = match self.handles.lock() {
-            Ok(mut handles) => std::mem::take(&mut *handles),
+            Ok(mut handles) => {
+                let (spare, stop): (Vec<_>, Vec<_>) = std::mem::take(&mut *handles)
+                    .into_iter()
+                    .partition(|(name, _)| Some(*name) == spared);
+                *handles = spare;
+                stop
+            }
             Err(_) => Vec::new(),
         };
         for (name, task) in handles {

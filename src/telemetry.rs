@@ -13,10 +13,13 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     // A second init (tests start several servers in one process) keeps the first subscriber.
     let _ = match format {
+        // Every line carries the fields of the spans it is in: a request's route and
+        // request_id reach the writer's lines about that report too.
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            .with_span_list(true)
             .try_init(),
         LogFormat::Text => builder
             .with_ansi(std::io::stdout().is_terminal())

@@ -576,8 +576,10 @@ impl Writer {
                 });
             }
         }
-        self.metrics
-            .group_committed(written, started.elapsed().as_secs_f64());
+        if written > 0 {
+            self.metrics
+                .group_committed(written, started.elapsed().as_secs_f64());
+        }
         Ok(results)
     }
 

@@ -479,7 +479,9 @@ mod process {
         }
         assert_eq!(post(&server, &new_token).await, 200);
 
-        // A broken file is refused on reload; the tokens in force stay.
+        // A broken file fails closed: no token is accepted until a good file loads (a
+        // revocation that did not load must not leave the revoked token working), and
+        // readiness and the metrics say why.
         std::fs::write(&path, "broken line\n").unwrap();
         server.signal(Signal::SIGHUP);
         let event = wait_for_log(&server, "token file not reloaded");
@@ -487,7 +489,64 @@ mod process {
             event["error"].as_str().unwrap().contains("line 1"),
             "{event}"
         );
-        assert_eq!(post(&server, &new_token).await, 200);
+        let client = reqwest::Client::new();
+        let refused = client
+            .post(server.url("/status/pipeline"))
+            .bearer_auth(&new_token)
+            .json(&seed_pipeline())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 503);
+        assert_eq!(refused.headers()["retry-after"], "1");
+        let body: Value = refused.json().await.unwrap();
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("could not be reloaded"),
+            "{body}"
+        );
+        let ready = client.get(server.url("/ready")).send().await.unwrap();
+        assert_eq!(ready.status(), 503);
+        let ready: Value = ready.json().await.unwrap();
+        assert!(
+            ready["error"].as_str().unwrap().contains("line 1"),
+            "{ready}"
+        );
+        let metrics = client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("\ngitops_status_token_file_loaded 0\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("gitops_status_token_reloads_total{result=\"failed\"} 1\n"),
+            "{metrics}"
+        );
+
+        // Deleted: the same. Restored: tokens work again, and so does readiness.
+        std::fs::remove_file(&path).unwrap();
+        server.signal(Signal::SIGHUP);
+        assert_eq!(post(&server, &new_token).await, 503);
+        std::fs::write(&path, &text).unwrap();
+        server.signal(Signal::SIGHUP);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while post(&server, &new_token).await != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "the restored file was not loaded"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let ready = client.get(server.url("/ready")).send().await.unwrap();
+        assert_eq!(ready.status(), 200);
         server.signal(Signal::SIGTERM);
         assert_eq!(server.wait(), Some(0));
     }

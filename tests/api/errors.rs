@@ -21,7 +21,7 @@ async fn unknown_route_is_a_json_404() {
 async fn wrong_method_is_a_json_405_with_allow() {
     let app = spawn_app().await;
     let cases = [
-        (reqwest::Method::DELETE, "/status", "GET"),
+        (reqwest::Method::DELETE, "/status", "GET, HEAD"),
         (reqwest::Method::PUT, "/status/pipeline", "POST"),
         (reqwest::Method::GET, "/status/pipeline", "POST"),
         (reqwest::Method::GET, "/status/cron", "POST"),
@@ -29,13 +29,13 @@ async fn wrong_method_is_a_json_405_with_allow() {
         (
             reqwest::Method::POST,
             "/status/rsyslog-prod/rsyslog-01",
-            "DELETE, GET",
+            "DELETE, GET, HEAD",
         ),
         (reqwest::Method::GET, "/admin/prune", "POST"),
-        (reqwest::Method::DELETE, "/admin/backup", "GET"),
-        (reqwest::Method::PATCH, "/api/status", "GET, POST"),
-        (reqwest::Method::POST, "/history", "GET"),
-        (reqwest::Method::POST, "/health", "GET"),
+        (reqwest::Method::DELETE, "/admin/backup", "GET, HEAD"),
+        (reqwest::Method::PATCH, "/api/status", "GET, HEAD, POST"),
+        (reqwest::Method::POST, "/history", "GET, HEAD"),
+        (reqwest::Method::POST, "/health", "GET, HEAD"),
     ];
     for (method, path, allow) in cases {
         let response = app

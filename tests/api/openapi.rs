@@ -77,6 +77,7 @@ fn every_endpoint_is_documented_with_json_errors() {
             "GET /groups",
             "GET /health",
             "GET /history",
+            "GET /metrics",
             "GET /ready",
             "GET /status",
             "GET /status.json",
@@ -98,6 +99,12 @@ fn every_endpoint_is_documented_with_json_errors() {
                     // The database file itself.
                     let file = &response["content"]["application/vnd.sqlite3"]["schema"];
                     assert!(!file.is_null(), "{path} {code}");
+                    continue;
+                }
+                if (path.as_str(), code.as_str()) == ("/metrics", "200") {
+                    // The Prometheus text format.
+                    let text = &response["content"]["text/plain; version=0.0.4; charset=utf-8"];
+                    assert!(!text["schema"].is_null(), "{path} {code}");
                     continue;
                 }
                 let schema = &response["content"]["application/json"]["schema"];

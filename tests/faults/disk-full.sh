@@ -2,6 +2,8 @@
 # The database's disk fills up under the running server, then space returns:
 # - writes answer 503 with a JSON error saying why, and store nothing;
 # - /ready answers 503 while reads keep working;
+# - with the disk full and the write queue full too, /ready still answers within its
+#   probe's timeout, with the reason;
 # - once space is back, /ready and writes recover without a restart;
 # - the file passes integrity_check and the audit chain verifies.
 #
@@ -29,7 +31,7 @@ fail() { echo "FAIL: $*" >&2; [[ -f $work/log ]] && tail -20 "$work/log" | sed '
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base=http://127.0.0.1:$port
-"$binary" serve --listen "127.0.0.1:$port" --db "$data/gitops-status.db" --workers 2 >"$work/log" 2>&1 &
+"$binary" serve --listen "127.0.0.1:$port" --db "$data/gitops-status.db" --workers 2 --write-queue 2 >"$work/log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 300); do
     curl -fsS "$base/ready" >/dev/null 2>&1 && break
@@ -69,6 +71,50 @@ ready=$(curl -s -w ' %{http_code}' "$base/ready")
 [[ $(curl -s -o /dev/null -w '%{http_code}' "$base/status") == 200 ]] || fail "GET /status while full"
 [[ $(curl -s -o /dev/null -w '%{http_code}' "$base/history?limit=5") == 200 ]] || fail "GET /history while full"
 [[ $(curl -s -o /dev/null -w '%{http_code}' "$base/health") == 200 ]] || fail "GET /health while full"
+
+# Still full, and the write queue full as well: an operator's sqlite3 holds the write lock,
+# so the writer waits in BEGIN with the reports it took and the queue (2) fills up. The write
+# probe cannot be queued; /ready must say so at once instead of waiting for room.
+python3 - "$data/gitops-status.db" "$work" <<'PY' &
+import os, sqlite3, sys, time
+db, work = sys.argv[1], sys.argv[2]
+c = sqlite3.connect(db, timeout=10, isolation_level=None)
+c.execute("BEGIN IMMEDIATE")
+open(os.path.join(work, "locked"), "w").close()
+deadline = time.time() + 20
+while not os.path.exists(os.path.join(work, "release")) and time.time() < deadline:
+    time.sleep(0.05)
+c.execute("ROLLBACK")
+PY
+locker=$!
+for _ in $(seq 1 200); do [[ -e $work/locked ]] && break; sleep 0.05; done
+[[ -e $work/locked ]] || fail "the lock holder did not start"
+posts=()
+for i in $(seq 1 6); do
+    curl -s -o /dev/null -w '%{http_code}' -X POST "$base/status/pipeline" \
+        -H 'Content-Type: application/json' \
+        -d "{\"server_group\":\"g\",\"host\":\"q$i\",\"status\":\"synced\"}" >"$work/q$i" &
+    posts+=($!)
+done
+depth=
+for _ in $(seq 1 200); do
+    depth=$(curl -s "$base/metrics" | awk '$1 == "gitops_status_write_queue_depth" {print $2}')
+    [[ $depth == 2 ]] && break
+    sleep 0.05
+done
+[[ $depth == 2 ]] || fail "the write queue did not fill up (depth $depth)"
+started=$(date +%s%N)
+ready=$(curl -s -m 5 -w ' %{http_code}' "$base/ready") || fail "/ready did not answer within 5 s with a full queue"
+took_ms=$(( ($(date +%s%N) - started) / 1000000 ))
+[[ $ready == *'write queue is full'*' 503' ]] || fail "/ready with a full queue: $ready"
+echo "disk-full: /ready with a full write queue answered in $took_ms ms: $ready"
+touch "$work/release"
+wait "$locker"
+for pid in "${posts[@]}"; do wait "$pid" || true; done
+# Whatever they were answered, only the acknowledged ones count for verify below.
+for i in $(seq 1 6); do
+    if [[ $(cat "$work/q$i") == 20? ]]; then accepted=$((accepted + 1)); fi
+done
 
 # Space returns: readiness and writes recover without a restart.
 rm "$data/filler"
