@@ -215,8 +215,10 @@ impl Application {
             served = &mut server => served.map_err(anyhow::Error::from),
             why = self.supervisor.fatal() => {
                 tracing::error!(problem = %why, "stopping: finishing in-flight requests, then exiting with an error");
-                handle.stop(true).await;
-                let _ = server.await;
+                // The command is sent now; the server future, polled below, carries it out.
+                let stopped = handle.stop(true);
+                let _ = (&mut server).await;
+                stopped.await;
                 Err(anyhow::anyhow!("{why}"))
             }
         };

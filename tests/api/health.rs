@@ -80,3 +80,59 @@ async fn writes_wait_for_an_outside_lock_then_answer_503_while_reads_go_on() {
     expect(app.pipeline(seed_pipeline()).await, 200).await;
     assert_eq!(app.db().scalar("SELECT count(*) FROM reports").await, 2);
 }
+
+/// A fault injected into a test build (`GITOPS_STATUS_TEST_FAULT`, read only with debug
+/// assertions): the writer panics on a report for one host. The writer holds the chain's tip
+/// and the queue, so it is not restarted: `/ready` turns 503 naming the cause, and the process
+/// exits non-zero for its orchestrator to restart it. Nothing was acknowledged that is not
+/// stored.
+#[tokio::test]
+async fn a_writer_that_panics_fails_ready_with_the_cause_and_the_process_exits_non_zero() {
+    use crate::helpers::{binary, ServerProcess};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("x.db");
+    let mut command = std::process::Command::new(binary());
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2", "--db"])
+        .arg(&db)
+        .env("GITOPS_STATUS_TEST_FAULT", "writer-panics-on-host:doomed");
+    let mut server = ServerProcess::start_command(command);
+    let client = reqwest::Client::new();
+    let post = |host: &str| {
+        let mut body = seed_pipeline();
+        body["host"] = json!(host);
+        client.post(server.url("/status/pipeline")).json(&body).send()
+    };
+    assert_eq!(post("fine").await.unwrap().status(), 201);
+
+    // The writer panics with this report in hand: the request is refused, not acknowledged.
+    let answer = post("doomed").await.unwrap();
+    assert_eq!(answer.status(), 503);
+
+    // Until the process is gone, /ready says why (the server finishes in-flight requests
+    // first, so it may already have stopped listening).
+    if let Ok(ready) = client.get(server.url("/ready")).send().await {
+        assert_eq!(ready.status(), 503);
+        let body: serde_json::Value = ready.json().await.unwrap();
+        let error = body["error"].as_str().unwrap();
+        assert!(
+            error.contains("the writer task panicked: injected fault"),
+            "{body}"
+        );
+    }
+    assert_eq!(server.wait(), Some(1), "a non-zero exit status");
+    let logs = server.logs.lock().unwrap().join("\n");
+    assert!(
+        logs.contains("a background task the service cannot run without ended"),
+        "{logs}"
+    );
+    // What was acknowledged is stored, and the chain verifies.
+    let verify = std::process::Command::new(binary())
+        .args(["verify", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{verify:?}");
+    let out = String::from_utf8_lossy(&verify.stdout);
+    assert!(out.starts_with("verified 1 row "), "{out}");
+}
