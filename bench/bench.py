@@ -3,7 +3,8 @@
 
 compare (default): our server against Prometheus Pushgateway, both driven by the same wrk
 load generator on 127.0.0.1, and the targets of issue 5; then ingest on a 5-million-row
-history with and without a retention pass pruning it; prints one table.
+history with and without a retention pass pruning it, ingest with and without Prometheus
+scraping /metrics every second, and what a scrape of 10,000 hosts costs; prints one table.
 sweep: how GET /status and GET /history costs grow with the history (10k, 1M, 5M rows) and
 the number of hosts (1k, 10k).
 sizing: bytes per report as the server writes them, the volume a fleet needs under the
@@ -157,6 +158,41 @@ class Server:
         stop(self.proc)
 
 
+class Scraper:
+    """Prometheus's part: GET /metrics every second in a thread, as a 1 s scrape interval
+    would; records each scrape's seconds and bytes."""
+
+    def __init__(self, port, interval=1.0):
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.interval = interval
+        self.scrapes = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.done.is_set():
+            began = time.monotonic()
+            with urllib.request.urlopen(self.url, timeout=30) as answer:
+                size = len(answer.read())
+            took = time.monotonic() - began
+            self.scrapes.append({"seconds": took, "bytes": size})
+            self.done.wait(max(0.0, self.interval - took))
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        return self.scrapes
+
+
+def gzip_size(port, path):
+    """The size of one answer sent gzip-compressed (as Prometheus asks for it)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                     headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return len(answer.read())
+
+
 class Pushgateway:
     def __init__(self, name):
         self.port = free_port()
@@ -297,6 +333,23 @@ def compare(args):
     finally:
         ours.stop()
 
+    log("ingest over 10,000 hosts with and without a 1 s /metrics scrape, in turn")
+    for run in range(args.repeats):
+        for scraped in (False, True):
+            db = WORK / "runs" / f"scrape-{run}-{int(scraped)}.db"
+            for p in WORK.glob(f"runs/scrape-{run}-{int(scraped)}.db*"):
+                p.unlink()
+            server = Server(db, f"ours-scrape-{run}-{int(scraped)}")
+            scraper = Scraper(server.port) if scraped else None
+            try:
+                results.setdefault("ingest_scraped" if scraped else "ingest_unscraped",
+                                   []).append(wrk(server.port, "ingest.lua", d, 64,
+                                                  BENCH_HOSTS=10_000))
+            finally:
+                if scraper:
+                    results.setdefault("scrapes_under_load", []).extend(scraper.stop())
+                server.stop()
+
     log("reads at 10,000 hosts: 10k and 5M rows of history")
     # Latency targets are measured with one connection: the time a request takes, not the
     # time it queues behind others. Both servers run side by side and are measured in turn,
@@ -310,9 +363,18 @@ def compare(args):
                 results.setdefault(f"history_{name}", []).append(
                     wrk(server.port, "get.lua", 5, 1, threads=1, BENCH_HOSTS=10_000,
                         BENCH_PATH="/status/{group}/{host}/history?limit=100"))
+                results.setdefault(f"metrics_{name}", []).append(
+                    wrk(server.port, "get.lua", 5, 1, threads=1, BENCH_PATH="/metrics"))
+        results["metrics_gzip_bytes"] = gzip_size(servers["big"].port, "/metrics")
     finally:
         for server in servers.values():
             server.stop()
+    server = Server(big, "ours-metrics-totals", extra=["--metrics-per-host=false"])
+    try:
+        results["metrics_totals"] = [wrk(server.port, "get.lua", 5, 1, threads=1,
+                                         BENCH_PATH="/metrics") for _ in range(args.repeats)]
+    finally:
+        server.stop()
 
     log("ingest on a 5M-row history, without and with a retention pass pruning it")
     for run in range(args.repeats):
@@ -393,6 +455,17 @@ def report_compare(res, args):
     pruning_p99 = median([ms(r["p99_us"]) for r in res["ingest_pruning"]])
     pruned = median(res["pruned_during_ingest"])
     errors = sum(r["ours_ingest"]["errors"] + r["ours_read"]["errors"] for r in runs)
+    unscraped = median([r["req_s"] for r in res["ingest_unscraped"]])
+    scraped = median([r["req_s"] for r in res["ingest_scraped"]])
+    scraped_p99 = median([ms(r["p99_us"]) for r in res["ingest_scraped"]])
+    unscraped_p99 = median([ms(r["p99_us"]) for r in res["ingest_unscraped"]])
+    load_scrapes = res["scrapes_under_load"]
+    load_scrape_ms = median([s["seconds"] * 1000 for s in load_scrapes])
+    metrics_small = median([ms(r["p50_us"]) for r in res["metrics_small"]])
+    metrics_big = median([ms(r["p50_us"]) for r in res["metrics_big"]])
+    metrics_bytes = res["metrics_big"][0]["bytes"] / res["metrics_big"][0]["requests"]
+    totals = median([ms(r["p50_us"]) for r in res["metrics_totals"]])
+    totals_bytes = res["metrics_totals"][0]["bytes"] / res["metrics_totals"][0]["requests"]
 
     def yes(ok):
         return "met" if ok else "NOT met"
@@ -434,6 +507,20 @@ def report_compare(res, args):
          f"{pruning_ingest / plain_ingest:.2f}x", "", ""),
         ("  p50 / p99 latency", f"{pruning_p50:.1f} / {pruning_p99:.1f} ms", "", "", "", ""),
         ("  rows pruned meanwhile", f"{pruned / args.duration:,.0f} rows/s", "", "", "", ""),
+        ("POST /status/pipeline, 10k hosts, c64: req/s", f"{unscraped:,.0f}", "", "", "", ""),
+        ("  the same with /metrics scraped every second", f"{scraped:,.0f}", "",
+         f"{scraped / unscraped:.2f}x", ">= 0.9x", yes(scraped >= 0.9 * unscraped)),
+        ("  p99 without / with scraping", f"{unscraped_p99:.1f} / {scraped_p99:.1f} ms", "",
+         "", "", ""),
+        ("  scrapes meanwhile: count, p50", f"{len(load_scrapes)}, {load_scrape_ms:.1f} ms",
+         "", "", "", ""),
+        ("GET /metrics p50, 10k hosts, 10k rows (c1)", f"{metrics_small:.2f} ms", "", "", "",
+         ""),
+        ("GET /metrics p50, 10k hosts, 5M rows (c1)", f"{metrics_big:.2f} ms",
+         f"{metrics_bytes / 2**20:.1f} MiB, gzip {res['metrics_gzip_bytes'] / 2**10:,.0f} KiB",
+         "", "", ""),
+        ("  with --metrics-per-host=false", f"{totals:.2f} ms",
+         f"{totals_bytes / 2**10:.0f} KiB", "", "", ""),
     ]
     print()
     print(f"gitops-status bench, {time.strftime('%Y-%m-%d %H:%M')}; {res['machine']}")

@@ -465,6 +465,15 @@ pub mod examples {
         render(ApiError::Internal("example".into()))
     }
 
+    pub fn tokens_unavailable() -> Value {
+        render(ApiError::TokensUnavailable(
+            "the token file /etc/gitops-status/auth/tokens could not be reloaded: line 3: \
+             expected NAME SHA256_HEX SCOPES, found 2 fields; no token is accepted until it \
+             loads again (the server re-reads it on SIGHUP and when it changes); retry later"
+                .to_owned(),
+        ))
+    }
+
     pub fn overloaded() -> Value {
         render(ApiError::from(crate::store::StoreError::Overloaded))
     }
@@ -530,7 +539,8 @@ impl utoipa::IntoResponses for ReportErrors {
             (
                 "503",
                 "The database cannot take the report now (the writer's queue is full, another \
-                 connection holds its lock, the disk is full); nothing was stored, retry",
+                 connection holds its lock, the disk is full), or the token file could not be \
+                 reloaded and no token is accepted until it is; nothing was stored, retry",
                 examples::overloaded(),
             ),
         ]);
@@ -538,7 +548,8 @@ impl utoipa::IntoResponses for ReportErrors {
             let header = HeaderBuilder::new()
                 .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
                 .description(Some(
-                    "When the writer's queue is full: seconds to wait before retrying",
+                    "When the writer's queue is full or the token file could not be reloaded: \
+                     seconds to wait before retrying",
                 ))
                 .build();
             response
@@ -584,6 +595,12 @@ impl utoipa::IntoResponses for ReadAuthErrors {
                 "403",
                 "With --read-requires-token: the token has no read scope",
                 examples::forbidden_read(),
+            ),
+            (
+                "503",
+                "With --read-requires-token: the token file could not be reloaded, and no \
+                 token is accepted until it is; retry",
+                examples::tokens_unavailable(),
             ),
         ])
     }

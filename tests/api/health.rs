@@ -101,7 +101,10 @@ async fn a_writer_that_panics_fails_ready_with_the_cause_and_the_process_exits_n
     let post = |host: &str| {
         let mut body = seed_pipeline();
         body["host"] = json!(host);
-        client.post(server.url("/status/pipeline")).json(&body).send()
+        client
+            .post(server.url("/status/pipeline"))
+            .json(&body)
+            .send()
     };
     assert_eq!(post("fine").await.unwrap().status(), 201);
 
