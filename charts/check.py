@@ -4,8 +4,14 @@ every manifest strictly against the Kubernetes schemas, and assert what the char
 Run with the CI venv (helm-python-sdk, kubernetes-validate, PyYAML):
     python charts/check.py
 Exits 1 on the first failure with what went wrong.
+
+    python charts/check.py --write-rules PATH
+renders the PrometheusRule with the defaults (release gitops-status in observability-stack),
+checks its shape, and writes its spec (the rule groups) to PATH for promtool
+(tests/promtool/run.sh).
 """
 
+import argparse
 import json
 import re
 import sys
@@ -21,6 +27,19 @@ KUBE_VERSION = "1.30.0"
 RELEASE, NAMESPACE = "gitops-status", "observability-stack"
 # Where the seeds' pipelines and Grafana call the old server (seeds 000, 002).
 SEED_URL = "http://gitops-status-server.observability-stack.svc.cluster.local"
+# prometheus-operator's custom resources. kubernetes-validate has schemas for Kubernetes' own
+# kinds only, so these are not validated against a schema: assert_monitoring checks their
+# shape field by field instead, and tests/promtool/run.sh runs promtool on the rules. The
+# templates do not ask .Capabilities.APIVersions for the CRDs either: helm-python renders
+# offline without API versions, and on a cluster without the CRDs an install that fails
+# ("no matches for kind") says more than one that leaves the objects out silently.
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+# Alert name -> its values under metrics.prometheusRule.
+HOST_ALERTS = {"GitopsStatusHostOutOfSync": "hostOutOfSync", "GitopsStatusHostFailed": "hostFailed",
+               "GitopsStatusHostStale": "hostStale"}
+SERVICE_ALERTS = {"GitopsStatusNotReady": "notReady", "GitopsStatusTargetDown": "targetDown",
+                  "GitopsStatusWritesRefused": "writeRefusals"}
+VOLUME_ALERTS = {"GitopsStatusVolumeFull": "volumeFull"}
 
 
 def fail(message):
@@ -72,6 +91,8 @@ def validate(label, manifests):
     count = 0
     for template, docs in manifests.items():
         for doc in docs:
+            if doc.get("kind") in CRD_KINDS:
+                continue  # no schema to validate against: assert_monitoring checks these
             try:
                 kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
             except Exception as err:  # noqa: BLE001 - every kind of failure is a CI failure
@@ -144,6 +165,8 @@ def assert_promises(label, values, manifests, notes, namespace=NAMESPACE):
           f"{label}: GITOPS_STATUS_IDEMPOTENCY_WINDOW {env.get('GITOPS_STATUS_IDEMPOTENCY_WINDOW')}")
     check(env["GITOPS_STATUS_STALE_AFTER"] == v["staleAfter"],
           f"{label}: GITOPS_STATUS_STALE_AFTER {env.get('GITOPS_STATUS_STALE_AFTER')}")
+    check(env["GITOPS_STATUS_METRICS_PER_HOST"] == str(v["metrics"]["perHost"]).lower(),
+          f"{label}: GITOPS_STATUS_METRICS_PER_HOST {env.get('GITOPS_STATUS_METRICS_PER_HOST')}")
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     check(mounts.get("data") == "/data", f"{label}: /data not mounted: {mounts}")
     volumes = {vol["name"]: vol for vol in pod["volumes"]}
@@ -221,7 +244,104 @@ def assert_promises(label, values, manifests, notes, namespace=NAMESPACE):
         check(rule["from"] == v["networkPolicy"]["writers"] + v["networkPolicy"]["readers"],
               f"{label}: NetworkPolicy sources {rule['from']}")
         check(rule["ports"] == [{"port": "http", "protocol": "TCP"}], f"{label}: NetworkPolicy ports")
+    assert_monitoring(label, v, kinds, service, spec["selector"]["matchLabels"], namespace)
     return url
+
+
+def assert_monitoring(label, v, kinds, service, selector, namespace):
+    """The ServiceMonitor and the PrometheusRule, field by field (no schema knows them)."""
+    metrics, fullname = v["metrics"], service["metadata"]["name"]
+    monitor_values, rule_values = metrics["serviceMonitor"], metrics["prometheusRule"]
+    monitors, rules = kinds.get("ServiceMonitor", []), kinds.get("PrometheusRule", [])
+    check(len(monitors) == int(monitor_values["enabled"]), f"{label}: {len(monitors)} ServiceMonitors")
+    check(len(rules) == int(rule_values["enabled"]), f"{label}: {len(rules)} PrometheusRules")
+
+    if monitors:
+        (monitor,) = monitors
+        token = monitor_values["bearerTokenSecret"]
+        endpoint = {"port": "http", "path": "/metrics", "scheme": "http"}
+        for key in ("interval", "scrapeTimeout"):
+            if monitor_values[key]:
+                endpoint[key] = monitor_values[key]
+        if token["name"]:
+            endpoint["authorization"] = {"type": "Bearer",
+                                         "credentials": {"name": token["name"], "key": token["key"]}}
+        expected = {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "ServiceMonitor",
+            "metadata": {"name": fullname,
+                         "labels": {**service["metadata"]["labels"], **monitor_values["labels"]}},
+            "spec": {"namespaceSelector": {"matchNames": [namespace]},
+                     "selector": {"matchLabels": selector},
+                     "endpoints": [endpoint]},
+        }
+        check(monitor == expected, f"{label}: ServiceMonitor\n  got      {monitor}\n  expected {expected}")
+        matched = monitor["spec"]["selector"]["matchLabels"]
+        check(matched and matched.items() <= service["metadata"]["labels"].items(),
+              f"{label}: the ServiceMonitor's selector {matched} does not select the Service")
+        check("http" in {p["name"] for p in service["spec"]["ports"]}, f"{label}: no http port to scrape")
+        check("authorization" in endpoint or not v["auth"]["readRequiresToken"],
+              f"{label}: /metrics needs a read token and the ServiceMonitor sends none")
+
+    if rules:
+        (rule,) = rules
+        check(rule["apiVersion"] == "monitoring.coreos.com/v1" and rule["kind"] == "PrometheusRule",
+              f"{label}: PrometheusRule {rule['apiVersion']} {rule['kind']}")
+        want = {"name": fullname, "labels": {**service["metadata"]["labels"], **rule_values["labels"]}}
+        check(rule["metadata"] == want, f"{label}: PrometheusRule metadata {rule['metadata']}")
+        check(list(rule["spec"]) == ["groups"], f"{label}: PrometheusRule spec keys {list(rule['spec'])}")
+        groups = rule["spec"]["groups"]
+        check(all(list(g) == ["name", "rules"] for g in groups), f"{label}: rule group keys")
+        check(len({g["name"] for g in groups}) == len(groups), f"{label}: duplicate rule group names")
+        got = [r for g in groups for r in g["rules"]]
+        alerts = {r["alert"]: r for r in got}
+        expected = dict(SERVICE_ALERTS)
+        if metrics["perHost"]:
+            expected |= HOST_ALERTS
+        if v["persistence"]["enabled"]:
+            expected |= VOLUME_ALERTS
+        check(len(alerts) == len(got) and set(alerts) == set(expected),
+              f"{label}: alerts {sorted(r['alert'] for r in got)}, expected {sorted(expected)}")
+        for name, expr in alert_expressions(v, fullname, namespace).items():
+            if name not in alerts:
+                continue
+            r, values = alerts[name], rule_values[expected[name]]
+            check(list(r) == ["alert", "expr", "for", "labels", "annotations"], f"{label}: {name} keys {list(r)}")
+            check(r["expr"] == expr, f"{label}: {name}\n  expr     {r['expr']}\n  expected {expr}")
+            check(r["for"] == values["for"], f"{label}: {name} for {r['for']}, values say {values['for']}")
+            check(r["labels"] == {"severity": values["severity"]}, f"{label}: {name} labels {r['labels']}")
+            notes = r["annotations"]
+            check(list(notes) == ["summary", "description"] and all(notes.values()),
+                  f"{label}: {name} annotations {notes}")
+            needles = (["{{ $labels.server_group }}", "{{ $labels.host }}"] if name in HOST_ALERTS
+                       else ["{{ $labels.persistentvolumeclaim }}"] if name in VOLUME_ALERTS
+                       else ["{{ $labels.namespace }}/{{ $labels.job }}"])
+            check(all(n in notes["summary"] and n in notes["description"] for n in needles),
+                  f"{label}: {name} annotations do not name {needles}")
+
+
+def alert_expressions(v, fullname, namespace):
+    """Every alert's PromQL as the chart README documents it, for these values."""
+    rule = v["metrics"]["prometheusRule"]
+    scope = f'namespace="{namespace}", job="{rule["job"] or fullname}"'
+    host = "max by (namespace, job, server_group, host)"
+    refusals = rule["writeRefusals"]
+    claim = v["persistence"]["existingClaim"] or f"{fullname}-data"
+    volume = f'{{namespace="{namespace}", persistentvolumeclaim="{claim}"}}'
+    by_claim = "max by (namespace, persistentvolumeclaim)"
+    return {
+        "GitopsStatusHostOutOfSync": f'{host} (gitops_status_host_status{{{scope}, status="out_of_sync"}}) == 1',
+        "GitopsStatusHostFailed": f'{host} (gitops_status_host_status{{{scope}, status="failed"}}) == 1',
+        "GitopsStatusHostStale": f"{host} (gitops_status_host_stale{{{scope}}}) == 1",
+        "GitopsStatusNotReady": f"min by (namespace, job) (gitops_status_ready{{{scope}}}) == 0",
+        "GitopsStatusTargetDown": f"min by (namespace, job) (up{{{scope}}}) == 0",
+        "GitopsStatusWritesRefused":
+            f"sum by (namespace, job, reason) (rate(gitops_status_reports_refused_total{{{scope}, "
+            f'reason=~"queue_full|storage"}}[{refusals["window"]}])) > {refusals["perSecond"]}',
+        "GitopsStatusVolumeFull":
+            f"{by_claim} (kubelet_volume_stats_available_bytes{volume}) / "
+            f"{by_claim} (kubelet_volume_stats_capacity_bytes{volume}) < {rule['volumeFull']['availableBelow']}",
+    }
 
 
 def assert_every_option_is_reachable():
@@ -300,8 +420,11 @@ def main():
         total += validate(label, manifests)
         assert_promises(label, values, manifests, notes)
         kinds = sorted(d["kind"] for docs in manifests.values() for d in docs)
+        custom = [k for k in kinds if k in CRD_KINDS]
+        kinds = [k for k in kinds if k not in CRD_KINDS]
         print(f"ok  {label}: lint clean; {len(kinds)} manifests valid for Kubernetes "
-              f"{KUBE_VERSION} (strict): {', '.join(kinds)}")
+              f"{KUBE_VERSION} (strict): {', '.join(kinds)}"
+              + (f"; shape checked: {', '.join(custom)}" if custom else ""))
     label = "README's Argo CD Application"
     release, namespace, values = argocd_example()
     lint(label, values)
@@ -331,8 +454,34 @@ def main():
     assert_render_refuses({"auth": {"readRequiresToken": True}}, "read tokens without a token file")
     assert_render_refuses({"networkPolicy": {"enabled": True, "writers": [], "readers": []}},
                           "NetworkPolicy without sources")
+    assert_render_refuses({"auth": {"existingSecret": "gitops-status-tokens", "readRequiresToken": True},
+                           "metrics": {"serviceMonitor": {"enabled": True}}},
+                          "a ServiceMonitor without a read token while /metrics needs one")
+    assert_schema_refuses({"metrics": {"prometheusRule": {"hostOutOfSync": {"for": "30 minutes"}}}},
+                          "an alert duration Prometheus cannot read")
+    assert_schema_refuses({"metrics": {"prometheusRule": {"volumeFull": {"availableBelow": 10}}}},
+                          "a volume threshold in percent, not a fraction")
+    assert_schema_refuses({"metrics": {"serviceMonitor": {"bearerToken": "secret"}}},
+                          "a token in the values instead of a Secret")
     print(f"chart: ok ({total} manifests validated)")
 
 
+def write_rules(path):
+    """The default PrometheusRule's spec (its rule groups), checked, for promtool."""
+    values = {"metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}}}
+    manifests, notes = render(values)
+    assert_promises("--write-rules", values, manifests, notes)
+    (rule,) = by_kind(manifests)["PrometheusRule"]
+    Path(path).write_text(yaml.safe_dump(rule["spec"], sort_keys=False, width=1000))
+    print(f"wrote the PrometheusRule's rule groups ({RELEASE} in {NAMESPACE}) to {path}")
+
+
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write-rules", metavar="PATH",
+                        help="only write the default PrometheusRule's rule groups to PATH, for promtool")
+    args = parser.parse_args()
+    if args.write_rules:
+        write_rules(args.write_rules)
+    else:
+        main()
