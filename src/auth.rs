@@ -414,6 +414,11 @@ impl Auth {
         let tokens = match TokenSet::load(&self.path) {
             Ok(tokens) => tokens,
             Err(err) => {
+                // The file as it failed: the next change, whatever its time (a backup put
+                // back with `mv` or `cp -p`), is read again; the same broken file is not.
+                if let Ok(mut seen) = self.stamp.lock() {
+                    *seen = stamp;
+                }
                 self.set_failure(Some(format!(
                     "the token file {} could not be reloaded: {err:#}",
                     self.path.display()
@@ -433,7 +438,8 @@ impl Auth {
         Ok(count)
     }
 
-    /// Whether the file changed (modified time or size) since it was last read.
+    /// Whether the file changed (modified time or size) since it was last read, or since a
+    /// reload last failed on it.
     pub fn changed_on_disk(&self) -> bool {
         let now = file_stamp(&self.path);
         match self.stamp.lock() {

@@ -83,6 +83,7 @@ pub async fn fill(db: &Path, hosts: u64, rows: u64) -> anyhow::Result<u64> {
                 user_agent: Some("gitops-status bench-fill".to_owned()),
                 raw_body: object.raw,
                 import_entry: None,
+                request_id: None,
             },
             received_at,
         })

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::http::header::{self, ContentEncoding};
-use actix_web::{get, post, web, HttpResponse};
+use actix_web::{get, post, web, HttpMessage as _, HttpResponse};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
@@ -154,16 +154,25 @@ impl MessageBody for Pages {
     )
 )]
 #[get("/admin/backup")]
-pub async fn backup(ctx: web::Data<AppContext>, admin: Admin) -> Result<HttpResponse, ApiError> {
-    let copy = ctx.store.backup().await?;
+pub async fn backup(
+    ctx: web::Data<AppContext>,
+    admin: Admin,
+    req: actix_web::HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let at = ctx.clock.now().to_string().replace([':', '.'], "-");
+    let disposition = format!("attachment; filename=\"gitops-status-{at}.db\"");
+    if req.extensions().get::<super::middleware::Head>().is_some() {
+        // HEAD: the headers without taking a copy (its size is known only by taking one).
+        return Ok(HttpResponse::Ok()
+            .content_type("application/vnd.sqlite3")
+            .insert_header((header::CONTENT_DISPOSITION, disposition))
+            .body(actix_web::body::None::new()));
+    }
+    let copy = ctx.store.backup().await?;
     tracing::info!(principal = ?admin.principal, bytes = copy.size, "backup streaming");
     Ok(HttpResponse::Ok()
         .content_type("application/vnd.sqlite3")
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"gitops-status-{at}.db\""),
-        ))
+        .insert_header((header::CONTENT_DISPOSITION, disposition))
         // Sent as is: the Compress middleware leaves a response with an encoding alone.
         .insert_header(ContentEncoding::Identity)
         .body(Pages {

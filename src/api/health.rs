@@ -7,11 +7,20 @@ use utoipa::ToSchema;
 use super::error::{error_chain, ApiError, ErrorBody};
 use super::AppContext;
 
+/// How long /ready's database checks may take in all (the chart's readiness probe waits 2 s).
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Probe {
     /// `ok` for /health, `ready` for /ready.
     #[schema(example = "ok")]
     pub status: String,
+    /// /ready only, and only when there are some: problems that do not stop this instance
+    /// from serving, e.g. a token file that could not be reloaded (then no token is accepted
+    /// until it loads, while open reads go on).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(example = json!(["the token file /etc/gitops-status/auth/tokens could not be reloaded: line 3: expected NAME SHA256_HEX SCOPES, found 2 fields; no token is accepted until it loads"]))]
+    pub warnings: Vec<String>,
 }
 
 /// Liveness: 200 while the process serves HTTP. It does not touch the database.
@@ -27,6 +36,7 @@ pub struct Probe {
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(Probe {
         status: "ok".to_owned(),
+        warnings: Vec::new(),
     })
 }
 
@@ -47,15 +57,28 @@ pub async fn ready(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError>
         tracing::warn!(problem = %failure, "readiness check failed");
         return Err(ApiError::Unavailable(format!("not ready: {failure}")));
     }
-    if let Some(failure) = ctx.auth.as_ref().and_then(|auth| auth.failure()) {
-        tracing::warn!(problem = %failure, "readiness check failed");
-        return Err(ApiError::Unavailable(format!(
-            "not ready: {failure}; no token is accepted until it loads"
-        )));
-    }
-    match ctx.store.check().await {
+    // Reads go on without tokens, and a request that needs one is told why it is refused:
+    // the instance stays in its Service, and the reason shows here and in /metrics.
+    let warnings: Vec<String> = ctx
+        .auth
+        .as_ref()
+        .and_then(|auth| auth.failure())
+        .map(|failure| format!("{failure}; no token is accepted until it loads"))
+        .into_iter()
+        .collect();
+    // Inside the chart's probe timeout, whatever the database does.
+    let checked = tokio::time::timeout(READY_TIMEOUT, ctx.store.check())
+        .await
+        .unwrap_or_else(|_| {
+            Err(crate::store::StoreError::ProbeUnanswered(format!(
+                "the database did not answer within {} ms",
+                READY_TIMEOUT.as_millis()
+            )))
+        });
+    match checked {
         Ok(()) => Ok(HttpResponse::Ok().json(Probe {
             status: "ready".to_owned(),
+            warnings,
         })),
         Err(err) => {
             let reason = error_chain(&err);

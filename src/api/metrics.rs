@@ -118,9 +118,7 @@ async fn service_state(ctx: &AppContext, registry: &Registry) -> Result<(), ApiE
         i64::from(store.write_fault().is_none()),
     )?;
     let token_failure = ctx.auth.as_ref().and_then(|auth| auth.failure());
-    let ready = ctx.supervisor.failure().is_none()
-        && store.write_fault().is_none()
-        && token_failure.is_none();
+    let ready = ctx.supervisor.failure().is_none() && store.write_fault().is_none();
     gauge(
         registry,
         "gitops_status_ready",

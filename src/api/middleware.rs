@@ -27,11 +27,39 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The longest incoming `X-Request-Id` honoured.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// The routes whose requests are reports (their errors count as refusals).
-const REPORT_ROUTES: [&str; 3] = ["/status/pipeline", "/status/cron", "/api/status"];
+/// The requests that are reports (their errors count as refusals): the three POSTs, and a
+/// decommission.
+const REPORT_ROUTES: [(Method, &str); 4] = [
+    (Method::POST, "/status/pipeline"),
+    (Method::POST, "/status/cron"),
+    (Method::POST, "/api/status"),
+    (Method::DELETE, "/status/{server_group}/{host}"),
+];
+
+/// A method as a metric label: the standard ones, every other name as `other` (actix accepts
+/// any token as a method; a label per name would let anyone grow the metrics without bound).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
 
 /// Routes polled by machines every few seconds: their lines log at DEBUG.
 const QUIET_ROUTES: [&str; 3] = ["/health", "/ready", "/metrics"];
+
+/// Marks a HEAD request that runs as GET: a handler whose body is costly to make (a backup)
+/// answers with its headers alone.
+#[derive(Clone, Copy, Debug)]
+pub struct Head;
 
 /// The request's id, in the request's extensions.
 #[derive(Clone, Debug)]
@@ -103,13 +131,14 @@ pub async fn trace_request(
     });
     if let Some(ctx) = context {
         let metrics = &ctx.metrics;
-        metrics.request(&route, method.as_str(), status, elapsed.as_secs_f64());
+        metrics.request(&route, method_label(&method), status, elapsed.as_secs_f64());
         let extensions = response.response().extensions();
         if let Some(failure) = extensions.get::<AuthFailure>() {
             metrics.auth_failed(*failure);
         }
-        if method == Method::POST
-            && REPORT_ROUTES.contains(&route.as_str())
+        if REPORT_ROUTES
+            .iter()
+            .any(|(m, r)| *m == method && *r == route)
             && !response.status().is_success()
         {
             let reason = extensions.get::<Refusal>().copied().unwrap_or(
@@ -139,6 +168,7 @@ pub async fn head_as_get(
             .is_none_or(|routes| routes.answers_get(req.path()));
         if has_get {
             req.head_mut().method = Method::GET;
+            req.extensions_mut().insert(Head);
         }
     }
     next.call(req).await

@@ -29,8 +29,8 @@ use super::{RenderRow, StoreError, WRITER_ANSWER_TIMEOUT};
 /// The most reports one transaction holds; more wait for the next one.
 const MAX_GROUP: usize = 256;
 
-/// How long `/ready`'s write probe waits for the writer (below the chart's probe timeout).
-const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long `/ready`'s write probe waits for the writer (inside /ready's own limit).
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What the server knows about the request besides the report itself.
 #[derive(Clone, Debug, Default)]
@@ -506,6 +506,7 @@ impl Writer {
                 if gone {
                     pending.span.in_scope(|| {
                         tracing::info!(
+                            request_id = pending.request_id.as_deref(),
                             "the client went away before its report was written; not stored"
                         )
                     });
@@ -572,7 +573,11 @@ impl Writer {
                 written += 1;
                 self.metrics.accepted(pending.report.kind().as_str());
                 pending.span.in_scope(|| {
-                    tracing::debug!(report_id = recorded.report_id, "report committed");
+                    tracing::debug!(
+                        report_id = recorded.report_id,
+                        request_id = pending.request_id.as_deref(),
+                        "report committed"
+                    );
                 });
             }
         }
@@ -658,7 +663,7 @@ impl Writer {
             let ahead_of_clock = report.reported_at.is_some_and(|at| at > received_at);
             if ahead_of_clock {
                 pending.span.in_scope(|| {
-                    tracing::warn!(client = ?pending.row.record.client_addr, "a report's own time lies ahead of the server clock; ordered by its arrival");
+                    tracing::warn!(client = ?pending.row.record.client_addr, request_id = pending.request_id.as_deref(), "a report's own time lies ahead of the server clock; ordered by its arrival");
                 });
             }
 

@@ -507,12 +507,21 @@ mod process {
                 .contains("could not be reloaded"),
             "{body}"
         );
+        // The instance stays in its Service (open reads go on); /ready says why tokens fail.
         let ready = client.get(server.url("/ready")).send().await.unwrap();
-        assert_eq!(ready.status(), 503);
+        assert_eq!(ready.status(), 200);
         let ready: Value = ready.json().await.unwrap();
-        assert!(
-            ready["error"].as_str().unwrap().contains("line 1"),
-            "{ready}"
+        let warning = ready["warnings"][0].as_str().unwrap();
+        assert!(warning.contains("line 1"), "{ready}");
+        assert!(warning.contains("no token is accepted"), "{ready}");
+        assert_eq!(
+            client
+                .get(server.url("/status"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
         );
         let metrics = client
             .get(server.url("/metrics"))
@@ -545,10 +554,58 @@ mod process {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let ready = client.get(server.url("/ready")).send().await.unwrap();
-        assert_eq!(ready.status(), 200);
+        let ready: Value = client
+            .get(server.url("/ready"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(ready, json!({"status": "ready"}));
         server.signal(Signal::SIGTERM);
         assert_eq!(server.wait(), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_good_file_put_back_with_its_old_time_is_picked_up_after_a_failed_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, tokens) = token_file(dir.path(), &[("ci", &["write:rsyslog-*"])]);
+        let server = start_with_tokens(dir.path(), &path, &["--tokens-poll-interval", "1"]);
+        let token = &tokens["ci"];
+        // A backup as `cp -p` keeps it: the same bytes and the same modification time.
+        let backup = dir.path().join("tokens.bak");
+        std::fs::copy(&path, &backup).unwrap();
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&backup)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+
+        std::fs::write(&path, "broken line\n").unwrap();
+        wait_for_log(&server, "token file not reloaded");
+        assert_eq!(post(&server, token).await, 503);
+        std::fs::rename(&backup, &path).unwrap();
+
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while post(&server, token).await != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "the restored file was not picked up"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The broken file was read once, not at every poll.
+        let failures = server
+            .logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("token file not reloaded"))
+            .count();
+        assert_eq!(failures, 1);
     }
 
     #[tokio::test]

@@ -207,6 +207,45 @@ async fn reports_requests_and_the_fleet_are_counted() {
 }
 
 #[tokio::test]
+async fn unknown_methods_share_one_label_and_refused_decommissions_count() {
+    let app = spawn_app().await;
+    for method in ["FOO1", "FOO2", "BREW"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = app
+            .client
+            .request(method, app.url("/status"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405);
+    }
+    let gone = app
+        .client
+        .delete(app.url("/status/rsyslog-prod/nowhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+
+    let (text, samples) = scrape(&app).await;
+
+    assert!(!text.contains("FOO1") && !text.contains("BREW"), "{text}");
+    let other = [("route", "/status"), ("method", "other"), ("status", "405")];
+    assert_eq!(
+        value(&samples, "gitops_status_http_requests_total", &other),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "gitops_status_reports_refused_total",
+            &[("reason", "not_found")]
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
 async fn per_host_series_can_be_turned_off() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_with(dir, |s| s.metrics_per_host = false).await;

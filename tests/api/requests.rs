@@ -111,6 +111,19 @@ async fn head_answers_as_get_without_a_body() {
         assert_eq!(head.headers()["content-type"], get_type, "{path}");
         assert!(head.text().await.unwrap().is_empty(), "{path}: a body");
     }
+    // A backup's headers, without taking a copy of the database.
+    let head = app
+        .client
+        .head(app.url("/admin/backup"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-type"], "application/vnd.sqlite3");
+    assert!(head.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment; filename=\"gitops-status-"));
     // Query parameters are checked as for GET.
     let head = app
         .client

@@ -368,3 +368,18 @@ async fn a_member_sent_twice_is_refused_naming_it() {
         .await;
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
 }
+
+#[tokio::test]
+async fn a_member_sent_twice_under_an_escaped_name_is_refused_too() {
+    let app = spawn_app().await;
+    // `st\u0061tus` is `status` once decoded, as serde_json and sqlite3 both read it.
+    let body = r#"{"server_group":"g","host":"h","status":"synced","st\u0061tus":"failed"}"#;
+    let details = expect_error(
+        app.post_raw("/status/pipeline", Some("application/json"), body)
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(details[0].0, "status", "{details:?}");
+    assert_nothing_stored(&app).await;
+}
