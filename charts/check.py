@@ -6,8 +6,9 @@ Run with the CI venv (helm-python-sdk, kubernetes-validate, PyYAML):
 Exits 1 on the first failure with what went wrong.
 
     python charts/check.py --write-rules PATH
-renders the PrometheusRule with the defaults (release gitops-status in observability-stack),
-checks its shape, and writes its spec (the rule groups) to PATH for promtool
+renders the PrometheusRule with the defaults plus auth.existingSecret (release gitops-status
+in observability-stack; with a token file, so that GitopsStatusTokenFileNotLoaded is there
+too), checks its shape, and writes its spec (the rule groups) to PATH for promtool
 (tests/promtool/run.sh).
 """
 
@@ -40,6 +41,8 @@ HOST_ALERTS = {"GitopsStatusHostOutOfSync": "hostOutOfSync", "GitopsStatusHostFa
 SERVICE_ALERTS = {"GitopsStatusNotReady": "notReady", "GitopsStatusTargetDown": "targetDown",
                   "GitopsStatusWritesRefused": "writeRefusals"}
 VOLUME_ALERTS = {"GitopsStatusVolumeFull": "volumeFull"}
+# gitops_status_token_file_loaded exists only when the server runs with a token file.
+TOKEN_ALERTS = {"GitopsStatusTokenFileNotLoaded": "tokenFile"}
 
 
 def fail(message):
@@ -300,6 +303,8 @@ def assert_monitoring(label, v, kinds, service, selector, namespace):
             expected |= HOST_ALERTS
         if v["persistence"]["enabled"]:
             expected |= VOLUME_ALERTS
+        if v["auth"]["existingSecret"]:
+            expected |= TOKEN_ALERTS
         check(len(alerts) == len(got) and set(alerts) == set(expected),
               f"{label}: alerts {sorted(r['alert'] for r in got)}, expected {sorted(expected)}")
         for name, expr in alert_expressions(v, fullname, namespace).items():
@@ -318,6 +323,15 @@ def assert_monitoring(label, v, kinds, service, selector, namespace):
                        else ["{{ $labels.namespace }}/{{ $labels.job }}"])
             check(all(n in notes["summary"] and n in notes["description"] for n in needles),
                   f"{label}: {name} annotations do not name {needles}")
+        # A token file that fails to load leaves /ready at 200 (a warning): NotReady must not
+        # claim it, and the token alert must say what it means and where to look.
+        check("token" not in alerts["GitopsStatusNotReady"]["annotations"]["description"],
+              f"{label}: GitopsStatusNotReady still blames the token file")
+        if "GitopsStatusTokenFileNotLoaded" in alerts:
+            notes = alerts["GitopsStatusTokenFileNotLoaded"]["annotations"]
+            text = notes["summary"] + " " + notes["description"]
+            for needle in ("no token is accepted", "503", "log", "/ready", "warnings"):
+                check(needle in text, f"{label}: GitopsStatusTokenFileNotLoaded annotations lack {needle!r}")
 
 
 def alert_expressions(v, fullname, namespace):
@@ -334,6 +348,8 @@ def alert_expressions(v, fullname, namespace):
         "GitopsStatusHostFailed": f'{host} (gitops_status_host_status{{{scope}, status="failed"}}) == 1',
         "GitopsStatusHostStale": f"{host} (gitops_status_host_stale{{{scope}}}) == 1",
         "GitopsStatusNotReady": f"min by (namespace, job) (gitops_status_ready{{{scope}}}) == 0",
+        "GitopsStatusTokenFileNotLoaded":
+            f"min by (namespace, job) (gitops_status_token_file_loaded{{{scope}}}) == 0",
         "GitopsStatusTargetDown": f"min by (namespace, job) (up{{{scope}}}) == 0",
         "GitopsStatusWritesRefused":
             f"sum by (namespace, job, reason) (rate(gitops_status_reports_refused_total{{{scope}, "
@@ -459,6 +475,8 @@ def main():
                           "a ServiceMonitor without a read token while /metrics needs one")
     assert_schema_refuses({"metrics": {"prometheusRule": {"hostOutOfSync": {"for": "30 minutes"}}}},
                           "an alert duration Prometheus cannot read")
+    assert_schema_refuses({"metrics": {"prometheusRule": {"tokenFile": {"severity": ""}}}},
+                          "a token-file alert without a severity")
     assert_schema_refuses({"metrics": {"prometheusRule": {"volumeFull": {"availableBelow": 10}}}},
                           "a volume threshold in percent, not a fraction")
     assert_schema_refuses({"metrics": {"serviceMonitor": {"bearerToken": "secret"}}},
@@ -467,8 +485,10 @@ def main():
 
 
 def write_rules(path):
-    """The default PrometheusRule's spec (its rule groups), checked, for promtool."""
-    values = {"metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}}}
+    """The default PrometheusRule's spec (its rule groups), checked, for promtool. With a token
+    file (auth.existingSecret), so that GitopsStatusTokenFileNotLoaded is rendered and tested."""
+    values = {"auth": {"existingSecret": "gitops-status-tokens"},
+              "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}}}
     manifests, notes = render(values)
     assert_promises("--write-rules", values, manifests, notes)
     (rule,) = by_kind(manifests)["PrometheusRule"]
@@ -479,7 +499,8 @@ def write_rules(path):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write-rules", metavar="PATH",
-                        help="only write the default PrometheusRule's rule groups to PATH, for promtool")
+                        help="only write the default PrometheusRule's rule groups (with auth.existingSecret) "
+                             "to PATH, for promtool")
     args = parser.parse_args()
     if args.write_rules:
         write_rules(args.write_rules)
