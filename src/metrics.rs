@@ -235,6 +235,55 @@ impl Metrics {
     }
 }
 
+/// One metric family written straight in the text format, for the per-host families: the
+/// crate builds a structure per series and sorts them (about 300 ms for 70,000 series at
+/// 10,000 hosts, measured); writing the lines directly takes a few milliseconds.
+pub struct Family<'a> {
+    out: &'a mut String,
+    name: &'static str,
+}
+
+impl<'a> Family<'a> {
+    /// Starts a gauge family: its HELP and TYPE lines.
+    pub fn gauge(out: &'a mut String, name: &'static str, help: &str) -> Self {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            out,
+            "# HELP {name} {}",
+            help.replace('\\', "\\\\").replace('\n', "\\n")
+        );
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        Family { out, name }
+    }
+
+    /// One sample; label values are escaped as the format wants.
+    pub fn sample(&mut self, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        use std::fmt::Write as _;
+        self.out.push_str(self.name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (name, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                self.out.push_str(name);
+                self.out.push_str("=\"");
+                for c in value.chars() {
+                    match c {
+                        '\\' => self.out.push_str("\\\\"),
+                        '"' => self.out.push_str("\\\""),
+                        '\n' => self.out.push_str("\\n"),
+                        c => self.out.push(c),
+                    }
+                }
+                self.out.push('"');
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+}
+
 /// A registry's metrics in the classic text format, appended to `out`.
 pub fn encode(registry: &Registry, out: &mut String) -> Result<(), prometheus::Error> {
     use prometheus::Encoder as _;

@@ -6,7 +6,7 @@
 //! carry group and host names, statuses, task names; never commits, paths or free text.
 
 use actix_web::{get, web, HttpResponse};
-use prometheus::{Gauge, GaugeVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{Gauge, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::domain::{FleetFilter, Status, Timestamp};
 
@@ -47,6 +47,17 @@ pub async fn metrics(
     service_state(&ctx, &state).await?;
     fleet(&ctx, &state, now).await?;
     crate::metrics::encode(&state, &mut out).map_err(ApiError::internal)?;
+    if ctx.metrics_per_host {
+        let hosts = ctx.store.host_gauges(now).await?;
+        // Formatting 70,000 lines at 10,000 hosts takes a few milliseconds: off the worker
+        // all the same, so that no request waits behind a scrape.
+        out = web::block(move || {
+            per_host(&mut out, &hosts);
+            out
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    }
     Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(out))
 }
 
@@ -229,62 +240,55 @@ async fn fleet(ctx: &AppContext, registry: &Registry, now: Timestamp) -> Result<
         "Hosts whose drift checks stopped arriving (--stale-after).",
         int(summary.stale),
     )?;
-    if !ctx.metrics_per_host {
-        return Ok(());
+    Ok(())
+}
+
+/// One series per host, as Healthchecks exports its checks, written straight in the text
+/// format (see `crate::metrics::Family`).
+fn per_host(out: &mut String, hosts: &[crate::domain::HostGauge]) {
+    use crate::metrics::Family;
+    fn names(h: &crate::domain::HostGauge) -> [(&'static str, &str); 2] {
+        [
+            ("host", h.host.as_str()),
+            ("server_group", h.server_group.as_str()),
+        ]
     }
-    let labels = &["server_group", "host"];
-    let vec = |name: &str, help: &str| {
-        IntGaugeVec::new(Opts::new(name, help), labels).map_err(ApiError::internal)
-    };
-    let in_sync = register(
-        registry,
-        vec(
-            "gitops_status_host_in_sync",
-            "1 when the host's status is synced, else 0.",
-        )?,
-    )?;
-    let stale = register(
-        registry,
-        vec(
-            "gitops_status_host_stale",
-            "1 when the host's drift checks stopped arriving, else 0.",
-        )?,
-    )?;
-    let last = register(
-        registry,
-        GaugeVec::new(
-            Opts::new(
-                "gitops_status_host_last_report_timestamp_seconds",
-                "When the host's newest report arrived (Unix time).",
-            ),
-            labels,
-        )
-        .map_err(ApiError::internal)?,
-    )?;
-    let status = register(
-        registry,
-        IntGaugeVec::new(
-            Opts::new(
-                "gitops_status_host_status",
-                "1 for the host's current status, 0 for the others (one series per status).",
-            ),
-            &["server_group", "host", "status"],
-        )
-        .map_err(ApiError::internal)?,
-    )?;
-    for host in ctx.store.host_gauges(now).await? {
-        let names = [host.server_group.as_str(), host.host.as_str()];
-        in_sync
-            .with_label_values(&names)
-            .set(i64::from(host.status == Status::Synced));
-        stale.with_label_values(&names).set(i64::from(host.stale));
-        last.with_label_values(&names)
-            .set(seconds(host.last_report_at));
+    let mut family = Family::gauge(
+        out,
+        "gitops_status_host_in_sync",
+        "1 when the host's status is synced, else 0.",
+    );
+    for h in hosts {
+        family.sample(&names(h), u8::from(h.status == Status::Synced));
+    }
+    let mut family = Family::gauge(
+        out,
+        "gitops_status_host_stale",
+        "1 when the host's drift checks stopped arriving, else 0.",
+    );
+    for h in hosts {
+        family.sample(&names(h), u8::from(h.stale));
+    }
+    let mut family = Family::gauge(
+        out,
+        "gitops_status_host_last_report_timestamp_seconds",
+        "When the host's newest report arrived (Unix time).",
+    );
+    for h in hosts {
+        family.sample(&names(h), seconds(h.last_report_at));
+    }
+    let mut family = Family::gauge(
+        out,
+        "gitops_status_host_status",
+        "1 for the host's current status, 0 for the others (one series per status).",
+    );
+    for h in hosts {
+        let [host, group] = names(h);
         for each in Status::ALL {
-            status
-                .with_label_values(&[names[0], names[1], each.as_str()])
-                .set(i64::from(host.status == each));
+            family.sample(
+                &[host, group, ("status", each.as_str())],
+                u8::from(h.status == each),
+            );
         }
     }
-    Ok(())
 }
