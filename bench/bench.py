@@ -365,6 +365,12 @@ def compare(args):
                         BENCH_PATH="/status/{group}/{host}/history?limit=100"))
                 results.setdefault(f"metrics_{name}", []).append(
                     wrk(server.port, "get.lua", 5, 1, threads=1, BENCH_PATH="/metrics"))
+                results.setdefault(f"badge_host_{name}", []).append(
+                    wrk(server.port, "get.lua", 5, 1, threads=1, BENCH_HOSTS=10_000,
+                        BENCH_PATH="/badge/{group}/{host}.svg"))
+                results.setdefault(f"badge_group_{name}", []).append(
+                    wrk(server.port, "get.lua", 5, 1, threads=1, BENCH_HOSTS=10_000,
+                        BENCH_PATH="/badge/{group}.svg"))
         results["metrics_gzip_bytes"] = gzip_size(servers["big"].port, "/metrics")
     finally:
         for server in servers.values():
@@ -465,6 +471,8 @@ def report_compare(res, args):
     metrics_big = median([ms(r["p50_us"]) for r in res["metrics_big"]])
     metrics_bytes = res["metrics_big"][0]["bytes"] / res["metrics_big"][0]["requests"]
     totals = median([ms(r["p50_us"]) for r in res["metrics_totals"]])
+    badge_host = median([ms(r["p50_us"]) for r in res["badge_host_big"]])
+    badge_group = median([ms(r["p50_us"]) for r in res["badge_group_big"]])
     totals_bytes = res["metrics_totals"][0]["bytes"] / res["metrics_totals"][0]["requests"]
 
     def yes(ok):
@@ -521,6 +529,10 @@ def report_compare(res, args):
          "", "", ""),
         ("  with --metrics-per-host=false", f"{totals:.2f} ms",
          f"{totals_bytes / 2**10:.0f} KiB", "", "", ""),
+        ("GET /badge/{group}/{host}.svg p50, 10k hosts, 5M rows (c1)", f"{badge_host:.2f} ms",
+         "", "", "< 1 ms", yes(badge_host < 1)),
+        ("GET /badge/{group}.svg p50, 10k hosts, 5M rows (c1)", f"{badge_group:.2f} ms", "", "",
+         "< 1 ms", yes(badge_group < 1)),
     ]
     print()
     print(f"gitops-status bench, {time.strftime('%Y-%m-%d %H:%M')}; {res['machine']}")

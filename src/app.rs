@@ -110,6 +110,7 @@ impl Application {
             clock: settings.clock.clone(),
             metrics,
             metrics_per_host: settings.metrics_per_host,
+            public_badges: settings.public_badges,
         });
         let spec = openapi::spec();
         let routes = web::Data::new(RouteTable::from_spec(&spec));

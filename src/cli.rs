@@ -252,6 +252,19 @@ pub struct ServeArgs {
         default_value = "true"
     )]
     pub metrics_per_host: bool,
+
+    /// Badges (/badge/…) need no token even with --read-requires-token: READMEs and chat
+    /// previews cannot send one. They show a host's or group's status to anyone who can reach
+    /// the service.
+    #[arg(
+        long,
+        env = "GITOPS_STATUS_PUBLIC_BADGES",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value = "false"
+    )]
+    pub public_badges: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -46,6 +46,8 @@ pub struct Settings {
     pub clock: Clock,
     /// `/metrics` carries one series per host.
     pub metrics_per_host: bool,
+    /// Badges need no token even with --read-requires-token.
+    pub public_badges: bool,
     /// Test builds only: the writer panics on a report for this host (an injected fault).
     pub panic_on_host: Option<String>,
 }
@@ -93,6 +95,7 @@ impl Settings {
             idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
             clock: Clock::system(),
             metrics_per_host: true,
+            public_badges: false,
             panic_on_host: None,
         }
     }
@@ -237,6 +240,7 @@ impl TryFrom<ServeArgs> for Settings {
             idempotency_window,
             clock: Clock::system(),
             metrics_per_host: args.metrics_per_host,
+            public_badges: args.public_badges,
             panic_on_host: injected_fault(),
         })
     }

@@ -33,6 +33,7 @@ use crate::api;
         (name = "history", description = "The audit trail: every accepted report"),
         (name = "fleet", description = "Counts, changes of status and rollouts, for dashboards"),
         (name = "v1", description = "The v1 single-object API, kept for existing pipelines"),
+        (name = "badges", description = "SVG and shields.io badges of a host or a group, for READMEs and chat"),
         (name = "probes", description = "Liveness, readiness and Prometheus metrics"),
         (name = "admin", description = "Retention on demand and backups, for a token with the admin scope"),
     ),

@@ -135,6 +135,27 @@ impl FromRequest for Reader {
     }
 }
 
+/// Permission to read a badge: as for any read, unless the server runs with
+/// `--public-badges` (READMEs cannot send tokens).
+pub struct BadgeReader;
+
+impl FromRequest for BadgeReader {
+    type Error = ApiError;
+    type Future = Ready<Result<BadgeReader, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        match context(req) {
+            Ok(ctx) if ctx.public_badges => ready(Ok(BadgeReader)),
+            Ok(_) => ready(
+                Reader::from_request(req, payload)
+                    .into_inner()
+                    .map(|_| BadgeReader),
+            ),
+            Err(err) => ready(Err(err)),
+        }
+    }
+}
+
 /// Permission for operations on the whole service (`/admin/…`): a token with the `admin`
 /// scope; open only when the server runs without a token file.
 pub struct Admin {

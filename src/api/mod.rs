@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod badge;
 pub mod body;
 pub mod commits;
 pub mod cron;
@@ -55,6 +56,8 @@ pub struct AppContext {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// `/metrics` carries one series per host.
     pub metrics_per_host: bool,
+    /// Badges need no token even with --read-requires-token.
+    pub public_badges: bool,
 }
 
 /// Registers every API handler (the spec is collected from this).
@@ -80,7 +83,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(summary::groups)
         .service(transitions::transitions)
         .service(commits::commits)
-        .service(commits::commit_hosts);
+        .service(commits::commit_hosts)
+        .service(badge::host_svg)
+        .service(badge::host_json)
+        .service(badge::group_svg)
+        .service(badge::group_json);
 }
 
 /// Merges two validations so one 422 names the problems of both.
@@ -437,11 +444,14 @@ pub fn path_error(err: actix_web::error::PathError, _: &HttpRequest) -> actix_we
 pub fn json_error_body<B>(
     response: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_json = response
+    // JSON errors are ours; an SVG is an unknown badge's grey image (meant for an <img>).
+    let is_ours = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if is_json {
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/json") || v.as_bytes() == b"image/svg+xml"
+        });
+    if is_ours {
         return Ok(ErrorHandlerResponse::Response(
             response.map_into_left_body(),
         ));

@@ -267,35 +267,65 @@ struct GaugeRow {
     received_at: String,
 }
 
+/// Hosts with their status, staleness as of `now` and newest report's arrival; `and` narrows
+/// the selection (with binds).
+fn gauge_sql(policy: &StalePolicy, now: Timestamp, and: &str) -> String {
+    format!(
+        "SELECT h.server_group, h.host, h.status, {} AS stale, r.received_at \
+         FROM hosts h JOIN reports r ON r.id = h.last_report_id \
+         WHERE h.status IS NOT NULL{and} ORDER BY h.server_group, h.host",
+        stale_sql(policy, now)
+    )
+}
+
+impl GaugeRow {
+    fn into_gauge(self) -> Result<HostGauge, StoreError> {
+        let corrupt = |field: &str, p: String| StoreError::Corrupt(format!("{field}: {p}"));
+        Ok(HostGauge {
+            server_group: ServerGroup::parse(&self.server_group)
+                .map_err(|p| corrupt("server_group", p))?,
+            host: HostName::parse(&self.host).map_err(|p| corrupt("host", p))?,
+            status: Status::parse(&self.status).map_err(|p| corrupt("status", p))?,
+            stale: self.stale,
+            last_report_at: timestamp("received_at", &self.received_at)?,
+        })
+    }
+}
+
 impl Store {
     /// Every host's status, staleness as of `now`, and newest report's arrival, ordered by
     /// group and host (for `/metrics`).
     #[tracing::instrument(skip_all)]
     pub async fn host_gauges(&self, now: Timestamp) -> Result<Vec<HostGauge>, StoreError> {
-        let sql = format!(
-            "SELECT h.server_group, h.host, h.status, {} AS stale, r.received_at \
-             FROM hosts h JOIN reports r ON r.id = h.last_report_id \
-             WHERE h.status IS NOT NULL ORDER BY h.server_group, h.host",
-            stale_sql(&self.stale_policy, now)
-        );
         // The only text in it is the stale policy's, quoted by `stale_sql`.
+        let sql = gauge_sql(&self.stale_policy, now, "");
         let rows: Vec<GaugeRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .persistent(false)
             .fetch_all(&self.readers)
             .await?;
-        rows.into_iter()
-            .map(|row| {
-                let corrupt = |field: &str, p: String| StoreError::Corrupt(format!("{field}: {p}"));
-                Ok(HostGauge {
-                    server_group: ServerGroup::parse(&row.server_group)
-                        .map_err(|p| corrupt("server_group", p))?,
-                    host: HostName::parse(&row.host).map_err(|p| corrupt("host", p))?,
-                    status: Status::parse(&row.status).map_err(|p| corrupt("status", p))?,
-                    stale: row.stale,
-                    last_report_at: timestamp("received_at", &row.received_at)?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(GaugeRow::into_gauge).collect()
+    }
+
+    /// The same for one host; None when it is not in the fleet (for its badge).
+    #[tracing::instrument(skip_all)]
+    pub async fn host_gauge(
+        &self,
+        group: &ServerGroup,
+        host: &HostName,
+        now: Timestamp,
+    ) -> Result<Option<HostGauge>, StoreError> {
+        let sql = gauge_sql(
+            &self.stale_policy,
+            now,
+            " AND h.server_group = ?1 AND h.host = ?2",
+        );
+        let row: Option<GaugeRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(group.as_str())
+            .bind(host.as_str())
+            .persistent(false)
+            .fetch_optional(&self.readers)
+            .await?;
+        row.map(GaugeRow::into_gauge).transpose()
     }
 
     /// How many rows the history holds and when its oldest report arrived.

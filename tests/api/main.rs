@@ -3,6 +3,7 @@
 
 mod auth;
 mod backup;
+mod badges;
 mod chain;
 mod commits;
 mod concurrency;

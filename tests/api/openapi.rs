@@ -72,6 +72,10 @@ fn every_endpoint_is_documented_with_json_errors() {
             "GET /",
             "GET /admin/backup",
             "GET /api/status",
+            "GET /badge/{server_group}.json",
+            "GET /badge/{server_group}.svg",
+            "GET /badge/{server_group}/{host}.json",
+            "GET /badge/{server_group}/{host}.svg",
             "GET /commits",
             "GET /commits/{commit_sha}",
             "GET /groups",
@@ -99,6 +103,19 @@ fn every_endpoint_is_documented_with_json_errors() {
                     // The database file itself.
                     let file = &response["content"]["application/vnd.sqlite3"]["schema"];
                     assert!(!file.is_null(), "{path} {code}");
+                    continue;
+                }
+                if path.starts_with("/badge/") && (code == "200" || code == "404" || code == "304")
+                {
+                    // The badge: SVG, or the shields.io endpoint JSON (304: no body).
+                    let content = &response["content"];
+                    assert!(
+                        code == "304"
+                            || !content["image/svg+xml"]["schema"].is_null()
+                            || content["application/json"]["schema"]["$ref"]
+                                == "#/components/schemas/ShieldsEndpoint",
+                        "{method} {path} {code}"
+                    );
                     continue;
                 }
                 if (path.as_str(), code.as_str()) == ("/metrics", "200") {
