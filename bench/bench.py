@@ -368,6 +368,11 @@ def compare(args):
                 results.setdefault(f"badge_host_{name}", []).append(
                     wrk(server.port, "get.lua", 5, 1, threads=1, BENCH_HOSTS=10_000,
                         BENCH_PATH="/badge/{group}/{host}.svg"))
+                results.setdefault(f"ui_{name}", []).append(
+                    wrk(server.port, "get.lua", 5, 1, threads=1, BENCH_PATH="/ui/"))
+                results.setdefault(f"ui_sorted_{name}", []).append(
+                    wrk(server.port, "get.lua", 5, 1, threads=1,
+                        BENCH_PATH="/ui/?q=group-0&sort=status&order=desc&page=3"))
                 results.setdefault(f"badge_group_{name}", []).append(
                     wrk(server.port, "get.lua", 5, 1, threads=1, BENCH_HOSTS=10_000,
                         BENCH_PATH="/badge/{group}.svg"))
@@ -473,6 +478,10 @@ def report_compare(res, args):
     totals = median([ms(r["p50_us"]) for r in res["metrics_totals"]])
     badge_host = median([ms(r["p50_us"]) for r in res["badge_host_big"]])
     badge_group = median([ms(r["p50_us"]) for r in res["badge_group_big"]])
+    ui_small = median([ms(r["p50_us"]) for r in res["ui_small"]])
+    ui_big = median([ms(r["p50_us"]) for r in res["ui_big"]])
+    ui_sorted = median([ms(r["p50_us"]) for r in res["ui_sorted_big"]])
+    ui_bytes = res["ui_big"][0]["bytes"] / res["ui_big"][0]["requests"]
     totals_bytes = res["metrics_totals"][0]["bytes"] / res["metrics_totals"][0]["requests"]
 
     def yes(ok):
@@ -533,6 +542,10 @@ def report_compare(res, args):
          "", "", "< 1 ms", yes(badge_host < 1)),
         ("GET /badge/{group}.svg p50, 10k hosts, 5M rows (c1)", f"{badge_group:.2f} ms", "", "",
          "< 1 ms", yes(badge_group < 1)),
+        ("GET /ui/ p50, 10k hosts, 10k / 5M rows (c1)", f"{ui_small:.2f} / {ui_big:.2f} ms",
+         f"{ui_bytes / 2**10:.0f} KiB page", "", "< 50 ms", yes(ui_big < 50)),
+        ("  filtered by text, sorted by status, page 3", f"{ui_sorted:.2f} ms", "", "",
+         "< 50 ms", yes(ui_sorted < 50)),
     ]
     print()
     print(f"gitops-status bench, {time.strftime('%Y-%m-%d %H:%M')}; {res['machine']}")

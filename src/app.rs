@@ -123,6 +123,7 @@ impl Application {
                 .into_utoipa_app()
                 .configure(api::configure)
                 .into_app()
+                .configure(crate::ui::configure)
                 .app_data(context.clone())
                 .app_data(routes.clone())
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))

@@ -19,3 +19,4 @@ pub mod pruner;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;
+pub mod ui;

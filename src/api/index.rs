@@ -9,6 +9,28 @@ use super::admin::RetentionPolicyView;
 use super::error::{ApiError, ErrorBody};
 use super::AppContext;
 
+/// Whether the client is a browser: its Accept names text/html before any JSON type (curl
+/// sends `*/*`, Grafana and scripts JSON: they keep the JSON index).
+fn wants_html(req: &actix_web::HttpRequest) -> bool {
+    let Some(accept) = req
+        .headers()
+        .get(actix_web::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    for item in accept.split(',') {
+        let media = item.split(';').next().unwrap_or("").trim();
+        if media.eq_ignore_ascii_case("text/html") {
+            return true;
+        }
+        if media.eq_ignore_ascii_case("application/json") || media.ends_with("+json") {
+            return false;
+        }
+    }
+    false
+}
+
 /// How much history the server keeps.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -85,12 +107,21 @@ pub struct Index {
     tag = "probes",
     responses(
         (status = 200, description = "Name, version, links and retention", body = Index),
+        (status = 303, description = "A browser (its Accept prefers text/html to JSON) is sent to the status page, /ui/", headers(("Location" = String, description = "/ui/"))),
         (status = 400, description = "A query parameter this endpoint does not take", body = ErrorBody, example = super::error::examples::unknown_parameter),
         (status = 500, description = "Database failure", body = ErrorBody, example = super::error::examples::internal),
     )
 )]
 #[get("/")]
-pub async fn index(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError> {
+pub async fn index(
+    ctx: web::Data<AppContext>,
+    req: actix_web::HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    if wants_html(&req) {
+        return Ok(HttpResponse::SeeOther()
+            .insert_header((actix_web::http::header::LOCATION, "/ui/"))
+            .finish());
+    }
     let oldest = ctx.store.oldest_report().await?;
     let last_prune = ctx.pruner.last_pass().map(|pass| LastPrune {
         started_at: pass.started_at.to_string(),

@@ -57,6 +57,93 @@ pub struct FleetSummary {
     pub oldest_drift_since: Option<Timestamp>,
 }
 
+/// A column the status page sorts its hosts by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SortKey {
+    #[default]
+    Group,
+    Host,
+    Status,
+    Since,
+    LastReport,
+    Changed,
+    Commit,
+}
+
+impl SortKey {
+    pub const ALL: [SortKey; 7] = [
+        SortKey::Group,
+        SortKey::Host,
+        SortKey::Status,
+        SortKey::Since,
+        SortKey::LastReport,
+        SortKey::Changed,
+        SortKey::Commit,
+    ];
+
+    /// Its name in a query string (`sort=`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SortKey::Group => "server_group",
+            SortKey::Host => "host",
+            SortKey::Status => "status",
+            SortKey::Since => "status_since",
+            SortKey::LastReport => "last_report",
+            SortKey::Changed => "changed_files",
+            SortKey::Commit => "commit_sha",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<SortKey> {
+        SortKey::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
+    /// The expression the store orders by (a fixed list: never text from a request).
+    pub fn column(self) -> &'static str {
+        match self {
+            SortKey::Group => "server_group",
+            SortKey::Host => "host",
+            // Worst first when descending.
+            SortKey::Status => {
+                "CASE status WHEN 'failed' THEN 3 WHEN 'out_of_sync' THEN 2 \
+                 WHEN 'unknown' THEN 1 ELSE 0 END"
+            }
+            SortKey::Since => "status_since",
+            SortKey::LastReport => "last_report_at",
+            SortKey::Changed => "changed_files_count",
+            SortKey::Commit => "commit_sha",
+        }
+    }
+}
+
+/// How the status page orders its hosts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FleetOrder {
+    pub key: SortKey,
+    pub descending: bool,
+}
+
+/// One host as the status page's table shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetRow {
+    pub server_group: ServerGroup,
+    pub host: HostName,
+    pub status: Status,
+    pub stale: bool,
+    pub status_since: Option<Timestamp>,
+    pub commit_sha: Option<String>,
+    pub branch: Option<String>,
+    pub changed_files_count: u64,
+    pub last_report_at: Timestamp,
+}
+
+/// A page of hosts and how many the filters select in all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FleetPage {
+    pub total: u64,
+    pub hosts: Vec<FleetRow>,
+}
+
 /// What `/metrics` tells of one host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostGauge {

@@ -16,8 +16,8 @@ mod timestamp;
 
 pub use clock::Clock;
 pub use fleet::{
-    FleetFilter, FleetSummary, HistoryStats, HostGauge, Rollout, RolloutFilter, RolloutHost,
-    Transition, TransitionFilter,
+    FleetFilter, FleetOrder, FleetPage, FleetRow, FleetSummary, HistoryStats, HostGauge, Rollout,
+    RolloutFilter, RolloutHost, SortKey, Transition, TransitionFilter,
 };
 pub use merge::{FacetTimes, Facets, Head, Heads};
 pub use names::{HostName, ServerGroup, MAX_NAME_LEN, RESERVED_GROUPS};

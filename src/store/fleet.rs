@@ -6,9 +6,9 @@
 use sqlx::{QueryBuilder, Sqlite};
 
 use crate::domain::{
-    AnyOf, FleetFilter, FleetSummary, HistoryStats, HostGauge, HostName, Pattern, ReportKind,
-    Rollout, RolloutFilter, RolloutHost, ServerGroup, StalePolicy, Status, Timestamp, Transition,
-    TransitionFilter,
+    AnyOf, FleetFilter, FleetOrder, FleetPage, FleetRow, FleetSummary, HistoryStats, HostGauge,
+    HostName, Pattern, ReportKind, Rollout, RolloutFilter, RolloutHost, ServerGroup, StalePolicy,
+    Status, Timestamp, Transition, TransitionFilter,
 };
 
 use super::rows::timestamp;
@@ -135,7 +135,8 @@ fn matching_hosts(
 ) -> QueryBuilder<Sqlite> {
     let mut query = QueryBuilder::new(format!(
         "WITH f AS (SELECT h.server_group, h.host, h.status_row, h.status, h.status_since, \
-         h.changed_files_count, {} AS stale, {} AS due FROM hosts h WHERE 1 = 1",
+         h.changed_files_count, h.commit_sha, h.branch, h.last_report_id, \
+         {} AS stale, {} AS due FROM hosts h WHERE 1 = 1",
         stale_sql(&store.stale_policy, now),
         store.due_by
     ));
@@ -292,7 +293,129 @@ impl GaugeRow {
     }
 }
 
+#[derive(sqlx::FromRow)]
+struct PageRow {
+    server_group: String,
+    host: String,
+    status: String,
+    stale: bool,
+    status_since: Option<String>,
+    commit_sha: Option<String>,
+    branch: Option<String>,
+    changed_files_count: Option<i64>,
+    last_report_at: String,
+    total: i64,
+}
+
 impl Store {
+    /// One page of the hosts `filter` and the free text `text` select (text: a part of the
+    /// host, group, commit or branch), sorted, with how many there are in all (the status
+    /// page's table).
+    #[tracing::instrument(skip_all)]
+    pub async fn fleet_page(
+        &self,
+        filter: &FleetFilter,
+        text: Option<&str>,
+        order: FleetOrder,
+        page: (u64, u64),
+        now: Timestamp,
+    ) -> Result<FleetPage, StoreError> {
+        let select = "server_group, host, status, stale, status_since, commit_sha, branch, \
+             changed_files_count, \
+             (SELECT received_at FROM reports r WHERE r.id = f.last_report_id) AS last_report_at, \
+             count(*) OVER () AS total";
+        let mut query = self.fleet_query(filter, text, now, select);
+        let direction = if order.descending { "DESC" } else { "ASC" };
+        query.push(format!(
+            " ORDER BY {} {direction}, server_group, host LIMIT ",
+            order.key.column()
+        ));
+        let (offset, limit) = page;
+        query
+            .push_bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .push(" OFFSET ")
+            .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
+        let rows: Vec<PageRow> = query
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&self.readers)
+            .await?;
+        let total = rows
+            .first()
+            .map_or(0, |r| u64::try_from(r.total).unwrap_or(0));
+        let corrupt = |field: &str, p: String| StoreError::Corrupt(format!("{field}: {p}"));
+        let hosts = rows
+            .into_iter()
+            .map(|r| {
+                Ok(FleetRow {
+                    server_group: ServerGroup::parse(&r.server_group)
+                        .map_err(|p| corrupt("server_group", p))?,
+                    host: HostName::parse(&r.host).map_err(|p| corrupt("host", p))?,
+                    status: Status::parse(&r.status).map_err(|p| corrupt("status", p))?,
+                    stale: r.stale,
+                    status_since: r
+                        .status_since
+                        .map(|t| timestamp("status_since", &t))
+                        .transpose()?,
+                    commit_sha: r.commit_sha,
+                    branch: r.branch,
+                    changed_files_count: r
+                        .changed_files_count
+                        .and_then(|n| u64::try_from(n).ok())
+                        .unwrap_or(0),
+                    last_report_at: timestamp("last_report_at", &r.last_report_at)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // Past the last page no row carries the count: ask for it alone.
+        let total = if hosts.is_empty() && offset > 0 {
+            let (n,): (i64,) = self
+                .fleet_query(filter, text, now, "count(*)")
+                .build_query_as()
+                .persistent(false)
+                .fetch_one(&self.readers)
+                .await?;
+            u64::try_from(n).unwrap_or(0)
+        } else {
+            total
+        };
+        Ok(FleetPage { total, hosts })
+    }
+
+    /// The hosts `filter` and `text` select (text: a part of the host, group, commit or
+    /// branch, matched literally).
+    fn fleet_query(
+        &self,
+        filter: &FleetFilter,
+        text: Option<&str>,
+        now: Timestamp,
+        select: &str,
+    ) -> QueryBuilder<Sqlite> {
+        let mut query = matching_hosts(self, filter, None, now, select);
+        if let Some(text) = text.filter(|t| !t.is_empty()) {
+            let like = format!(
+                "%{}%",
+                text.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            );
+            query.push(" AND (");
+            let mut any = query.separated(" OR ");
+            for column in [
+                "host",
+                "server_group",
+                "coalesce(commit_sha, '')",
+                "coalesce(branch, '')",
+            ] {
+                any.push(format!("{column} LIKE "))
+                    .push_bind_unseparated(like.clone())
+                    .push_unseparated(" ESCAPE '\\'");
+            }
+            query.push(")");
+        }
+        query
+    }
+
     /// Every host's status, staleness as of `now`, and newest report's arrival, ordered by
     /// group and host (for `/metrics`).
     #[tracing::instrument(skip_all)]

@@ -33,5 +33,6 @@ mod status;
 mod storage;
 mod summary;
 mod transitions;
+mod ui;
 mod validation;
 mod writer;
