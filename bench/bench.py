@@ -111,7 +111,9 @@ def wrk(port, script, duration, connections, threads=2, **env):
     """Runs wrk with one of bench/wrk's scripts; returns its JSON summary plus req_s."""
     environment = dict(os.environ, BENCH_WRK_DIR=str(WRK_DIR))
     environment.update({k: str(v) for k, v in env.items()})
+    # A request slower than wrk's default 2 s timeout would be dropped from the latencies.
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
+            "--timeout", "30s",
             "-s", str(WRK_DIR / script), f"http://127.0.0.1:{port}"]
     done = subprocess.run(argv, env=environment, capture_output=True, text=True, check=True)
     lines = [l for l in done.stdout.splitlines() if l.startswith("{")]
@@ -428,10 +430,10 @@ def compare(args):
         server.stop()
     results["startup_s"] = startups
 
-    report_compare(results, args)
     out = WORK / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=1))
     log(f"raw results: {out}")
+    report_compare(results, args)
 
 
 def report_compare(res, args):
