@@ -197,10 +197,9 @@ impl Metrics {
             .inc();
     }
 
-    pub fn request(&self, route: &str, method: &str, status: u16, seconds: f64) {
-        let code = status.to_string();
+    pub fn request(&self, route: &str, method: &str, status: &str, seconds: f64) {
         self.http_requests
-            .with_label_values(&[route, method, code.as_str()])
+            .with_label_values(&[route, method, status])
             .inc();
         self.http_duration
             .with_label_values(&[route, method])

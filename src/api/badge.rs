@@ -105,15 +105,6 @@ fn color(status: Status) -> &'static str {
     }
 }
 
-fn words(status: Status) -> &'static str {
-    match status {
-        Status::Synced => "synced",
-        Status::OutOfSync => "out of sync",
-        Status::Failed => "failed",
-        Status::Unknown => "unknown",
-    }
-}
-
 /// A host: its status in words; a stale host says so and turns yellow unless it failed.
 fn host_verdict(host: &HostGauge) -> Verdict {
     match (host.stale, host.status) {
@@ -122,11 +113,11 @@ fn host_verdict(host: &HostGauge) -> Verdict {
             color: "red",
         },
         (true, status) => Verdict {
-            message: format!("{}, stale", words(status)),
+            message: format!("{}, stale", status.words()),
             color: "yellow",
         },
         (false, status) => Verdict {
-            message: words(status).to_owned(),
+            message: status.words().to_owned(),
             color: color(status),
         },
     }

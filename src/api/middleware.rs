@@ -131,7 +131,12 @@ pub async fn trace_request(
     });
     if let Some(ctx) = context {
         let metrics = &ctx.metrics;
-        metrics.request(&route, method_label(&method), status, elapsed.as_secs_f64());
+        metrics.request(
+            &route,
+            method_label(&method),
+            response.status().as_str(),
+            elapsed.as_secs_f64(),
+        );
         let extensions = response.response().extensions();
         if let Some(failure) = extensions.get::<AuthFailure>() {
             metrics.auth_failed(*failure);

@@ -41,6 +41,16 @@ impl Status {
         }
     }
 
+    /// In words, for people (badges, the status page): `out of sync` rather than `out_of_sync`.
+    pub fn words(self) -> &'static str {
+        match self {
+            Status::Synced => "synced",
+            Status::OutOfSync => "out of sync",
+            Status::Failed => "failed",
+            Status::Unknown => "unknown",
+        }
+    }
+
     /// The v1 spelling (`SYNCED`, `OUT_OF_SYNC`, …).
     pub fn as_v1(self) -> &'static str {
         match self {

@@ -123,10 +123,6 @@ struct Pending {
     request_id: Option<String>,
 }
 
-fn request_id(pending: &Pending) -> Option<String> {
-    pending.request_id.clone()
-}
-
 impl Pending {
     fn new(report: Report, mut meta: RequestMeta) -> Self {
         let import_entry = meta.import_entry.take();
@@ -534,7 +530,8 @@ impl Writer {
                     return;
                 }
                 // One report may be at fault: write each alone, so only it fails.
-                let request_ids: Vec<String> = group.iter().filter_map(request_id).collect();
+                let request_ids: Vec<String> =
+                    group.iter().filter_map(|p| p.request_id.clone()).collect();
                 tracing::warn!(error = %err, reports = group.len(), request_ids = %request_ids.join(","), "a group commit failed; writing its reports one by one");
                 for (pending, reply) in group.into_iter().zip(replies) {
                     let mut alone = [pending];

@@ -79,12 +79,13 @@ struct FleetPage {
 
 /// A status as the page shows it: a word and a symbol as well as a colour.
 pub(super) fn status_look(status: Status) -> (&'static str, &'static str) {
-    match status {
-        Status::Synced => ("✓", "synced"),
-        Status::OutOfSync => ("⚠", "out of sync"),
-        Status::Failed => ("✗", "failed"),
-        Status::Unknown => ("?", "unknown"),
-    }
+    let symbol = match status {
+        Status::Synced => "✓",
+        Status::OutOfSync => "⚠",
+        Status::Failed => "✗",
+        Status::Unknown => "?",
+    };
+    (symbol, status.words())
 }
 
 /// Percent-encodes a query value (RFC 3986 unreserved characters stay).
