@@ -44,11 +44,20 @@ fn context(req: &HttpRequest) -> Result<&web::Data<AppContext>, ApiError> {
 
 /// Authenticates the request against the server's tokens, or 401. Open without a token file.
 fn authenticate(req: &HttpRequest, ctx: &AppContext) -> Result<Caller, ApiError> {
+    authenticate_presented(req, ctx, bearer(req))
+}
+
+/// The same for a token the request presented some other way (the pages' cookie or form).
+fn authenticate_presented(
+    req: &HttpRequest,
+    ctx: &AppContext,
+    presented: Option<String>,
+) -> Result<Caller, ApiError> {
     let Some(auth) = &ctx.auth else {
         return Ok(Caller::Open);
     };
     let client = client_addr(req);
-    let Some(presented) = bearer(req) else {
+    let Some(presented) = presented else {
         tracing::warn!(client = %client, path = req.path(), "authentication failed: no bearer token");
         return Err(ApiError::Unauthorized {
             message: "this endpoint needs a bearer token (Authorization: Bearer <token>)".into(),
@@ -107,32 +116,62 @@ impl FromRequest for Caller {
 /// token with the `read` or `admin` scope.
 pub struct Reader;
 
+/// Whether `presented` may read (always, unless the server runs with --read-requires-token).
+fn check_read(
+    req: &HttpRequest,
+    ctx: &AppContext,
+    presented: Option<String>,
+) -> Result<(), ApiError> {
+    if !ctx.auth.as_ref().is_some_and(|a| a.read_requires_token) {
+        return Ok(());
+    }
+    match authenticate_presented(req, ctx, presented)? {
+        Caller::Token { token, .. } if token.may_read() => Ok(()),
+        Caller::Token { token, client } => {
+            tracing::warn!(client = %client, token = %token.name, "forbidden: no read scope");
+            Err(ApiError::Forbidden {
+                message: format!(
+                    "token {} may not read (it needs the read scope)",
+                    token.name
+                ),
+                scope: "read".into(),
+            })
+        }
+        Caller::Open => Ok(()),
+    }
+}
+
 impl FromRequest for Reader {
     type Error = ApiError;
     type Future = Ready<Result<Reader, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let check = |ctx: &web::Data<AppContext>| {
-            if !ctx.auth.as_ref().is_some_and(|a| a.read_requires_token) {
-                return Ok(Reader);
-            }
-            match authenticate(req, ctx)? {
-                Caller::Token { token, .. } if token.may_read() => Ok(Reader),
-                Caller::Token { token, client } => {
-                    tracing::warn!(client = %client, token = %token.name, "forbidden: no read scope");
-                    Err(ApiError::Forbidden {
-                        message: format!(
-                            "token {} may not read (it needs the read scope)",
-                            token.name
-                        ),
-                        scope: "read".into(),
-                    })
-                }
-                Caller::Open => Ok(Reader),
-            }
-        };
-        ready(context(req).and_then(check))
+        ready(
+            context(req)
+                .and_then(|ctx| check_read(req, ctx, bearer(req)))
+                .map(|()| Reader),
+        )
     }
+}
+
+/// The cookie the pages under `/ui/` keep a read token in (`POST /ui/sign-in`).
+pub const PAGE_COOKIE: &str = "gitops_status_token";
+
+/// May a request for a page read: reads are open, or it carries a token with the read scope
+/// in its Authorization header or in the pages' cookie.
+pub fn page_reader(req: &HttpRequest) -> Result<(), ApiError> {
+    let presented = bearer(req).or_else(|| {
+        req.cookie(PAGE_COOKIE)
+            .map(|cookie| cookie.value().to_owned())
+            .filter(|value| !value.is_empty())
+    });
+    context(req).and_then(|ctx| check_read(req, ctx, presented))
+}
+
+/// May `token`, typed into the sign-in form, read.
+pub fn token_may_read(req: &HttpRequest, token: &str) -> Result<(), ApiError> {
+    let presented = Some(token.trim().to_owned()).filter(|t| !t.is_empty());
+    context(req).and_then(|ctx| check_read(req, ctx, presented))
 }
 
 /// Permission to read a badge: as for any read, unless the server runs with

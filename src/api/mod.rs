@@ -444,12 +444,16 @@ pub fn path_error(err: actix_web::error::PathError, _: &HttpRequest) -> actix_we
 pub fn json_error_body<B>(
     response: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    // JSON errors are ours; an SVG is an unknown badge's grey image (meant for an <img>).
+    // JSON errors are ours; an SVG is an unknown badge's grey image (meant for an <img>); an
+    // HTML page is one of the pages' own (an unknown host, the sign-in form).
     let is_ours = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| {
-            v.as_bytes().starts_with(b"application/json") || v.as_bytes() == b"image/svg+xml"
+            let v = v.as_bytes();
+            v.starts_with(b"application/json")
+                || v == b"image/svg+xml"
+                || v == b"text/html; charset=utf-8"
         });
     if is_ours {
         return Ok(ErrorHandlerResponse::Response(

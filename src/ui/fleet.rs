@@ -2,14 +2,16 @@
 //! with filters that work without JavaScript (query parameters named as `/status` names
 //! them, plus `q` for text), sortable columns, and a self-refresh that keeps the URL.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use crate::api::auth::Reader;
+use crate::api::auth::PAGE_COOKIE;
 use crate::api::error::ApiError;
 use crate::api::AppContext;
 use crate::domain::{AnyOf, FleetFilter, FleetOrder, FleetRow, FleetSummary, SortKey, Status};
+
+use super::{encode, status_look};
 
 /// Hosts per page: at 10,000 hosts a page renders in a few milliseconds and stays readable.
 const PAGE_SIZE: u64 = 100;
@@ -50,6 +52,7 @@ struct Row {
     server_group: String,
     host: String,
     host_link: String,
+    commit_link: String,
     status_class: &'static str,
     status_symbol: &'static str,
     status_text: &'static str,
@@ -75,30 +78,8 @@ struct FleetPage {
     page_info: String,
     previous_link: String,
     next_link: String,
-}
-
-/// A status as the page shows it: a word and a symbol as well as a colour.
-pub(super) fn status_look(status: Status) -> (&'static str, &'static str) {
-    let symbol = match status {
-        Status::Synced => "✓",
-        Status::OutOfSync => "⚠",
-        Status::Failed => "✗",
-        Status::Unknown => "?",
-    };
-    (symbol, status.words())
-}
-
-/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
-fn encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~*,".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    /// The browser keeps a read token (it may sign out).
+    signed_in: bool,
 }
 
 impl Form {
@@ -213,11 +194,12 @@ fn parse(query: &PageQuery) -> Result<(FleetFilter, Option<String>, FleetOrder, 
 fn row(host: FleetRow) -> Row {
     let (symbol, word) = status_look(host.status);
     Row {
-        host_link: format!(
-            "/ui/hosts/{}/{}",
-            host.server_group.as_str(),
-            host.host.as_str()
-        ),
+        host_link: super::host_link(&host.server_group, &host.host),
+        commit_link: host
+            .commit_sha
+            .as_deref()
+            .map(super::commit_link)
+            .unwrap_or_default(),
         server_group: host.server_group.as_str().to_owned(),
         host: host.host.as_str().to_owned(),
         status_class: host.status.as_str(),
@@ -236,8 +218,8 @@ fn row(host: FleetRow) -> Row {
 }
 
 pub async fn page(
+    req: HttpRequest,
     ctx: web::Data<AppContext>,
-    _reader: Reader,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (filter, text, order, page) = parse(&query)?;
@@ -338,6 +320,9 @@ pub async fn page(
         page_info,
         previous_link,
         next_link,
+        signed_in: req
+            .cookie(PAGE_COOKIE)
+            .is_some_and(|c| !c.value().is_empty()),
     };
     super::html(template.render())
 }

@@ -3,13 +3,20 @@
 //! same store and domain functions as the JSON API. No script, no CDN, nothing fetched from
 //! elsewhere: they work in an air-gapped cluster, under a strict Content-Security-Policy.
 
+mod commit;
 mod fleet;
+mod host;
+mod session;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
+use askama::Template;
+
+use crate::domain::{HostName, ServerGroup, Status};
 
 /// Nothing but this origin's style sheet; no script at all, no frames, forms only to here.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
@@ -24,8 +31,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // `/ui` first: the scope would take it and find nothing.
     cfg.route("/ui", web::get().to(to_ui)).service(
         web::scope("/ui")
+            // Runs second: every page, the sign-in page included, gets the headers.
+            .wrap(actix_web::middleware::from_fn(session::require_reader))
             .wrap(actix_web::middleware::from_fn(security_headers))
             .route("/", web::get().to(fleet::page))
+            .route("/hosts/{server_group}/{host}", web::get().to(host::page))
+            .route("/commits/{commit_sha}", web::get().to(commit::page))
+            .route("/sign-in", web::post().to(session::sign_in))
+            .route("/sign-out", web::post().to(session::sign_out))
             .route("/style.css", web::get().to(style)),
     );
 }
@@ -74,4 +87,107 @@ fn html(
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(body))
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    refresh_seconds: u32,
+    message: &'a str,
+}
+
+/// A short page with a status code: a host or commit the server does not know, say.
+fn message(
+    status: StatusCode,
+    title: &str,
+    text: &str,
+) -> Result<HttpResponse, crate::api::error::ApiError> {
+    let page = MessagePage {
+        title,
+        refresh_seconds: 0,
+        message: text,
+    };
+    let mut response = html(page.render())?;
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+/// A status as the pages show it: a symbol and a word as well as a colour (WCAG 1.4.1).
+fn status_look(status: Status) -> (&'static str, &'static str) {
+    let symbol = match status {
+        Status::Synced => "✓",
+        Status::OutOfSync => "⚠",
+        Status::Failed => "✗",
+        Status::Unknown => "?",
+    };
+    (symbol, status.words())
+}
+
+/// Percent-encodes a path segment or query value (RFC 3986 unreserved characters stay).
+fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~*,".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The page of one host.
+fn host_link(group: &ServerGroup, host: &HostName) -> String {
+    format!(
+        "/ui/hosts/{}/{}",
+        encode(group.as_str()),
+        encode(host.as_str())
+    )
+}
+
+/// The page of one commit's rollout.
+fn commit_link(commit_sha: &str) -> String {
+    format!("/ui/commits/{}", encode(commit_sha))
+}
+
+/// A duration for people: the two largest units (`3d 4h`, `2h 5m`, `45s`).
+fn human_duration(millis: i64) -> String {
+    let seconds = millis.max(0) / 1000;
+    let (days, hours, minutes, secs) = (
+        seconds / 86_400,
+        seconds / 3600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+    );
+    if days > 0 {
+        format!("{days}d {hours}h")
+    } else if hours > 0 {
+        format!("{hours}h {minutes}m")
+    } else if minutes > 0 {
+        format!("{minutes}m {secs}s")
+    } else {
+        format!("{secs}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_in_their_two_largest_units() {
+        assert_eq!(human_duration(0), "0s");
+        assert_eq!(human_duration(-5), "0s");
+        assert_eq!(human_duration(45_999), "45s");
+        assert_eq!(human_duration(125_000), "2m 5s");
+        assert_eq!(human_duration(7_500_000), "2h 5m");
+        assert_eq!(human_duration(3 * 86_400_000 + 4 * 3_600_000 + 1), "3d 4h");
+    }
+
+    #[test]
+    fn links_encode_what_is_not_unreserved() {
+        assert_eq!(encode("a b&c/d?é"), "a%20b%26c%2Fd%3F%C3%A9");
+        assert_eq!(commit_link("abc123"), "/ui/commits/abc123");
+    }
 }
