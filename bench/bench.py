@@ -375,6 +375,9 @@ def compare(args):
                 results.setdefault(f"ui_sorted_{name}", []).append(
                     wrk(server.port, "get.lua", 5, 1, threads=1,
                         BENCH_PATH="/ui/?q=group-0&sort=status&order=desc&page=3"))
+                results.setdefault(f"ui_host_{name}", []).append(
+                    wrk(server.port, "get.lua", 5, 1, threads=1, BENCH_HOSTS=10_000,
+                        BENCH_PATH="/ui/hosts/{group}/{host}"))
                 results.setdefault(f"badge_group_{name}", []).append(
                     wrk(server.port, "get.lua", 5, 1, threads=1, BENCH_HOSTS=10_000,
                         BENCH_PATH="/badge/{group}.svg"))
@@ -484,6 +487,9 @@ def report_compare(res, args):
     ui_big = median([ms(r["p50_us"]) for r in res["ui_big"]])
     ui_sorted = median([ms(r["p50_us"]) for r in res["ui_sorted_big"]])
     ui_bytes = res["ui_big"][0]["bytes"] / res["ui_big"][0]["requests"]
+    ui_host_small = median([ms(r["p50_us"]) for r in res["ui_host_small"]])
+    ui_host_big = median([ms(r["p50_us"]) for r in res["ui_host_big"]])
+    ui_host_bytes = res["ui_host_big"][0]["bytes"] / res["ui_host_big"][0]["requests"]
     totals_bytes = res["metrics_totals"][0]["bytes"] / res["metrics_totals"][0]["requests"]
 
     def yes(ok):
@@ -548,6 +554,9 @@ def report_compare(res, args):
          f"{ui_bytes / 2**10:.0f} KiB page", "", "< 50 ms", yes(ui_big < 50)),
         ("  filtered by text, sorted by status, page 3", f"{ui_sorted:.2f} ms", "", "",
          "< 50 ms", yes(ui_sorted < 50)),
+        ("GET /ui/hosts/{group}/{host} p50, 10k / 5M rows (c1)",
+         f"{ui_host_small:.2f} / {ui_host_big:.2f} ms",
+         f"{ui_host_bytes / 2**10:.0f} KiB page", "", "", ""),
     ]
     print()
     print(f"gitops-status bench, {time.strftime('%Y-%m-%d %H:%M')}; {res['machine']}")
