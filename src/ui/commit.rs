@@ -68,10 +68,10 @@ pub async fn page(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let commit_sha = path.into_inner();
-    // A commit given as a glob would list other commits' groups: only an exact name.
+    // `*` would make it a glob listing other commits' groups: only an exact name.
     let exact = Pattern::parse(&commit_sha)
         .ok()
-        .filter(|_| !commit_sha.contains(['*', '?', '[', ',']));
+        .filter(|_| !commit_sha.contains('*'));
     let Some(exact) = exact else {
         return super::message(
             StatusCode::NOT_FOUND,
