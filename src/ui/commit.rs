@@ -4,15 +4,22 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
+use serde::Deserialize;
 
 use crate::api::error::ApiError;
 use crate::api::AppContext;
 use crate::domain::{AnyOf, Pattern, RolloutFilter, RolloutHost};
 
-use super::{host_link, status_look};
+use super::{commit_link, host_link, status_look};
 
 /// The most groups listed for one commit.
 const MAX_GROUPS: u32 = 1000;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitQuery {
+    refresh: Option<String>,
+}
 
 struct HostRow {
     host: String,
@@ -40,6 +47,8 @@ struct GroupRollout {
 struct CommitPage {
     title: String,
     refresh_seconds: u32,
+    /// This page reloading itself, or not reloading.
+    refresh_link: String,
     commit_sha: String,
     on_commit: u64,
     hosts: u64,
@@ -66,8 +75,11 @@ fn host_row(host: &RolloutHost) -> HostRow {
 pub async fn page(
     ctx: web::Data<AppContext>,
     path: web::Path<String>,
+    query: web::Query<CommitQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let commit_sha = path.into_inner();
+    let refresh_seconds = super::parse_refresh(query.refresh.as_deref())
+        .map_err(|problem| ApiError::Unprocessable(vec![problem]))?;
     // `*` would make it a glob listing other commits' groups: only an exact name.
     let exact = Pattern::parse(&commit_sha)
         .ok()
@@ -124,7 +136,16 @@ pub async fn page(
     }
     let template = CommitPage {
         title: format!("Commit {}", commit_sha.chars().take(12).collect::<String>()),
-        refresh_seconds: super::REFRESH_SECONDS,
+        refresh_seconds,
+        refresh_link: if refresh_seconds > 0 {
+            commit_link(&commit_sha)
+        } else {
+            format!(
+                "{}?refresh={}",
+                commit_link(&commit_sha),
+                super::REFRESH_SECONDS
+            )
+        },
         on_commit: groups.iter().map(|g| g.on_commit).sum(),
         hosts: groups.iter().map(|g| g.hosts).sum(),
         commit_sha,

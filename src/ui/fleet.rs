@@ -1,6 +1,6 @@
 //! `/ui/`: the fleet. Counts at the top (the same query as `/summary`), then a page of hosts
 //! with filters that work without JavaScript (query parameters named as `/status` names
-//! them, plus `q` for text), sortable columns, and a self-refresh that keeps the URL.
+//! them, plus `q` for text), sortable columns, and a reload every 30 s when asked (`refresh`).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
@@ -28,6 +28,7 @@ pub struct PageQuery {
     sort: Option<String>,
     order: Option<String>,
     page: Option<String>,
+    refresh: Option<String>,
 }
 
 /// The form's values as they came (echoed into the form and every link).
@@ -39,6 +40,8 @@ struct Form {
     q: String,
     sort: String,
     order: String,
+    /// Seconds between reloads; empty: none.
+    refresh: String,
 }
 
 struct Column {
@@ -78,6 +81,8 @@ struct FleetPage {
     page_info: String,
     previous_link: String,
     next_link: String,
+    /// This view reloading itself every REFRESH_SECONDS, or not reloading.
+    refresh_link: String,
     /// The browser keeps a read token (it may sign out).
     signed_in: bool,
 }
@@ -93,6 +98,7 @@ impl Form {
             ("q", self.q.as_str()),
             ("sort", sort),
             ("order", order),
+            ("refresh", self.refresh.as_str()),
         ] {
             if !value.is_empty() {
                 pairs.push(format!("{name}={}", encode(value)));
@@ -180,6 +186,9 @@ fn parse(query: &PageQuery) -> Result<(FleetFilter, Option<String>, FleetOrder, 
             }
         },
     };
+    if let Err(problem) = super::parse_refresh(query.refresh.as_deref()) {
+        problems.push(problem);
+    }
     if !problems.is_empty() {
         return Err(ApiError::Unprocessable(problems));
     }
@@ -238,6 +247,10 @@ pub async fn page(
         q: value(&query.q),
         sort: value(&query.sort),
         order: value(&query.order),
+        refresh: match super::parse_refresh(query.refresh.as_deref()) {
+            Ok(0) | Err(_) => String::new(),
+            Ok(seconds) => seconds.to_string(),
+        },
     };
     let columns = [
         ("Group", Some(SortKey::Group)),
@@ -302,9 +315,20 @@ pub async fn page(
     } else {
         String::new()
     };
+    let refresh_seconds = form.refresh.parse().unwrap_or(0);
+    let refresh_link = Form {
+        refresh: if refresh_seconds > 0 {
+            String::new()
+        } else {
+            super::REFRESH_SECONDS.to_string()
+        },
+        ..form.clone()
+    }
+    .link(&sort, &order_text, page);
     let template = FleetPage {
         title: "Fleet",
-        refresh_seconds: super::REFRESH_SECONDS,
+        refresh_seconds,
+        refresh_link,
         summary,
         status_options: vec![
             ("", "any"),

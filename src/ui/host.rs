@@ -208,7 +208,15 @@ fn transition_rows(transitions: Vec<Transition>, now: Timestamp) -> Vec<Transiti
         newer = t.previous_duration_ms;
         rows.push(TransitionRow {
             at: t.at.to_string(),
-            from: Look::of(t.from_status),
+            from: match t.from_status {
+                Some(status) => Look::of(Some(status)),
+                // The host's first report (or its first after a decommission).
+                None => Look {
+                    class: "none",
+                    symbol: "·",
+                    text: "first report",
+                },
+            },
             to: Look::of(Some(t.to_status)),
             lasted,
             kind: t.kind.as_str(),

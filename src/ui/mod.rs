@@ -22,9 +22,34 @@ use crate::domain::{HostName, ServerGroup, Status};
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// How often the fleet page reloads itself (a `<meta http-equiv="refresh">`: the URL, and so
-/// the filters, stay as they are).
+/// The reload a page offers: `?refresh=30` makes the fleet and commit pages reload themselves
+/// (a `<meta http-equiv="refresh">`: the URL, and so the filters, stay as they are). Not by
+/// default: a reload nobody asked for moves the page under a reader (WCAG 2.2.1; axe-core
+/// reports it as critical), so the page offers it as a link, and a link to stop it.
 pub const REFRESH_SECONDS: u32 = 30;
+/// The range `refresh` takes, in seconds.
+const REFRESH_RANGE: std::ops::RangeInclusive<u32> = 10..=3600;
+
+/// `refresh`: absent, empty or 0 for none, else seconds within REFRESH_RANGE.
+fn parse_refresh(value: Option<&str>) -> Result<u32, crate::api::error::FieldProblem> {
+    match value.map(str::trim).unwrap_or("") {
+        "" | "0" => Ok(0),
+        text => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| REFRESH_RANGE.contains(n))
+            .ok_or_else(|| {
+                crate::api::error::FieldProblem::new(
+                    "refresh",
+                    format!(
+                        "must be 0 or whole seconds from {} to {}",
+                        REFRESH_RANGE.start(),
+                        REFRESH_RANGE.end()
+                    ),
+                )
+            }),
+    }
+}
 
 /// Registers the pages.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -39,7 +64,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/commits/{commit_sha}", web::get().to(commit::page))
             .route("/sign-in", web::post().to(session::sign_in))
             .route("/sign-out", web::post().to(session::sign_out))
-            .route("/style.css", web::get().to(style)),
+            .route("/style.css", web::get().to(style))
+            .route("/favicon.svg", web::get().to(favicon)),
     );
 }
 
@@ -54,6 +80,15 @@ async fn style() -> HttpResponse {
         .content_type("text/css; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "max-age=300"))
         .body(include_str!("../../templates/style.css"))
+}
+
+/// The pages' icon (a browser asks for one; without it, it asks for /favicon.ico and logs the
+/// 404 as a console error).
+async fn favicon() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("image/svg+xml")
+        .insert_header((header::CACHE_CONTROL, "max-age=86400"))
+        .body(include_str!("../../templates/favicon.svg"))
 }
 
 /// The headers every page carries.
@@ -183,6 +218,16 @@ mod tests {
         assert_eq!(human_duration(125_000), "2m 5s");
         assert_eq!(human_duration(7_500_000), "2h 5m");
         assert_eq!(human_duration(3 * 86_400_000 + 4 * 3_600_000 + 1), "3d 4h");
+    }
+
+    #[test]
+    fn refresh_is_off_or_a_sane_number_of_seconds() {
+        assert_eq!(parse_refresh(None).ok(), Some(0));
+        assert_eq!(parse_refresh(Some("0")).ok(), Some(0));
+        assert_eq!(parse_refresh(Some("30")).ok(), Some(30));
+        for bad in ["5", "3601", "x", "-1"] {
+            assert!(parse_refresh(Some(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -96,7 +96,10 @@ pub async fn require_reader(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let open = matches!(req.path(), "/ui/style.css" | "/ui/sign-in" | "/ui/sign-out");
+    let open = matches!(
+        req.path(),
+        "/ui/style.css" | "/ui/favicon.svg" | "/ui/sign-in" | "/ui/sign-out"
+    );
     if !open {
         if let Err(err) = page_reader(req.request()) {
             let here = match req.query_string() {

@@ -57,7 +57,27 @@ async fn the_fleet_page_lists_every_host_with_counts_words_and_symbols() {
     assert!(
         html.contains("✗ failed") && html.contains("⚠ out of sync") && html.contains("✓ synced")
     );
-    assert!(html.contains("<meta http-equiv=\"refresh\" content=\"30\">"));
+    // It reloads itself only when asked to (a link offers it), and keeps doing so.
+    assert!(!html.contains("http-equiv=\"refresh\""), "{html}");
+    assert!(
+        html.contains("href=\"/ui/?refresh=30\">Reload this view every 30 s"),
+        "{html}"
+    );
+    let reloading = page(&app, "/ui/?status=failed&refresh=30").await;
+    assert!(reloading.contains("<meta http-equiv=\"refresh\" content=\"30\">"));
+    assert!(
+        reloading.contains("name=\"refresh\" value=\"30\""),
+        "the form keeps it"
+    );
+    assert!(
+        reloading.contains("href=\"/ui/?status=failed\">stop reloading"),
+        "{reloading}"
+    );
+    assert!(
+        reloading.contains("sort=host&#38;order=asc&#38;refresh=30"),
+        "{reloading}"
+    );
+    assert_eq!(app.get("/ui/?refresh=1").await.status(), 422);
     assert!(!html.contains("<script"), "no script at all");
     assert!(html.contains("Hosts 1–3 of 3."), "{html}");
 }
@@ -317,6 +337,10 @@ async fn a_commit_page_shows_who_runs_it_and_who_does_not_yet() {
         waiting.contains(">web-2</a>") && waiting.contains(">aaa111<"),
         "{html}"
     );
+    assert!(!html.contains("http-equiv=\"refresh\""));
+    let reloading = page(&app, "/ui/commits/bbb222?refresh=30").await;
+    assert!(reloading.contains("<meta http-equiv=\"refresh\" content=\"30\">"));
+    assert!(reloading.contains("href=\"/ui/commits/bbb222\">stop reloading"));
     let everyone = page(&app, "/ui/commits/aaa111").await;
     assert!(
         everyone.contains("<strong>1</strong> of <strong>2</strong>"),
@@ -363,15 +387,10 @@ async fn with_read_requires_token_a_page_asks_for_a_token_once() {
         form.contains("name=\"next\" value=\"/ui/hosts/g/h?page=1\""),
         "{form}"
     );
-    assert_eq!(
-        client
-            .get(app.url("/ui/style.css"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    for open in ["/ui/style.css", "/ui/favicon.svg"] {
+        let status = client.get(app.url(open)).send().await.unwrap().status();
+        assert_eq!(status, 200, "{open} needs no token");
+    }
 
     let sign_in = |token: &str, next: &str, https: bool| {
         let mut request = client
