@@ -165,7 +165,16 @@ pub fn page_reader(req: &HttpRequest) -> Result<(), ApiError> {
             .map(|cookie| cookie.value().to_owned())
             .filter(|value| !value.is_empty())
     });
-    context(req).and_then(|ctx| check_read(req, ctx, presented))
+    let ctx = context(req)?;
+    let required = ctx.auth.as_ref().is_some_and(|a| a.read_requires_token);
+    if required && presented.is_none() {
+        // A page opened before signing in: the sign-in form, without a warning in the log.
+        return Err(ApiError::Unauthorized {
+            message: "this page needs a read token".into(),
+            invalid_token: false,
+        });
+    }
+    check_read(req, ctx, presented)
 }
 
 /// May `token`, typed into the sign-in form, read.

@@ -83,6 +83,8 @@ struct FleetPage {
     next_link: String,
     /// This view reloading itself every REFRESH_SECONDS, or not reloading.
     refresh_link: String,
+    /// No filters, the reload kept.
+    clear_link: String,
     /// The browser keeps a read token (it may sign out).
     signed_in: bool,
 }
@@ -325,10 +327,16 @@ pub async fn page(
         ..form.clone()
     }
     .link(&sort, &order_text, page);
+    let clear_link = Form {
+        refresh: form.refresh.clone(),
+        ..Form::default()
+    }
+    .link("", "", 1);
     let template = FleetPage {
         title: "Fleet",
         refresh_seconds,
         refresh_link,
+        clear_link,
         summary,
         status_options: vec![
             ("", "any"),

@@ -159,7 +159,8 @@ fn status_look(status: Status) -> (&'static str, &'static str) {
     (symbol, status.words())
 }
 
-/// Percent-encodes a path segment or query value (RFC 3986 unreserved characters stay).
+/// Percent-encodes a path segment or query value: RFC 3986 unreserved characters stay, and
+/// `*` and `,` (sub-delimiters; the filters' globs and lists read better unencoded).
 fn encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {

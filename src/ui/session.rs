@@ -43,9 +43,16 @@ pub struct SignInForm {
 
 /// Where to go after signing in: a page of this service, nothing else (no open redirect).
 fn next_page(next: &str) -> &str {
+    // No `.` or `..` segment (a browser resolves `/ui/..` to `/`), plain or percent-encoded.
+    let path = next.split(['?', '#']).next().unwrap_or("");
+    let dots = path.split('/').any(|segment| {
+        let lower = segment.to_ascii_lowercase().replace("%2e", ".");
+        lower == "." || lower == ".."
+    });
     let local = next.starts_with("/ui/")
         && !next.contains("//")
         && !next.contains('\\')
+        && !dots
         && next.chars().all(|c| c.is_ascii_graphic());
     if local {
         next
@@ -70,7 +77,14 @@ fn sign_in_page(status: StatusCode, problem: &str, next: &str) -> Result<HttpRes
 /// What a refused read shows: the sign-in form (401/403), or the error itself when no token
 /// can help (the token file cannot be loaded: 503).
 fn refused(err: ApiError, next: &str) -> HttpResponse {
-    let failure = err.auth_failure();
+    // Opening a page before signing in is the usual way in, not a failed authentication.
+    let failure = match &err {
+        ApiError::Unauthorized {
+            invalid_token: false,
+            ..
+        } => None,
+        _ => err.auth_failure(),
+    };
     let page = match &err {
         ApiError::Unauthorized { invalid_token, .. } => {
             let problem = if *invalid_token {
@@ -113,6 +127,28 @@ pub async fn require_reader(
     Ok(next.call(req).await?.map_into_left_body())
 }
 
+/// A sign-in or sign-out posted by another site's page (login CSRF: signing a visitor in with
+/// someone else's token, or out): browsers say where a request came from in
+/// `Sec-Fetch-Site`; a form of this server's own pages is `same-origin`. Requests without
+/// the header (curl, older browsers) are taken.
+fn from_elsewhere(req: &HttpRequest) -> Option<HttpResponse> {
+    let site = req.headers().get("sec-fetch-site")?.to_str().ok()?;
+    if matches!(site, "same-origin" | "none") {
+        return None;
+    }
+    tracing::warn!(
+        path = req.path(),
+        sec_fetch_site = site,
+        "refused: a sign-in form posted from another site"
+    );
+    let page = sign_in_page(
+        StatusCode::FORBIDDEN,
+        "Sign in through this server's own form.",
+        "/ui/",
+    );
+    Some(page.unwrap_or_else(|err| actix_web::ResponseError::error_response(&err)))
+}
+
 /// The cookie with the token, for HTTPS only when the request came over HTTPS.
 fn cookie(req: &HttpRequest, value: String, max_age: CookieDuration) -> Cookie<'static> {
     let secure = req.connection_info().scheme() == "https";
@@ -131,6 +167,9 @@ pub async fn sign_in(
     req: HttpRequest,
     form: web::Form<SignInForm>,
 ) -> Result<HttpResponse, ApiError> {
+    if let Some(refused) = from_elsewhere(&req) {
+        return Ok(refused);
+    }
     let form = form.into_inner();
     let token = form.token.trim();
     if token.is_empty() || token.len() > MAX_TOKEN || !token.chars().all(|c| c.is_ascii_graphic()) {
@@ -143,18 +182,19 @@ pub async fn sign_in(
     if let Err(err) = token_may_read(&req, token) {
         return Ok(refused(err, &form.next));
     }
+    let kept = cookie(&req, token.to_owned(), CookieDuration::days(COOKIE_DAYS));
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, next_page(&form.next)))
-        .cookie(cookie(
-            &req,
-            token.to_owned(),
-            CookieDuration::days(COOKIE_DAYS),
-        ))
+        // Percent-encoded, as `HttpRequest::cookie` decodes it: a token may hold `;` or `%`.
+        .append_header((header::SET_COOKIE, kept.encoded().to_string()))
         .finish())
 }
 
 /// `POST /ui/sign-out`: forgets the token in this browser.
 pub async fn sign_out(req: HttpRequest) -> HttpResponse {
+    if let Some(refused) = from_elsewhere(&req) {
+        return refused;
+    }
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/ui/"))
         .cookie(cookie(&req, String::new(), CookieDuration::ZERO))
@@ -168,6 +208,9 @@ mod tests {
     #[test]
     fn only_pages_of_this_service_are_gone_back_to() {
         assert_eq!(next_page("/ui/hosts/g/h?page=2"), "/ui/hosts/g/h?page=2");
+        // A path of this server still (the browser asks for /ui/%2F%2Fevil here).
+        assert_eq!(next_page("/ui/%2F%2Fevil"), "/ui/%2F%2Fevil");
+        assert_eq!(next_page("/ui/?q=a..b"), "/ui/?q=a..b");
         for elsewhere in [
             "",
             "https://evil.example/",
@@ -176,6 +219,10 @@ mod tests {
             "/ui/\\evil",
             "/admin/prune",
             "/ui/ x",
+            "/ui/..",
+            "/ui/../admin/prune",
+            "/ui/%2e%2E/x",
+            "/ui/./x",
         ] {
             assert_eq!(next_page(elsewhere), "/ui/", "{elsewhere:?}");
         }

@@ -253,15 +253,10 @@ async fn a_host_page_tells_its_story() {
     assert!(html.contains("✗ failed"), "{html}");
     // Three transitions; the older two with how long their status lasted.
     assert_eq!(table_rows(&html, "Changes of status"), 3, "{html}");
-    assert!(
-        html.contains("<td>30m 0s</td>"),
-        "out of sync lasted 30 min: {html}"
-    );
-    assert!(
-        html.contains("<td>1h 0m</td>"),
-        "synced lasted an hour: {html}"
-    );
-    assert!(html.contains(" so far</td>"), "{html}");
+    // Newest first: failed (so far), out of sync for 30 min, synced for an hour.
+    let at = |text: &str| html.find(text).unwrap_or_else(|| panic!("{text}: {html}"));
+    assert!(at(" so far</td>") < at("<td>30m 0s</td>"), "{html}");
+    assert!(at("<td>30m 0s</td>") < at("<td>1h 0m</td>"), "{html}");
     assert!(
         html.contains("href=\"/ui/commits/abc1234567890\""),
         "{html}"
@@ -355,6 +350,12 @@ async fn a_commit_page_shows_who_runs_it_and_who_does_not_yet() {
 async fn with_read_requires_token_a_page_asks_for_a_token_once() {
     let dir = tempfile::tempdir().unwrap();
     let (path, tokens) = token_file(dir.path(), &[("reader", &["read"]), ("ci", &["write:g"])]);
+    // A token of someone else's making, with characters a cookie cannot carry as they are.
+    let odd = "odd%41;token,=x";
+    let line = gitops_status::auth::file_line("odd", odd, &["read".to_owned()]).unwrap();
+    let mut file = std::fs::read_to_string(&path).unwrap();
+    file.push_str(&format!("{line}\n"));
+    std::fs::write(&path, file).unwrap();
     let app = spawn_app_with(dir, |s| {
         s.tokens = Some(path);
         s.read_requires_token = true;
@@ -401,6 +402,41 @@ async fn with_read_requires_token_a_page_asks_for_a_token_once() {
         }
         request.send()
     };
+    // Another site's page cannot sign a visitor in (or out).
+    let forged = client
+        .post(app.url("/ui/sign-in"))
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("token", tokens["reader"].as_str()), ("next", "/ui/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert!(!forged.headers().contains_key("set-cookie"));
+    let forged_out = client
+        .post(app.url("/ui/sign-out"))
+        .header("sec-fetch-site", "same-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged_out.status(), 403);
+
+    let odd_in = sign_in(odd, "/ui/", false).await.unwrap();
+    assert_eq!(odd_in.status(), 303);
+    let odd_pair = odd_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let odd_page = client
+        .get(app.url("/ui/"))
+        .header("cookie", &odd_pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(odd_page.status(), 200, "the odd token's cookie: {odd_pair}");
+
     let unknown = sign_in("not-a-token", "/ui/", false).await.unwrap();
     assert_eq!(unknown.status(), 401);
     assert!(unknown
