@@ -138,13 +138,9 @@ pub async fn page(
         title: format!("Commit {}", commit_sha.chars().take(12).collect::<String>()),
         refresh_seconds,
         refresh_link: if refresh_seconds > 0 {
-            commit_link(&commit_sha)
+            format!("{}?refresh=0", commit_link(&commit_sha))
         } else {
-            format!(
-                "{}?refresh={}",
-                commit_link(&commit_sha),
-                super::REFRESH_SECONDS
-            )
+            commit_link(&commit_sha)
         },
         on_commit: groups.iter().map(|g| g.on_commit).sum(),
         hosts: groups.iter().map(|g| g.hosts).sum(),

@@ -1,6 +1,6 @@
 //! `/ui/`: the fleet. Counts at the top (the same query as `/summary`), then a page of hosts
 //! with filters that work without JavaScript (query parameters named as `/status` names
-//! them, plus `q` for text), sortable columns, and a reload every 30 s when asked (`refresh`).
+//! them, plus `q` for text), sortable columns, and a reload every 30 s that a link stops.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
@@ -249,10 +249,8 @@ pub async fn page(
         q: value(&query.q),
         sort: value(&query.sort),
         order: value(&query.order),
-        refresh: match super::parse_refresh(query.refresh.as_deref()) {
-            Ok(0) | Err(_) => String::new(),
-            Ok(seconds) => seconds.to_string(),
-        },
+        // As given (links keep it); empty for the default.
+        refresh: value(&query.refresh),
     };
     let columns = [
         ("Group", Some(SortKey::Group)),
@@ -317,12 +315,14 @@ pub async fn page(
     } else {
         String::new()
     };
-    let refresh_seconds = form.refresh.parse().unwrap_or(0);
+    let refresh_seconds =
+        super::parse_refresh(Some(&form.refresh)).unwrap_or(super::REFRESH_SECONDS);
     let refresh_link = Form {
+        // Reloading: a link to stop; stopped: a link back to the default.
         refresh: if refresh_seconds > 0 {
-            String::new()
+            "0".to_owned()
         } else {
-            super::REFRESH_SECONDS.to_string()
+            String::new()
         },
         ..form.clone()
     }

@@ -18,22 +18,25 @@ use askama::Template;
 
 use crate::domain::{HostName, ServerGroup, Status};
 
-/// Nothing but this origin's style sheet; no script at all, no frames, forms only to here.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
-     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// Nothing but this origin's style sheet and one script file (the reload), no inline script,
+/// no frames, forms only to here.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// The reload a page offers: `?refresh=30` makes the fleet and commit pages reload themselves
-/// (a `<meta http-equiv="refresh">`: the URL, and so the filters, stay as they are). Not by
-/// default: a reload nobody asked for moves the page under a reader (WCAG 2.2.1; axe-core
-/// reports it as critical), so the page offers it as a link, and a link to stop it.
+/// How often the fleet and commit pages reload themselves by default. `/ui/reload.js` does it
+/// (the URL, and so the filters, stay as they are) and the page says so, with a link to stop
+/// it (`refresh=0`), as WCAG 2.2.1 asks of anything that moves a page under its reader. Not a
+/// `<meta http-equiv="refresh">`: that offers no way to turn it off, and axe-core rates it
+/// critical. Without JavaScript the pages simply do not reload.
 pub const REFRESH_SECONDS: u32 = 30;
 /// The range `refresh` takes, in seconds.
 const REFRESH_RANGE: std::ops::RangeInclusive<u32> = 10..=3600;
 
-/// `refresh`: absent, empty or 0 for none, else seconds within REFRESH_RANGE.
+/// `refresh`: absent or empty for the default, 0 for none, else seconds within REFRESH_RANGE.
 fn parse_refresh(value: Option<&str>) -> Result<u32, crate::api::error::FieldProblem> {
     match value.map(str::trim).unwrap_or("") {
-        "" | "0" => Ok(0),
+        "" => Ok(REFRESH_SECONDS),
+        "0" => Ok(0),
         text => text
             .parse::<u32>()
             .ok()
@@ -42,7 +45,7 @@ fn parse_refresh(value: Option<&str>) -> Result<u32, crate::api::error::FieldPro
                 crate::api::error::FieldProblem::new(
                     "refresh",
                     format!(
-                        "must be 0 or whole seconds from {} to {}",
+                        "must be 0 (no reload) or whole seconds from {} to {}",
                         REFRESH_RANGE.start(),
                         REFRESH_RANGE.end()
                     ),
@@ -65,7 +68,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/sign-in", web::post().to(session::sign_in))
             .route("/sign-out", web::post().to(session::sign_out))
             .route("/style.css", web::get().to(style))
-            .route("/favicon.svg", web::get().to(favicon)),
+            .route("/favicon.svg", web::get().to(favicon))
+            .route("/reload.js", web::get().to(reload_script)),
     );
 }
 
@@ -89,6 +93,14 @@ async fn favicon() -> HttpResponse {
         .content_type("image/svg+xml")
         .insert_header((header::CACHE_CONTROL, "max-age=86400"))
         .body(include_str!("../../templates/favicon.svg"))
+}
+
+/// The fleet and commit pages' reload (see REFRESH_SECONDS).
+async fn reload_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "max-age=300"))
+        .body(include_str!("../../templates/reload.js"))
 }
 
 /// The headers every page carries.
@@ -223,7 +235,8 @@ mod tests {
 
     #[test]
     fn refresh_is_off_or_a_sane_number_of_seconds() {
-        assert_eq!(parse_refresh(None).ok(), Some(0));
+        assert_eq!(parse_refresh(None).ok(), Some(REFRESH_SECONDS));
+        assert_eq!(parse_refresh(Some("")).ok(), Some(REFRESH_SECONDS));
         assert_eq!(parse_refresh(Some("0")).ok(), Some(0));
         assert_eq!(parse_refresh(Some("30")).ok(), Some(30));
         for bad in ["5", "3601", "x", "-1"] {

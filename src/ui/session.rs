@@ -112,7 +112,7 @@ pub async fn require_reader(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let open = matches!(
         req.path(),
-        "/ui/style.css" | "/ui/favicon.svg" | "/ui/sign-in" | "/ui/sign-out"
+        "/ui/style.css" | "/ui/favicon.svg" | "/ui/reload.js" | "/ui/sign-in" | "/ui/sign-out"
     );
     if !open {
         if let Err(err) = page_reader(req.request()) {

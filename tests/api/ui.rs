@@ -57,28 +57,40 @@ async fn the_fleet_page_lists_every_host_with_counts_words_and_symbols() {
     assert!(
         html.contains("✗ failed") && html.contains("⚠ out of sync") && html.contains("✓ synced")
     );
-    // It reloads itself only when asked to (a link offers it), and keeps doing so.
+    // It reloads itself every 30 s (a script file: no inline script, no meta refresh), says
+    // so, and links to stopping it; the choice stays in the form and the links.
     assert!(!html.contains("http-equiv=\"refresh\""), "{html}");
+    assert_eq!(html.matches("<script").count(), 1, "{html}");
+    assert!(html.contains("<script src=\"/ui/reload.js\" defer></script>"));
+    assert!(html.contains("<body data-reload=\"30\">"), "{html}");
     assert!(
-        html.contains("href=\"/ui/?refresh=30\">Reload this view every 30 s"),
+        html.contains("href=\"/ui/?refresh=0\">stop reloading"),
         "{html}"
     );
-    let reloading = page(&app, "/ui/?status=failed&refresh=30").await;
-    assert!(reloading.contains("<meta http-equiv=\"refresh\" content=\"30\">"));
+    let stopped = page(&app, "/ui/?status=failed&refresh=0").await;
+    assert!(!stopped.contains("<script") && !stopped.contains("data-reload"));
     assert!(
-        reloading.contains("name=\"refresh\" value=\"30\""),
+        stopped.contains("name=\"refresh\" value=\"0\""),
         "the form keeps it"
     );
     assert!(
-        reloading.contains("href=\"/ui/?status=failed\">stop reloading"),
-        "{reloading}"
+        stopped.contains("href=\"/ui/?status=failed\">Reload this view every 30 s"),
+        "{stopped}"
     );
     assert!(
-        reloading.contains("sort=host&#38;order=asc&#38;refresh=30"),
-        "{reloading}"
+        stopped.contains("sort=host&#38;order=asc&#38;refresh=0"),
+        "{stopped}"
     );
+    assert!(page(&app, "/ui/?refresh=600")
+        .await
+        .contains("data-reload=\"600\""));
     assert_eq!(app.get("/ui/?refresh=1").await.status(), 422);
-    assert!(!html.contains("<script"), "no script at all");
+    let script = app.get("/ui/reload.js").await;
+    assert_eq!(script.status(), 200);
+    assert_eq!(
+        script.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
     assert!(html.contains("Hosts 1–3 of 3."), "{html}");
 }
 
@@ -332,10 +344,11 @@ async fn a_commit_page_shows_who_runs_it_and_who_does_not_yet() {
         waiting.contains(">web-2</a>") && waiting.contains(">aaa111<"),
         "{html}"
     );
-    assert!(!html.contains("http-equiv=\"refresh\""));
-    let reloading = page(&app, "/ui/commits/bbb222?refresh=30").await;
-    assert!(reloading.contains("<meta http-equiv=\"refresh\" content=\"30\">"));
-    assert!(reloading.contains("href=\"/ui/commits/bbb222\">stop reloading"));
+    assert!(html.contains("data-reload=\"30\"") && !html.contains("http-equiv=\"refresh\""));
+    assert!(html.contains("href=\"/ui/commits/bbb222?refresh=0\">stop reloading"));
+    let stopped = page(&app, "/ui/commits/bbb222?refresh=0").await;
+    assert!(!stopped.contains("data-reload"));
+    assert!(stopped.contains("href=\"/ui/commits/bbb222\">Reload this page every 30 s"));
     let everyone = page(&app, "/ui/commits/aaa111").await;
     assert!(
         everyone.contains("<strong>1</strong> of <strong>2</strong>"),
@@ -388,7 +401,7 @@ async fn with_read_requires_token_a_page_asks_for_a_token_once() {
         form.contains("name=\"next\" value=\"/ui/hosts/g/h?page=1\""),
         "{form}"
     );
-    for open in ["/ui/style.css", "/ui/favicon.svg"] {
+    for open in ["/ui/style.css", "/ui/favicon.svg", "/ui/reload.js"] {
         let status = client.get(app.url(open)).send().await.unwrap().status();
         assert_eq!(status, 200, "{open} needs no token");
     }
