@@ -57,6 +57,14 @@ pub async fn ready(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError>
         tracing::warn!(problem = %failure, "readiness check failed");
         return Err(ApiError::Unavailable(format!("not ready: {failure}")));
     }
+    // The writer's queue closes the moment its task ends, a little before the supervisor has
+    // recorded why (its cause is logged then): answer 503 in that moment too.
+    if !ctx.store.writer_up() {
+        tracing::warn!("readiness check failed: the writer task has stopped");
+        return Err(ApiError::Unavailable(
+            "not ready: the writer task has stopped".to_owned(),
+        ));
+    }
     // Reads go on without tokens, and a request that needs one is told why it is refused:
     // the instance stays in its Service, and the reason shows here and in /metrics.
     let warnings: Vec<String> = ctx

@@ -9,7 +9,7 @@
 //! pointers (`domain::merge`) and its materialised `GET /status` row.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use sqlx::sqlite::SqliteConnectOptions;
@@ -159,6 +159,8 @@ struct Shared {
     committed: AtomicI64,
     /// Why the last write failed, while the database does not take writes.
     fault: Mutex<Option<String>>,
+    /// The writer task panicked (set before the requests it held are answered).
+    stopped: AtomicBool,
 }
 
 /// The requests' side of the writer.
@@ -245,9 +247,9 @@ impl WriterHandle {
         self.jobs.max_capacity()
     }
 
-    /// Whether the writer task still runs (its end closes the queue).
+    /// Whether the writer task still runs (its end closes the queue; a panic says so first).
     pub(super) fn is_up(&self) -> bool {
-        !self.jobs.is_closed()
+        !self.jobs.is_closed() && !self.shared.stopped.load(Ordering::Acquire)
     }
 
     async fn send<T>(&self, job: impl FnOnce(Answer<T>) -> Job) -> Result<T, StoreError> {
@@ -305,11 +307,41 @@ pub(super) struct WriterConfig {
 
 /// The writer's loop, for the caller to run under its supervisor. Dropping it unstarted
 /// closes the queue: every write is then refused.
-pub struct WriterTask(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
+pub struct WriterTask {
+    future: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    shared: Arc<Shared>,
+}
 
 impl WriterTask {
     pub async fn run(self) {
-        self.0.await
+        self.await
+    }
+}
+
+/// A panic in the writer marks it stopped before its future, and with it the requests it
+/// held, is dropped: a request answered 503 because the writer died finds `/ready` already
+/// saying so (the supervisor records the cause a moment later). The panic then goes on to the
+/// supervisor.
+impl std::future::Future for WriterTask {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let Some(future) = self.future.as_mut() else {
+            return std::task::Poll::Ready(());
+        };
+        let polled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.as_mut().poll(cx)));
+        match polled {
+            Ok(poll) => poll,
+            Err(panic) => {
+                self.shared.stopped.store(true, Ordering::Release);
+                self.future = None;
+                std::panic::resume_unwind(panic)
+            }
+        }
     }
 }
 
@@ -340,10 +372,11 @@ pub(super) async fn start(
         metrics: config.metrics,
         panic_on_host: config.panic_on_host,
     };
-    Ok((
-        WriterHandle { jobs, shared },
-        WriterTask(Box::pin(writer.run())),
-    ))
+    let task = WriterTask {
+        future: Some(Box::pin(writer.run())),
+        shared: Arc::clone(&shared),
+    };
+    Ok((WriterHandle { jobs, shared }, task))
 }
 
 struct Writer {
