@@ -307,40 +307,24 @@ pub(super) struct WriterConfig {
 
 /// The writer's loop, for the caller to run under its supervisor. Dropping it unstarted
 /// closes the queue: every write is then refused.
-pub struct WriterTask {
-    future: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
-    shared: Arc<Shared>,
-}
+pub struct WriterTask(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
 
 impl WriterTask {
     pub async fn run(self) {
-        self.await
+        self.0.await
     }
 }
 
-/// A panic in the writer marks it stopped before its future, and with it the requests it
-/// held, is dropped: a request answered 503 because the writer died finds `/ready` already
-/// saying so (the supervisor records the cause a moment later). The panic then goes on to the
-/// supervisor.
-impl std::future::Future for WriterTask {
-    type Output = ();
+/// Marks the writer stopped when a panic unwinds through the scope it guards. Declared after
+/// the replies a scope holds, it is dropped before them as the panic unwinds: a request
+/// answered 503 because the writer died finds `/ready` already saying so (the supervisor
+/// records the cause a moment later).
+struct StopOnPanic(Arc<Shared>);
 
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        let Some(future) = self.future.as_mut() else {
-            return std::task::Poll::Ready(());
-        };
-        let polled =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.as_mut().poll(cx)));
-        match polled {
-            Ok(poll) => poll,
-            Err(panic) => {
-                self.shared.stopped.store(true, Ordering::Release);
-                self.future = None;
-                std::panic::resume_unwind(panic)
-            }
+impl Drop for StopOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.stopped.store(true, Ordering::Release);
         }
     }
 }
@@ -372,11 +356,10 @@ pub(super) async fn start(
         metrics: config.metrics,
         panic_on_host: config.panic_on_host,
     };
-    let task = WriterTask {
-        future: Some(Box::pin(writer.run())),
-        shared: Arc::clone(&shared),
-    };
-    Ok((WriterHandle { jobs, shared }, task))
+    Ok((
+        WriterHandle { jobs, shared },
+        WriterTask(Box::pin(writer.run())),
+    ))
 }
 
 struct Writer {
@@ -426,6 +409,7 @@ impl Writer {
                     self.write_group(group).await;
                 }
                 Job::Atomic(mut group, reply) => {
+                    let _stop_on_panic = StopOnPanic(Arc::clone(&self.shared));
                     let outcome = self.commit_group(&mut group, true).await;
                     let outcome = match outcome {
                         Ok(results) => results
@@ -446,10 +430,12 @@ impl Writer {
                     let _ = reply.send(outcome);
                 }
                 Job::Prune(batch, reply) => {
+                    let _stop_on_panic = StopOnPanic(Arc::clone(&self.shared));
                     let outcome = self.prune(&batch).await;
                     let _ = reply.send(outcome);
                 }
                 Job::Probe(reply) => {
+                    let _stop_on_panic = StopOnPanic(Arc::clone(&self.shared));
                     let outcome = self.probe().await;
                     let _ = reply.send(outcome);
                 }
@@ -543,6 +529,7 @@ impl Writer {
                 !gone
             })
             .unzip();
+        let _stop_on_panic = StopOnPanic(Arc::clone(&self.shared));
         if group.is_empty() {
             return;
         }
