@@ -266,41 +266,61 @@ impl ShutdownSignals {
 /// Reloads the token file on SIGHUP and, every `poll`, when it changed on disk (a rotated
 /// Kubernetes Secret). A file that cannot be loaded (deleted, unreadable, malformed) is logged
 /// and counted, and no token is valid until it loads (`Auth::valid_tokens`); `/ready` says so.
-/// `hangup` is SIGHUP, caught since before the server listened; it is shared so that a
-/// restarted watcher takes it over.
-pub async fn watch_tokens(
-    auth: Arc<Auth>,
-    poll: Option<Duration>,
-    hangup: Arc<tokio::sync::Mutex<tokio::signal::unix::Signal>>,
-    metrics: Arc<Metrics>,
-    mut shutdown: Shutdown,
-) {
-    let mut hangup = hangup.lock().await;
-    let mut ticks = poll.map(tokio::time::interval);
-    loop {
-        let trigger = tokio::select! {
-            _ = shutdown.wait() => return,
-            _ = hangup.recv() => "SIGHUP",
-            _ = async {
-                match ticks.as_mut() {
-                    Some(ticks) => { ticks.tick().await; }
-                    None => std::future::pending::<()>().await,
-                }
-            } => {
-                if !auth.changed_on_disk() {
-                    continue;
-                }
-                "file changed"
+pub struct TokenWatcher {
+    pub auth: Arc<Auth>,
+    pub poll: Option<Duration>,
+    /// SIGHUP, caught since before the server listened; a restarted watcher takes it over.
+    pub hangup: tokio::sync::Mutex<tokio::signal::unix::Signal>,
+    pub metrics: Arc<Metrics>,
+    /// An injected fault of test builds: while set, the next SIGHUP panics the watcher (and
+    /// clears it).
+    pub fault: std::sync::atomic::AtomicBool,
+}
+
+impl TokenWatcher {
+    /// Watches until shutdown. A `restarted` watcher reloads the file first: the signal or
+    /// change that its predecessor died on is not lost.
+    pub async fn run(self: Arc<Self>, restarted: bool, mut shutdown: Shutdown) {
+        let auth = &self.auth;
+        let mut hangup = self.hangup.lock().await;
+        let mut ticks = self.poll.map(tokio::time::interval);
+        let mut pending = restarted.then_some("restart");
+        loop {
+            let trigger = match pending.take() {
+                Some(trigger) => trigger,
+                None => tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = hangup.recv() => "SIGHUP",
+                    _ = async {
+                        match ticks.as_mut() {
+                            Some(ticks) => { ticks.tick().await; }
+                            None => std::future::pending::<()>().await,
+                        }
+                    } => {
+                        if !auth.changed_on_disk() {
+                            continue;
+                        }
+                        "file changed"
+                    }
+                },
+            };
+            if trigger == "SIGHUP" && self.fault.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                panic!("injected fault: the token watcher panics on SIGHUP");
             }
-        };
+            self.reload(trigger);
+        }
+    }
+
+    fn reload(&self, trigger: &'static str) {
+        let auth = &self.auth;
         let reloaded = auth.reload();
-        metrics.token_reload(reloaded.is_ok());
+        self.metrics.token_reload(reloaded.is_ok());
         match reloaded {
             Ok(tokens) => {
                 tracing::info!(trigger, tokens, file = %auth.path().display(), "token file reloaded")
             }
             Err(err) => {
-                tracing::error!(trigger, error = %format!("{err:#}"), "token file not reloaded; no token is accepted until it loads, and /ready answers 503")
+                tracing::error!(trigger, error = %format!("{err:#}"), "token file not reloaded; no token is accepted until it loads (/ready warns)")
             }
         }
     }

@@ -50,22 +50,33 @@ pub struct Settings {
     pub public_badges: bool,
     /// Test builds only: the writer panics on a report for this host (an injected fault).
     pub panic_on_host: Option<String>,
+    /// Test builds only: the token watcher panics on the first SIGHUP (an injected fault).
+    pub token_watcher_panics: bool,
 }
 
 /// An injected fault, in test builds only (debug assertions on, as `cargo test` builds the
-/// binary): `GITOPS_STATUS_TEST_FAULT=writer-panics-on-host:NAME` makes the writer panic when
-/// asked to write a report for host NAME. Release builds do not read the variable.
+/// binary), from `GITOPS_STATUS_TEST_FAULT`:
+/// - `writer-panics-on-host:NAME`: the writer panics when asked to write a report for host NAME;
+/// - `token-watcher-panics-on-first-sighup`: the token watcher panics on the first SIGHUP.
+///
+/// Release builds do not read the variable.
 fn injected_fault() -> Option<String> {
     #[cfg(debug_assertions)]
     {
-        std::env::var("GITOPS_STATUS_TEST_FAULT")
-            .ok()
-            .and_then(|v| v.strip_prefix("writer-panics-on-host:").map(str::to_owned))
+        std::env::var("GITOPS_STATUS_TEST_FAULT").ok()
     }
     #[cfg(not(debug_assertions))]
     {
         None
     }
+}
+
+fn writer_panics_on_host() -> Option<String> {
+    injected_fault().and_then(|v| v.strip_prefix("writer-panics-on-host:").map(str::to_owned))
+}
+
+fn token_watcher_panics() -> bool {
+    injected_fault().as_deref() == Some("token-watcher-panics-on-first-sighup")
 }
 
 /// One day: a CI retry, or a rerun of the same pipeline the next morning.
@@ -97,6 +108,7 @@ impl Settings {
             metrics_per_host: true,
             public_badges: false,
             panic_on_host: None,
+            token_watcher_panics: false,
         }
     }
 }
@@ -241,7 +253,8 @@ impl TryFrom<ServeArgs> for Settings {
             clock: Clock::system(),
             metrics_per_host: args.metrics_per_host,
             public_badges: args.public_badges,
-            panic_on_host: injected_fault(),
+            panic_on_host: writer_panics_on_host(),
+            token_watcher_panics: token_watcher_panics(),
         })
     }
 }

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use crate::app::{watch_tokens, Application, ShutdownSignals};
+use crate::app::{Application, ShutdownSignals, TokenWatcher};
 use crate::cli::ServeArgs;
 use crate::config::Settings;
 use crate::telemetry;
@@ -16,18 +16,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let app = Application::build(&settings).await?;
     let stopper = app.stopper();
     if let Some(auth) = app.auth() {
-        let poll = settings.tokens_poll_interval;
-        let hangup = std::sync::Arc::new(tokio::sync::Mutex::new(hangup));
-        let metrics = app.metrics();
+        let watcher = std::sync::Arc::new(TokenWatcher {
+            auth,
+            poll: settings.tokens_poll_interval,
+            hangup: tokio::sync::Mutex::new(hangup),
+            metrics: app.metrics(),
+            fault: settings.token_watcher_panics.into(),
+        });
+        let mut runs = 0_u64;
         // It keeps nothing but the file's last stamp: a new watcher re-reads the file.
         app.spawn_restarting("token watcher", move |shutdown| {
-            watch_tokens(
-                std::sync::Arc::clone(&auth),
-                poll,
-                std::sync::Arc::clone(&hangup),
-                std::sync::Arc::clone(&metrics),
-                shutdown,
-            )
+            runs += 1;
+            std::sync::Arc::clone(&watcher).run(runs > 1, shutdown)
         });
     }
     // Its handle is not kept: the signal ends the process, through the stopper.

@@ -622,4 +622,79 @@ mod process {
         assert_eq!(event["trigger"], "file changed");
         assert_eq!(post(&server, &token).await, 201);
     }
+    /// A fault injected into a test build (`GITOPS_STATUS_TEST_FAULT`, read only with debug
+    /// assertions): the token watcher panics on the first SIGHUP. It keeps nothing but the
+    /// file's stamp, so the supervisor restarts it after a pause instead of stopping the
+    /// process; the restarted watcher reloads the file the signal was for, and watches on.
+    #[tokio::test]
+    async fn a_token_watcher_that_panics_is_restarted_and_reloads_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = token_file(dir.path(), &[("old", &["write:rsyslog-*"])]);
+        let mut command = Command::new(binary());
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2", "--db"])
+            .arg(dir.path().join("x.db"))
+            .arg("--tokens")
+            .arg(&path)
+            .args(["--tokens-poll-interval", "0"])
+            .env(
+                "GITOPS_STATUS_TEST_FAULT",
+                "token-watcher-panics-on-first-sighup",
+            );
+        let mut server = ServerProcess::start_command(command);
+        let token = gitops_status::auth::generate().unwrap();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(
+            &gitops_status::auth::file_line("new", &token, &["write:rsyslog-*".into()]).unwrap(),
+        );
+        text.push('\n');
+        std::fs::write(&path, &text).unwrap();
+
+        server.signal(Signal::SIGHUP);
+        let ended = wait_for_log(&server, "a background task ended");
+        assert_eq!(ended["level"], "ERROR");
+        assert_eq!(ended["task"], "token watcher");
+        assert!(
+            ended["problem"]
+                .as_str()
+                .unwrap()
+                .contains("the token watcher task panicked: injected fault"),
+            "{ended}"
+        );
+        let restarted = wait_for_log(&server, "background task restarted");
+        assert_eq!(restarted["task"], "token watcher");
+        // The SIGHUP the watcher died on reloaded nothing; its successor loads the file.
+        let reloaded = wait_for_log(&server, "token file reloaded");
+        assert_eq!(reloaded["trigger"], "restart");
+        assert_eq!(post(&server, &token).await, 201);
+        let client = reqwest::Client::new();
+        let ready = client.get(server.url("/ready")).send().await.unwrap();
+        assert_eq!(ready.status(), 200);
+        let metrics = client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("gitops_status_task_restarts_total{task=\"token watcher\"} 1\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("gitops_status_task_up{task=\"token watcher\"} 1\n"),
+            "{metrics}"
+        );
+
+        // The restarted watcher took the signal over: the next SIGHUP reloads again (the fault
+        // fired once).
+        std::fs::write(&path, "broken line\n").unwrap();
+        server.signal(Signal::SIGHUP);
+        wait_for_log(&server, "token file not reloaded");
+        assert_eq!(post(&server, &token).await, 503);
+        assert_eq!(server.child.try_wait().unwrap(), None, "still running");
+        server.signal(Signal::SIGTERM);
+        assert_eq!(server.wait(), Some(0));
+    }
 }
