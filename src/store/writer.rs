@@ -108,7 +108,48 @@ pub enum Written {
     Replayed(StoredAnswer),
 }
 
-type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
+/// Where the writer sends a job's result. Dropped unanswered while the writer panics, it
+/// marks the writer stopped before its receiver learns of it: a request answered 503 because
+/// the writer died finds `/ready` already saying so (the supervisor records the cause a moment
+/// later), wherever the writer held it.
+struct Answer<T> {
+    tx: Option<oneshot::Sender<Result<T, StoreError>>>,
+    shared: Arc<Shared>,
+}
+
+type Receiver<T> = oneshot::Receiver<Result<T, StoreError>>;
+
+impl<T> Answer<T> {
+    fn channel(shared: &Arc<Shared>) -> (Answer<T>, Receiver<T>) {
+        let (tx, rx) = oneshot::channel();
+        let answer = Answer {
+            tx: Some(tx),
+            shared: Arc::clone(shared),
+        };
+        (answer, rx)
+    }
+
+    /// Answers; nothing happens when the request is gone.
+    fn send(mut self, result: Result<T, StoreError>) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(result);
+        }
+    }
+
+    /// The request stopped waiting for its answer.
+    fn is_closed(&self) -> bool {
+        self.tx.as_ref().is_none_or(|tx| tx.is_closed())
+    }
+}
+
+impl<T> Drop for Answer<T> {
+    fn drop(&mut self) {
+        // The fields (the sender among them) are dropped after this.
+        if self.tx.is_some() && std::thread::panicking() {
+            self.shared.stopped.store(true, Ordering::Release);
+        }
+    }
+}
 
 struct Pending {
     report: Report,
@@ -187,7 +228,7 @@ impl WriterHandle {
         meta: RequestMeta,
         once: Option<OnceKey>,
     ) -> Result<Written, StoreError> {
-        let (reply, answer) = oneshot::channel();
+        let (reply, answer) = Answer::channel(&self.shared);
         let mut pending = Pending::new(report, meta);
         pending.once = once;
         let job = Job::Report(Box::new(pending), reply);
@@ -218,7 +259,7 @@ impl WriterHandle {
     /// Asks the writer to write its probe row: refused at once when the queue is full, and
     /// given up after `PROBE_TIMEOUT` (a readiness probe must answer in time).
     pub(super) async fn probe(&self) -> Result<(), StoreError> {
-        let (reply, answer) = oneshot::channel();
+        let (reply, answer) = Answer::channel(&self.shared);
         self.jobs
             .try_send(Job::Probe(reply))
             .map_err(|err| match err {
@@ -253,7 +294,7 @@ impl WriterHandle {
     }
 
     async fn send<T>(&self, job: impl FnOnce(Answer<T>) -> Job) -> Result<T, StoreError> {
-        let (reply, answer) = oneshot::channel();
+        let (reply, answer) = Answer::channel(&self.shared);
         self.jobs
             .send(job(reply))
             .await
@@ -261,10 +302,7 @@ impl WriterHandle {
         self.wait(answer).await
     }
 
-    async fn wait<T>(
-        &self,
-        answer: oneshot::Receiver<Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
+    async fn wait<T>(&self, answer: Receiver<T>) -> Result<T, StoreError> {
         match tokio::time::timeout(WRITER_ANSWER_TIMEOUT, answer).await {
             Ok(Ok(result)) => result,
             // The writer dropped the request: it stopped.
@@ -312,20 +350,6 @@ pub struct WriterTask(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + S
 impl WriterTask {
     pub async fn run(self) {
         self.0.await
-    }
-}
-
-/// Marks the writer stopped when a panic unwinds through the scope it guards. Declared after
-/// the replies a scope holds, it is dropped before them as the panic unwinds: a request
-/// answered 503 because the writer died finds `/ready` already saying so (the supervisor
-/// records the cause a moment later).
-struct StopOnPanic(Arc<Shared>);
-
-impl Drop for StopOnPanic {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.stopped.store(true, Ordering::Release);
-        }
     }
 }
 
@@ -409,7 +433,6 @@ impl Writer {
                     self.write_group(group).await;
                 }
                 Job::Atomic(mut group, reply) => {
-                    let _stop_on_panic = StopOnPanic(Arc::clone(&self.shared));
                     let outcome = self.commit_group(&mut group, true).await;
                     let outcome = match outcome {
                         Ok(results) => results
@@ -427,17 +450,15 @@ impl Writer {
                         self.reset();
                     }
                     self.note(outcome.as_ref().map(|_| ()));
-                    let _ = reply.send(outcome);
+                    reply.send(outcome);
                 }
                 Job::Prune(batch, reply) => {
-                    let _stop_on_panic = StopOnPanic(Arc::clone(&self.shared));
                     let outcome = self.prune(&batch).await;
-                    let _ = reply.send(outcome);
+                    reply.send(outcome);
                 }
                 Job::Probe(reply) => {
-                    let _stop_on_panic = StopOnPanic(Arc::clone(&self.shared));
                     let outcome = self.probe().await;
-                    let _ = reply.send(outcome);
+                    reply.send(outcome);
                 }
                 Job::Close(reply) => {
                     self.close().await;
@@ -529,7 +550,6 @@ impl Writer {
                 !gone
             })
             .unzip();
-        let _stop_on_panic = StopOnPanic(Arc::clone(&self.shared));
         if group.is_empty() {
             return;
         }
@@ -537,7 +557,7 @@ impl Writer {
             Ok(results) => {
                 self.note(Ok(()));
                 for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result);
+                    reply.send(result);
                 }
             }
             Err(err) => {
@@ -545,7 +565,7 @@ impl Writer {
                 self.note(Err(&err));
                 if group.len() == 1 || err.affects_every_write() {
                     for reply in replies {
-                        let _ = reply.send(Err(err.clone()));
+                        reply.send(Err(err.clone()));
                     }
                     return;
                 }
@@ -563,7 +583,7 @@ impl Writer {
                             Err(err)
                         }
                     };
-                    let _ = reply.send(result);
+                    reply.send(result);
                 }
             }
         }
@@ -1328,4 +1348,41 @@ fn remember(
         received_at.to_string(),
     ));
     Ok(Written::Fresh(Box::new(recorded), Some(answer)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_dropped_by_a_panic_marks_the_writer_stopped() {
+        let shared = Arc::new(Shared::default());
+        let (answer, mut receiver) = Answer::<()>::channel(&shared);
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _held = answer;
+            panic!("the writer fails with a request in hand");
+        }));
+
+        assert!(unwound.is_err());
+        assert!(shared.stopped.load(Ordering::Acquire));
+        assert!(receiver.try_recv().is_err(), "the request learns it");
+    }
+
+    #[test]
+    fn an_answer_sent_or_dropped_without_a_panic_leaves_the_writer_up() {
+        let shared = Arc::new(Shared::default());
+        let (answer, mut receiver) = Answer::<()>::channel(&shared);
+        answer.send(Ok(()));
+        let (dropped, _receiver) = Answer::<()>::channel(&shared);
+        drop(dropped);
+        let (sent_in_panic, _receiver) = Answer::<()>::channel(&shared);
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            sent_in_panic.send(Ok(()));
+            panic!("after the answer went out");
+        }));
+
+        assert!(unwound.is_err());
+        assert!(matches!(receiver.try_recv(), Ok(Ok(()))));
+        assert!(!shared.stopped.load(Ordering::Acquire));
+    }
 }
