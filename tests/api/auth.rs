@@ -345,6 +345,13 @@ mod process {
         ServerProcess::start_command(command)
     }
 
+    /// The server's /metrics page.
+    async fn metrics_text(server: &ServerProcess) -> String {
+        let response = reqwest::get(server.url("/metrics")).await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    }
+
     async fn post(server: &ServerProcess, token: &str) -> u16 {
         reqwest::Client::new()
             .post(server.url("/status/pipeline"))
@@ -523,14 +530,7 @@ mod process {
                 .status(),
             200
         );
-        let metrics = client
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = metrics_text(&server).await;
         assert!(
             metrics.contains("\ngitops_status_token_file_loaded 0\n"),
             "{metrics}"
@@ -670,14 +670,7 @@ mod process {
         let client = reqwest::Client::new();
         let ready = client.get(server.url("/ready")).send().await.unwrap();
         assert_eq!(ready.status(), 200);
-        let metrics = client
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = metrics_text(&server).await;
         assert!(
             metrics.contains("gitops_status_task_restarts_total{task=\"token watcher\"} 1\n"),
             "{metrics}"
