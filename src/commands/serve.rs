@@ -24,7 +24,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             fault: settings.token_watcher_panics.into(),
         });
         let mut runs = 0_u64;
-        // It keeps nothing but the file's last stamp: a new watcher re-reads the file.
+        // It keeps nothing of its own (the tokens and the file's stamp live in `auth`); a
+        // restarted watcher reloads the file first.
         app.spawn_restarting("token watcher", move |shutdown| {
             runs += 1;
             std::sync::Arc::clone(&watcher).run(runs > 1, shutdown)

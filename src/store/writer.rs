@@ -111,7 +111,8 @@ pub enum Written {
 /// Where the writer sends a job's result. Dropped unanswered while the writer panics, it
 /// marks the writer stopped before its receiver learns of it: a request answered 503 because
 /// the writer died finds `/ready` already saying so (the supervisor records the cause a moment
-/// later), wherever the writer held it.
+/// later), wherever the writer held it. Only the writer can be unwinding with one in hand: the
+/// requesting side moves it into the queue as soon as it is made.
 struct Answer<T> {
     tx: Option<oneshot::Sender<Result<T, StoreError>>>,
     shared: Arc<Shared>,
