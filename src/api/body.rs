@@ -364,11 +364,14 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// Free text of at most `max` characters.
+    /// Free text of at most `max` characters, without U+0000 (PostgreSQL text cannot hold
+    /// it, and both backends must take the same reports).
     pub fn text(&mut self, name: &'static str, max: usize) -> Option<String> {
         self.optional(name, |s| {
             if s.chars().count() > max {
                 Err(format!("must be at most {max} characters"))
+            } else if s.contains('\0') {
+                Err("must not contain the character U+0000 (NUL)".to_owned())
             } else {
                 Ok(s.to_owned())
             }

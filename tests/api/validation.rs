@@ -287,6 +287,15 @@ async fn text_members_have_types_and_limits() {
         "must be a string",
     )
     .await;
+    // Valid JSON (`\u0000`), but no text column of PostgreSQL can hold it: refused on both.
+    rejects(
+        &app,
+        "validation_message",
+        json!("before\u{0}after"),
+        "validation_message",
+        "U+0000",
+    )
+    .await;
     assert_nothing_stored(&app).await;
 
     let mut body = json!({"server_group": "g", "host": "h", "status": "synced"});
