@@ -1,4 +1,4 @@
--- The PostgreSQL schema: what a SQLite database holds after migrations/0001..0005, in one
+-- The PostgreSQL schema: what a SQLite database holds after migrations/0001..0006, in one
 -- step (those files say why each object exists; this one says what differs and why). The
 -- same tables, columns in the same order (src/store/record.rs lists reports' columns in
 -- table order for every SELECT and INSERT), indexes, triggers and view. Written for
@@ -92,6 +92,8 @@ CREATE TABLE reports (
                                CHECK (length(hash) = 64 AND hash !~ '[^0-9a-f]'),
     -- Retention's tier: 1 for a change, 0 for a routine report.
     is_change          BIGINT  NOT NULL DEFAULT 1 CHECK (is_change IN (0, 1)),
+    -- Which canonical text `hash` covers (SQLite's migration 0006; src/store/record.rs).
+    chain_format       BIGINT  NOT NULL DEFAULT 1 CHECK (chain_format >= 1),
     -- Named, unlike SQLite's: PostgreSQL's error names the constraint, not its expression.
     CONSTRAINT reports_received_at_format CHECK (
         received_at ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[.][0-9]{3}Z$'),

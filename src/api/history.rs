@@ -155,6 +155,9 @@ pub struct HistoryRow {
     /// sha256(prev_hash ‖ canonical content) in lower-case hex (README, Security).
     #[schema(pattern = "^[0-9a-f]{64}$")]
     pub hash: String,
+    /// Which canonical text of the row `hash` covers (README, Tamper-evident history).
+    #[schema(minimum = 1)]
+    pub chain_format: i64,
 }
 
 impl TryFrom<HistoryEntry> for HistoryRow {
@@ -192,6 +195,7 @@ impl TryFrom<HistoryEntry> for HistoryRow {
             raw_body,
             prev_hash: e.prev_hash,
             hash: e.hash,
+            chain_format: e.chain_format,
         })
     }
 }

@@ -211,9 +211,11 @@ pub struct HistoryEntry {
     pub user_agent: Option<String>,
     /// The request body exactly as the client sent it (valid JSON).
     pub raw_body: String,
-    /// The audit chain: the previous row's hash and this row's.
+    /// The audit chain: the previous row's hash and this row's, and which canonical text
+    /// of the row `hash` covers.
     pub prev_hash: String,
     pub hash: String,
+    pub chain_format: i64,
 }
 
 /// Which reports `GET /history` returns, newest first.

@@ -100,9 +100,8 @@ impl NewRow {
         })
     }
 
-    /// Makes the row report `id` of the chain after `prev_hash`. Its canonical text is byte
-    /// for byte what SQLite's `json_object` renders from the stored row
-    /// (`record::canonical_sql`), which `verify` and auditors recompute.
+    /// Makes the row report `id` of the chain after `prev_hash`, hashed over the canonical
+    /// text of `record::CHAIN_FORMAT`, which `verify` and auditors recompute from the row.
     pub(super) fn link(
         &mut self,
         id: i64,
@@ -115,6 +114,7 @@ impl NewRow {
         record.received_at = received_at.to_string();
         record.observed_at = observed_at.to_string();
         record.prev_hash = prev_hash.to_owned();
+        record.chain_format = super::record::CHAIN_FORMAT;
         record.hash = chain::link(prev_hash, &record.canonical_with(&self.runs));
     }
 }

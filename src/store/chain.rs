@@ -7,11 +7,11 @@
 use std::path::Path;
 
 use anyhow::Context;
-use sqlx::{Connection, Row, SqliteConnection};
+use sqlx::{Connection, SqliteConnection};
 
 use crate::domain::chain::{is_hash, link, GENESIS};
 
-use super::record::canonical_sql;
+use super::record::{column_list, StoredRow};
 use super::retention::{RemovedRun, RetentionRecord};
 
 const BATCH: i64 = 5_000;
@@ -59,6 +59,7 @@ pub async fn verify(path: &Path, render: super::RenderRow) -> anyhow::Result<Ver
     if problems != ["ok"] {
         return Ok(Verification::Damaged { problems });
     }
+    super::check_schema(path, &mut conn).await?;
     // One read transaction: one snapshot, whatever the server appends meanwhile.
     let mut tx = conn.begin().await?;
     let mut gaps = match Gaps::load(&mut tx).await? {
@@ -66,10 +67,11 @@ pub async fn verify(path: &Path, render: super::RenderRow) -> anyhow::Result<Ver
         Err((id, problem)) => return Ok(Verification::Broken { id, problem }),
     };
     let removed_by_retention = gaps.removed();
+    // Each row's canonical text is rendered here from its columns, in the format it records,
+    // the same way whichever backend stored it.
     let sql = format!(
-        "SELECT id, prev_hash, hash, {} AS canonical \
-         FROM reports WHERE id > ?1 ORDER BY id LIMIT ?2",
-        canonical_sql()
+        "SELECT {} FROM reports WHERE id > ?1 ORDER BY id LIMIT ?2",
+        column_list()
     );
     let mut previous: Option<ChainHead> = None;
     let mut first_id = None;
@@ -84,23 +86,28 @@ pub async fn verify(path: &Path, render: super::RenderRow) -> anyhow::Result<Ver
         if batch.is_empty() {
             break;
         }
-        for row in batch {
-            let id: i64 = row.try_get("id")?;
-            let prev_hash: String = row.try_get("prev_hash")?;
-            let hash: String = row.try_get("hash")?;
-            let canonical: String = row.try_get("canonical")?;
+        for row in &batch {
+            let row = StoredRow::read(row)?;
+            let (id, prev_hash, hash) = (row.id(), row.prev_hash(), row.hash());
+            let canonical = match row.recorded_canonical() {
+                Ok(canonical) => canonical,
+                Err(problem) => return Ok(Verification::Broken { id, problem }),
+            };
             // What the row must link to: the row before it, or across a gap retention made,
             // the last row it removed there.
             let expected = match gaps.bridge(previous.as_ref(), id) {
                 Ok(expected) => expected,
                 Err((id, problem)) => return Ok(Verification::Broken { id, problem }),
             };
-            if let Some(problem) = check_link(&expected, &prev_hash, &hash, &canonical) {
+            if let Some(problem) = check_link(&expected, prev_hash, hash, &canonical) {
                 return Ok(Verification::Broken { id, problem });
             }
             first_id.get_or_insert(id);
             rows += 1;
-            previous = Some(ChainHead { id, hash });
+            previous = Some(ChainHead {
+                id,
+                hash: hash.to_owned(),
+            });
         }
     }
     if let Some((id, problem)) = gaps.left_over(previous.as_ref()) {

@@ -280,6 +280,40 @@ async fn migrate(path: &Path, options: &SqliteConnectOptions) -> anyhow::Result<
     Ok(())
 }
 
+/// Refuses a database whose schema is not the one this build migrates to: `verify` and the
+/// other read-only commands never migrate, so they name the versions instead of failing on
+/// a missing column.
+pub(crate) async fn check_schema(path: &Path, conn: &mut SqliteConnection) -> anyhow::Result<()> {
+    let expected = sqlx::migrate!()
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0);
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success = 1")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap_or(None);
+    match found {
+        Some(found) if found == expected => Ok(()),
+        Some(found) if found < expected => anyhow::bail!(
+            "{} has schema version {found} and this gitops-status reads version {expected}: \
+             start the server on it once (it migrates at start-up), or use the release that \
+             wrote it",
+            path.display()
+        ),
+        Some(found) => anyhow::bail!(
+            "{} has schema version {found}, newer than the {expected} this gitops-status \
+             reads: use the release that wrote it",
+            path.display()
+        ),
+        None => anyhow::bail!(
+            "{} is not a gitops-status database (it has no migrations table)",
+            path.display()
+        ),
+    }
+}
+
 /// Opens (creating it and its parent folders if needed) and migrates the database, renders
 /// the hosts' status rows still missing, and returns the write connection.
 async fn open_for_writing(

@@ -24,6 +24,8 @@ pub(super) enum Role {
 pub(super) struct Column {
     pub name: &'static str,
     pub role: Role,
+    /// INTEGER (else TEXT).
+    pub int: bool,
 }
 
 /// A column's value as SQLite stores it: INTEGER, TEXT or NULL.
@@ -34,28 +36,34 @@ pub(super) enum Value<'a> {
 }
 
 trait AsValue {
+    /// Whether the column holds integers (else text).
+    const INT: bool;
     fn value(&self) -> Value<'_>;
 }
 
 impl AsValue for i64 {
+    const INT: bool = true;
     fn value(&self) -> Value<'_> {
         Value::Int(Some(*self))
     }
 }
 
 impl AsValue for Option<i64> {
+    const INT: bool = true;
     fn value(&self) -> Value<'_> {
         Value::Int(*self)
     }
 }
 
 impl AsValue for String {
+    const INT: bool = false;
     fn value(&self) -> Value<'_> {
         Value::Text(Some(self))
     }
 }
 
 impl AsValue for Option<String> {
+    const INT: bool = false;
     fn value(&self) -> Value<'_> {
         Value::Text(self.as_deref())
     }
@@ -73,6 +81,7 @@ macro_rules! report_record {
         pub(super) const COLUMNS: &[Column] = &[$(Column {
             name: stringify!($name),
             role: Role::$role,
+            int: <$ty as AsValue>::INT,
         },)*];
 
         impl ReportRecord {
@@ -121,7 +130,14 @@ report_record! {
     hash: String => Chain,
     /// 1: the row changed something (kept for --retain-changes); 0: routine.
     is_change: i64 => Derived,
+    /// Which canonical text `hash` covers (`CHAIN_FORMAT` for rows written now).
+    chain_format: i64 => Chain,
 }
+
+/// The canonical text new rows are hashed over. Format 1: the JSON object of every `Content`
+/// and `Linked` column in table order, as SQLite's `json_object` renders it (`canonical_sql`):
+/// no white space, NULL as `null`, integers in decimal, text escaped as `push_json_string` says.
+pub const CHAIN_FORMAT: i64 = 1;
 
 /// `id, received_at, …, hash`: every column, for SELECT and INSERT.
 pub(super) fn column_list() -> &'static str {
@@ -142,8 +158,9 @@ fn canonical_columns() -> impl Iterator<Item = (usize, &'static Column)> {
         .filter(|(_, c)| matches!(c.role, Role::Content | Role::Linked))
 }
 
-/// The canonical content of a stored row as SQLite renders it: `json_object('id', id, …)`
-/// over every column but the chain's own and the derived ones. `verify` and the README's auditor recipe use it.
+/// Chain format 1 as SQLite renders it from a stored row: `json_object('id', id, …)` over
+/// every column but the chain's own and the derived ones. The README's auditor recipe uses it;
+/// a test checks that it renders what `ReportRecord::canonical` does.
 pub fn canonical_sql() -> &'static str {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         let members: Vec<String> = canonical_columns()
@@ -237,6 +254,94 @@ impl ReportRecord {
     }
 }
 
+/// A stored row as `verify` reads it: every column's value borrowed from the database's row
+/// (no copy of its text), in `COLUMNS`' order.
+pub(super) struct StoredRow<'r>(Vec<Value<'r>>);
+
+impl<'r> StoredRow<'r> {
+    /// Reads a row selected with `column_list()`, from either backend.
+    pub(super) fn read<R>(row: &'r R) -> Result<Self, sqlx::Error>
+    where
+        R: sqlx::Row,
+        usize: sqlx::ColumnIndex<R>,
+        i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        COLUMNS
+            .iter()
+            .enumerate()
+            .map(|(index, column)| {
+                Ok(if column.int {
+                    Value::Int(row.try_get(index)?)
+                } else {
+                    Value::Text(row.try_get(index)?)
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map(StoredRow)
+    }
+
+    fn int(&self, name: &str) -> Option<i64> {
+        match self.value(name) {
+            Some(Value::Int(value)) => value,
+            _ => None,
+        }
+    }
+
+    fn text(&self, name: &str) -> &'r str {
+        match self.value(name) {
+            Some(Value::Text(Some(value))) => value,
+            _ => "",
+        }
+    }
+
+    fn value(&self, name: &str) -> Option<Value<'r>> {
+        let index = COLUMNS.iter().position(|c| c.name == name)?;
+        self.0.get(index).copied()
+    }
+
+    pub(super) fn id(&self) -> i64 {
+        self.int("id").unwrap_or(0)
+    }
+
+    pub(super) fn prev_hash(&self) -> &'r str {
+        self.text("prev_hash")
+    }
+
+    pub(super) fn hash(&self) -> &'r str {
+        self.text("hash")
+    }
+
+    /// The canonical text of the format this row records, which its `hash` must cover.
+    pub(super) fn recorded_canonical(&self) -> Result<String, String> {
+        match self.int("chain_format") {
+            Some(1) => Ok(canonical_of(&self.0)),
+            other => Err(format!(
+                "it records chain format {}, which this gitops-status does not know \
+                 (it knows format {CHAIN_FORMAT}); verify it with a newer release",
+                other.map_or_else(|| "NULL".to_owned(), |n| n.to_string())
+            )),
+        }
+    }
+}
+
+/// The canonical text of chain format 1 of a row's values in `COLUMNS`' order: every
+/// `Content` and `Linked` member in table order, in one JSON object.
+fn canonical_of(values: &[Value<'_>]) -> String {
+    let mut out = String::with_capacity(1024);
+    out.push('{');
+    for (n, (index, column)) in canonical_columns().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        if let Some(value) = values.get(index) {
+            push_member(&mut out, column.name, *value);
+        }
+    }
+    out.push('}');
+    out
+}
+
 /// Appends one member as SQLite's `json_object` renders it: `"name":value`, NULL as `null`,
 /// integers in decimal, text as a JSON string (`push_json_string`).
 pub(super) fn push_member(out: &mut String, name: &str, value: Value<'_>) {
@@ -324,9 +429,9 @@ mod tests {
     #[test]
     fn the_canonical_text_is_the_one_existing_chains_use() {
         assert_eq!(canonical_sql(), CANONICAL_ROW_OF_MIGRATION_0001);
-        assert_eq!(COLUMNS.len(), 28);
+        assert_eq!(COLUMNS.len(), 29);
         assert!(column_list().starts_with("id, received_at, kind, server_group,"));
-        assert!(column_list().ends_with("raw_body, prev_hash, hash, is_change"));
+        assert!(column_list().ends_with("raw_body, prev_hash, hash, is_change, chain_format"));
     }
 
     #[test]
@@ -372,6 +477,7 @@ mod tests {
             prev_hash: String::new(),
             hash: String::new(),
             is_change: 0,
+            chain_format: CHAIN_FORMAT,
         }
     }
 
@@ -419,6 +525,7 @@ mod tests {
                 &vec![Some(char::from(byte).to_string()); texts],
             );
             let sqlite = runtime.block_on(sqlite_renders(&mut conn, &record));
+            assert_eq!(canonical_of(&record.values()), sqlite, "byte {byte:#04x}");
             assert_eq!(record.canonical(), sqlite, "byte {byte:#04x}");
         }
         let conn = std::cell::RefCell::new(conn);
@@ -431,6 +538,7 @@ mod tests {
             .run(&members, |(ints, texts)| {
                 let record = record(&ints, &texts);
                 let sqlite = runtime.block_on(sqlite_renders(&mut conn.borrow_mut(), &record));
+                prop_assert_eq!(canonical_of(&record.values()), sqlite.as_str());
                 prop_assert_eq!(record.canonical(), sqlite);
                 Ok(())
             })

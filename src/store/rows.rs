@@ -166,6 +166,7 @@ impl TryFrom<ReportRecord> for HistoryEntry {
             raw_body: row.raw_body,
             prev_hash: row.prev_hash,
             hash: row.hash,
+            chain_format: row.chain_format,
         })
     }
 }

@@ -129,6 +129,65 @@ async fn verify_names_a_changed_row() {
 }
 
 #[tokio::test]
+async fn rows_record_their_chain_format_and_verify_names_one_it_does_not_know() {
+    let app = spawn_app().await;
+    ten_reports(&app).await;
+    assert!(app
+        .history("")
+        .await
+        .iter()
+        .all(|row| row["chain_format"] == 1));
+    drop_triggers(&app).await;
+
+    app.db()
+        .execute("UPDATE reports SET chain_format = 2 WHERE id = 4")
+        .await
+        .unwrap();
+
+    let (code, out) = verify(&app.db_path);
+    assert_eq!(code, 1);
+    assert_eq!(
+        out.trim(),
+        "row 4: it records chain format 2, which this gitops-status does not know (it knows \
+         format 1); verify it with a newer release"
+    );
+}
+
+#[tokio::test]
+async fn verify_refuses_a_database_of_another_schema_version_naming_both() {
+    let app = spawn_app().await;
+    ten_reports(&app).await;
+    let latest = app
+        .db()
+        .scalar("SELECT max(version) FROM _sqlx_migrations")
+        .await;
+    // As a database the previous release wrote looks until the server migrates it.
+    app.db()
+        .execute(&format!(
+            "DELETE FROM _sqlx_migrations WHERE version = {latest}"
+        ))
+        .await
+        .unwrap();
+
+    let output = Command::new(binary())
+        .arg("verify")
+        .arg("--db")
+        .arg(&app.db_path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "has schema version {} and this gitops-status reads version {latest}: start the \
+             server on it once",
+            latest - 1
+        )),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
 async fn verify_names_a_removed_row() {
     let app = spawn_app().await;
     ten_reports(&app).await;

@@ -5,7 +5,7 @@ use crate::helpers::{
 };
 
 /// The members of every history row.
-const HISTORY_FIELDS: [&str; 28] = [
+const HISTORY_FIELDS: [&str; 29] = [
     "id",
     "received_at",
     "kind",
@@ -34,6 +34,7 @@ const HISTORY_FIELDS: [&str; 28] = [
     "raw_body",
     "prev_hash",
     "hash",
+    "chain_format",
 ];
 
 /// A well-formed chain hash for rows written by hand.

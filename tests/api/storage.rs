@@ -114,6 +114,8 @@ async fn schema_refuses_values_the_api_would_refuse() {
         ("kind", "'retention'"),
         ("is_change", "2"),
         ("is_change", "0"),
+        ("chain_format", "0"),
+        ("chain_format", "NULL"),
     ] {
         let refused = match change.0 {
             // A cron row may not carry pipeline-only members.
