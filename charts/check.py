@@ -1,5 +1,6 @@
 """Checks the Helm chart without a cluster: lint, render with every value file, validate
-every manifest strictly against the Kubernetes schemas, and assert what the chart promises.
+every manifest strictly against the Kubernetes schemas, and assert what the chart promises,
+in both database shapes: SQLite (the defaults) and PostgreSQL (ci/postgres-values.yaml).
 
 Run with the CI venv (helm-python-sdk, kubernetes-validate, PyYAML):
     python charts/check.py
@@ -117,6 +118,11 @@ def env_of(container):
     return {e["name"]: e.get("value") for e in container.get("env", [])}
 
 
+def is_postgres(v):
+    """The chart's PostgreSQL shape: database.url.existingSecret names the URL's Secret."""
+    return bool(v["database"]["url"]["existingSecret"])
+
+
 def service_url(service, namespace):
     """The in-cluster base URL of a rendered Service."""
     port = service["spec"]["ports"][0]["port"]
@@ -138,9 +144,14 @@ def assert_promises(label, values, manifests, notes, namespace=NAMESPACE):
     pod = spec["template"]["spec"]
     (container,) = pod["containers"]
     env = env_of(container)
+    postgres = is_postgres(v)
 
-    check(spec["replicas"] == 1, f"{label}: replicas {spec['replicas']}")
-    check(spec["strategy"] == {"type": "Recreate"}, f"{label}: strategy {spec['strategy']}")
+    if postgres:
+        check(spec["replicas"] == v["replicaCount"], f"{label}: replicas {spec['replicas']}")
+        check(spec["strategy"] == {"type": "RollingUpdate"}, f"{label}: strategy {spec['strategy']}")
+    else:
+        check(spec["replicas"] == 1, f"{label}: replicas {spec['replicas']}")
+        check(spec["strategy"] == {"type": "Recreate"}, f"{label}: strategy {spec['strategy']}")
     check(pod["automountServiceAccountToken"] is False, f"{label}: token automounted")
     psc, csc = pod["securityContext"], container["securityContext"]
     check(psc["runAsNonRoot"] and psc["runAsUser"] == 65532 and psc["runAsGroup"] == 65532
@@ -157,7 +168,13 @@ def assert_promises(label, values, manifests, notes, namespace=NAMESPACE):
     # The image's ENTRYPOINT is `gitops-status serve`; arguments would follow it.
     check("args" not in container and "command" not in container,
           f"{label}: the container overrides the image's entrypoint")
-    check(env["GITOPS_STATUS_DB"] == "/data/gitops-status.db", f"{label}: db {env}")
+    (db,) = [e for e in container["env"] if e["name"] == "GITOPS_STATUS_DB"]
+    db_url = v["database"]["url"]
+    if postgres:
+        check(db == {"name": "GITOPS_STATUS_DB", "valueFrom": {"secretKeyRef": {
+              "name": db_url["existingSecret"], "key": db_url["key"]}}}, f"{label}: db {db}")
+    else:
+        check(db == {"name": "GITOPS_STATUS_DB", "value": "/data/gitops-status.db"}, f"{label}: db {db}")
     check(env["GITOPS_STATUS_LISTEN"] == "0.0.0.0:5000", f"{label}: listen {env}")
     retention = v["retention"]
     for variable, key in (("RETAIN_REPORTS", "reports"), ("RETAIN_CHANGES", "changes"),
@@ -171,8 +188,29 @@ def assert_promises(label, values, manifests, notes, namespace=NAMESPACE):
     check(env["GITOPS_STATUS_METRICS_PER_HOST"] == str(v["metrics"]["perHost"]).lower(),
           f"{label}: GITOPS_STATUS_METRICS_PER_HOST {env.get('GITOPS_STATUS_METRICS_PER_HOST')}")
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    check(mounts.get("data") == "/data", f"{label}: /data not mounted: {mounts}")
     volumes = {vol["name"]: vol for vol in pod["volumes"]}
+    check(mounts.get("tmp") == "/tmp" and volumes["tmp"]["emptyDir"]["sizeLimit"] == v["tmpVolume"]["sizeLimit"],
+          f"{label}: /tmp {mounts} {volumes.get('tmp')}")
+    if postgres:
+        check("data" not in mounts and "data" not in volumes
+              and "/data" not in {m["mountPath"] for m in container["volumeMounts"]},
+              f"{label}: /data mounted with PostgreSQL: {mounts}")
+    else:
+        check(mounts.get("data") == "/data", f"{label}: /data not mounted: {mounts}")
+    password = v["database"]["passwordFile"]
+    if postgres and password["existingSecret"]:
+        secret = volumes["db-password"]["secret"]
+        check(secret["secretName"] == password["existingSecret"]
+              and secret["items"] == [{"key": password["key"], "path": password["key"]}],
+              f"{label}: password Secret {secret}")
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "db-password"]
+        check(mount == {"name": "db-password", "mountPath": "/etc/gitops-status/db", "readOnly": True},
+              f"{label}: password mount {mount}")
+        check(env["GITOPS_STATUS_DB_PASSWORD_FILE"] == f"/etc/gitops-status/db/{password['key']}",
+              f"{label}: password file {env.get('GITOPS_STATUS_DB_PASSWORD_FILE')}")
+    else:
+        check("GITOPS_STATUS_DB_PASSWORD_FILE" not in env and "db-password" not in volumes,
+              f"{label}: a password file without PostgreSQL and a password Secret")
 
     if v["auth"]["existingSecret"]:
         secret = volumes["auth"]["secret"]
@@ -196,7 +234,26 @@ def assert_promises(label, values, manifests, notes, namespace=NAMESPACE):
 
     claims = kinds.get("PersistentVolumeClaim", [])
     persistence = v["persistence"]
-    if not persistence["enabled"]:
+    budgets = kinds.get("PodDisruptionBudget", [])
+    if postgres:
+        check(not claims, f"{label}: a claim rendered with PostgreSQL")
+        check("LOST" not in notes and "PostgreSQL" in notes and db_url["existingSecret"] in notes,
+              f"{label}: NOTES do not describe the PostgreSQL shape")
+    else:
+        check(not budgets, f"{label}: a PodDisruptionBudget with SQLite")
+    if budgets:
+        (budget,) = budgets
+        pdb = v["podDisruptionBudget"]
+        want = ({"minAvailable": pdb["minAvailable"]} if pdb.get("minAvailable") is not None
+                else {"maxUnavailable": pdb["maxUnavailable"]})
+        check(budget["apiVersion"] == "policy/v1"
+              and budget["spec"] == {**want, "selector": {"matchLabels": spec["selector"]["matchLabels"]}},
+              f"{label}: PodDisruptionBudget {budget}")
+    check(len(budgets) == int(postgres and v["podDisruptionBudget"]["enabled"]),
+          f"{label}: {len(budgets)} PodDisruptionBudgets")
+    if postgres:
+        pass
+    elif not persistence["enabled"]:
         check("emptyDir" in volumes["data"] and not claims, f"{label}: expected an emptyDir")
         check("history" in notes and "LOST" in notes, f"{label}: NOTES lack the persistence warning")
     elif persistence["existingClaim"]:
@@ -301,7 +358,7 @@ def assert_monitoring(label, v, kinds, service, selector, namespace):
         expected = dict(SERVICE_ALERTS)
         if metrics["perHost"]:
             expected |= HOST_ALERTS
-        if v["persistence"]["enabled"]:
+        if v["persistence"]["enabled"] and not is_postgres(v):
             expected |= VOLUME_ALERTS
         if v["auth"]["existingSecret"]:
             expected |= TOKEN_ALERTS
@@ -369,7 +426,11 @@ def assert_every_option_is_reachable():
     cli = cli.split("pub enum ReportMode")[0]
     variables = set(re.findall(r'env = "(GITOPS_STATUS_[A-Z_]+)"', cli)) | {"RUST_LOG"}
     check(len(variables) > 1, "no GITOPS_STATUS_ variables found in src/cli.rs")
-    manifests, _ = render({"config": {"workers": 3}, "auth": {"existingSecret": "gitops-status-tokens"}})
+    # The PostgreSQL shape with a password file: it sets everything the SQLite shape does, and
+    # GITOPS_STATUS_DB_PASSWORD_FILE besides.
+    manifests, _ = render({"config": {"workers": 3}, "auth": {"existingSecret": "gitops-status-tokens"},
+                           "database": {"url": {"existingSecret": "gitops-status-db"},
+                                        "passwordFile": {"existingSecret": "gitops-status-db-password"}}})
     (deployment,) = by_kind(manifests)["Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     missing = sorted(variables - set(env_of(container)))
@@ -406,13 +467,44 @@ def assert_schema_refuses(values, why):
     fail(f"values.schema.json accepted {values} ({why})")
 
 
-def assert_render_refuses(values, why):
+def assert_render_refuses(values, why, says=()):
+    """The chart refuses to render values, with a message holding every string in `says`."""
     try:
         render(values)
     except (helm_python.HelmRenderError, helm_python.HelmValuesError) as err:
-        print(f"  refused as expected ({why}): {' '.join(str(err).split())[:140]}")
+        message = " ".join(str(err).split())
+        missing = [s for s in says if s not in message]
+        check(not missing, f"refused {values} ({why}), but the message lacks {missing}: {message}")
+        print(f"  refused as expected ({why}): {message[:140]}")
         return
     fail(f"the chart rendered {values} ({why})")
+
+
+def assert_shapes(rendered):
+    """The key facts of the two database shapes, on the defaults and ci/postgres-values.yaml."""
+    for label, replicas, strategy, claims, budgets in (("defaults", 1, "Recreate", 1, 0),
+                                                      ("ci/postgres-values.yaml", 2, "RollingUpdate", 0, 1)):
+        kinds = by_kind(rendered[label])
+        (deployment,) = kinds["Deployment"]
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        (db,) = [e for e in container["env"] if e["name"] == "GITOPS_STATUS_DB"]
+        got = (deployment["spec"]["replicas"], deployment["spec"]["strategy"]["type"],
+               len(kinds.get("PersistentVolumeClaim", [])), len(kinds.get("PodDisruptionBudget", [])))
+        check(got == (replicas, strategy, claims, budgets),
+              f"{label}: (replicas, strategy, claims, budgets) {got}, expected "
+              f"{(replicas, strategy, claims, budgets)}")
+        from_secret = "secretKeyRef" in db.get("valueFrom", {})
+        check(from_secret == (strategy == "RollingUpdate"), f"{label}: GITOPS_STATUS_DB {db}")
+        print(f"ok  {label}: {'PostgreSQL' if from_secret else 'SQLite'} shape: {replicas} replica(s), "
+              f"{strategy}, {claims} claim(s), {budgets} PodDisruptionBudget(s), GITOPS_STATUS_DB "
+              f"{'from the Secret' if from_secret else db['value']}")
+    postgres = {"database": {"url": {"existingSecret": "gitops-status-db"}}}
+    manifests, _ = render({**postgres, "replicaCount": 3,
+                           "podDisruptionBudget": {"enabled": True, "minAvailable": "50%", "maxUnavailable": None}})
+    (budget,) = by_kind(manifests)["PodDisruptionBudget"]
+    check("maxUnavailable" not in budget["spec"] and budget["spec"]["minAvailable"] == "50%",
+          f"minAvailable 50%: PodDisruptionBudget {budget['spec']}")
+    return postgres
 
 
 def argocd_example():
@@ -429,10 +521,11 @@ def argocd_example():
 
 
 def main():
-    total = 0
+    total, rendered = 0, {}
     for label, values in value_files():
         lint(label, values)
         manifests, notes = render(values)
+        rendered[label] = manifests
         total += validate(label, manifests)
         assert_promises(label, values, manifests, notes)
         kinds = sorted(d["kind"] for docs in manifests.values() for d in docs)
@@ -451,8 +544,13 @@ def main():
     print(f"ok  {label}: renders, validates, and serves at the seeds' address {url}")
     assert_every_option_is_reachable()
     print("ok  every service option is set by the chart; every value is in the chart README")
+    postgres = assert_shapes(rendered)
     assert_schema_refuses({"service": {"port": "eighty"}}, "service.port is a string")
-    assert_schema_refuses({"replicaCount": 2}, "two writers on one SQLite file")
+    assert_schema_refuses({"replicaCount": -1}, "a negative replica count")
+    assert_schema_refuses({"database": {"url": "postgres://app:secret@db/app"}}, "a database URL in clear in the values")
+    assert_schema_refuses({"database": {"password": "secret"}}, "a database password in the values")
+    assert_schema_refuses({"podDisruptionBudget": {"maxUnavailable": 0}}, "a budget that blocks every drain")
+    assert_schema_refuses({"podDisruptionBudget": {"minAvailable": "half"}}, "a budget neither number nor percentage")
     assert_schema_refuses({"persistence": {"enabled": "yes"}}, "persistence.enabled is a string")
     assert_schema_refuses({"persistance": {"enabled": False}}, "misspelt key")
     assert_schema_refuses({"podLabels": {"app.kubernetes.io/name": "x"}}, "podLabels replace a selector label")
@@ -468,6 +566,20 @@ def main():
     assert_render_refuses({"replicaCount": 1, "statusJson": {"repo": "rsyslog", "server": "rsyslog-lab"}},
                           "the seeds' Application values: statusJson is gone")
     assert_render_refuses({"auth": {"readRequiresToken": True}}, "read tokens without a token file")
+    assert_render_refuses({"replicaCount": 2}, "two writers on one SQLite file",
+                          says=("replicaCount is 2", "SQLite", "ReadWriteOnce", "one writer", "PostgreSQL",
+                                "database.url.existingSecret"))
+    assert_render_refuses({"podDisruptionBudget": {"enabled": True}}, "a PodDisruptionBudget with SQLite",
+                          says=("needs PostgreSQL", "one pod"))
+    assert_render_refuses({"database": {"passwordFile": {"existingSecret": "gitops-status-db-password"}}},
+                          "a PostgreSQL password without a PostgreSQL URL", says=("database.url.existingSecret",))
+    assert_render_refuses({**postgres, "replicaCount": 2, "podDisruptionBudget": {"enabled": True, "minAvailable": 2,
+                                                                        "maxUnavailable": None}},
+                          "a budget that keeps every replica up", says=("block every voluntary eviction",))
+    assert_render_refuses({**postgres, "replicaCount": 2, "podDisruptionBudget": {"enabled": True, "minAvailable": 1}},
+                          "a budget with both minAvailable and maxUnavailable", says=("exactly one",))
+    assert_render_refuses({**postgres, "podDisruptionBudget": {"enabled": True, "maxUnavailable": None}},
+                          "a budget with neither minAvailable nor maxUnavailable", says=("exactly one",))
     assert_render_refuses({"networkPolicy": {"enabled": True, "writers": [], "readers": []}},
                           "NetworkPolicy without sources")
     assert_render_refuses({"auth": {"existingSecret": "gitops-status-tokens", "readRequiresToken": True},

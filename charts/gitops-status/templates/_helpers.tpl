@@ -55,6 +55,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/* "true" with PostgreSQL (database.url.existingSecret is set), empty with SQLite. */}}
+{{- define "gitops-status.postgres" -}}
+{{- if .Values.database.url.existingSecret }}true{{ end }}
+{{- end }}
+
 {{- define "gitops-status.claimName" -}}
 {{- default (printf "%s-data" (include "gitops-status.fullname" .)) .Values.persistence.existingClaim }}
 {{- end }}
