@@ -1,43 +1,33 @@
-//! Everything SQL. One writer task owns the only write connection and commits reports in
-//! groups (so concurrent POSTs share transactions instead of meeting SQLITE_BUSY), a pool of
-//! read-only connections serves the GETs, and WAL lets them run side by side: reads never wait
-//! for the writer. Migrations in `migrations/` run at start-up.
+//! Everything SQL, behind one interface of domain verbs (`Database`) with one implementation
+//! per backend: `sqlite`, the default and so far the only one (PostgreSQL is being built,
+//! issue 14). `Store` is what the rest of the server holds: it dispatches each verb to the
+//! backend `--db` chose. Backend-neutral here: the errors, the configuration, the row of
+//! `reports` and its canonical text (`record`).
 
-mod append;
-pub mod backup;
-#[cfg(feature = "bench")]
-pub mod bulk;
-pub mod chain;
-mod derive;
-mod fleet;
-pub mod lock;
-mod read;
 pub mod record;
-pub mod retention;
-mod rows;
-mod writer;
+mod sqlite;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, SqliteConnection, SqlitePool};
+use crate::domain::{
+    Clock, FleetFilter, FleetOrder, FleetPage, FleetSummary, HistoryEntry, HistoryFilter,
+    HistoryStats, HostGauge, HostName, HostState, Period, Report, RetentionPolicy, Rollout,
+    RolloutFilter, RolloutHost, ServerGroup, StalePolicy, Timestamp, Transition, TransitionFilter,
+};
 
-use crate::domain::{Clock, HostName, HostState, Period, Report, ServerGroup, StalePolicy};
-
-pub use fleet::StatusRows;
-pub use retention::PruneSummary;
-pub use writer::{OnceKey, Recorded, RenderAnswer, RequestMeta, StoredAnswer, WriterTask, Written};
+#[cfg(feature = "bench")]
+pub use sqlite::bulk;
+pub use sqlite::{backup, chain, lock, retention};
+pub use sqlite::{
+    OnceKey, PruneSummary, Recorded, RenderAnswer, RequestMeta, StatusRows, StoredAnswer,
+    WriterTask, Written,
+};
 
 /// How long a request may wait for its report's commit before it is answered 503. The
 /// writer's queue is bounded, so this is only reached when SQLite itself stalls.
 const WRITER_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a read may wait for a connection of the read pool.
-const READ_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long SQLite retries a locked database (another process, a checkpoint) before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a store operation failed. Cheap to clone: one failed group commit answers every
 /// report in the group with the same error.
@@ -166,183 +156,59 @@ pub struct FileSizes {
     pub wal: u64,
 }
 
-/// The database: one writer task and a read pool over one SQLite file.
+/// The store's verbs, once: `Database` lists them for every backend to implement, `Store`
+/// dispatches each to the backend it runs on, and each backend's implementation calls its
+/// inherent method of the same name.
+macro_rules! verbs {
+    (
+        async { $( $(#[$adoc:meta])* fn $async_name:ident(&self $(, $aarg:ident: $aty:ty)*) -> $aret:ty; )* }
+        sync { $( $(#[$sdoc:meta])* fn $sync_name:ident(&self $(, $sarg:ident: $sty:ty)*) -> $sret:ty; )* }
+    ) => {
+        /// What a backend does: the verbs of the domain, in its types.
+        pub(crate) trait Database {
+            $( $(#[$adoc])* async fn $async_name(&self $(, $aarg: $aty)*) -> $aret; )*
+            $( $(#[$sdoc])* fn $sync_name(&self $(, $sarg: $sty)*) -> $sret; )*
+        }
+
+        impl Store {
+            $(
+                $(#[$adoc])*
+                pub async fn $async_name(&self $(, $aarg: $aty)*) -> $aret {
+                    match &self.backend {
+                        Backend::Sqlite(db) => Database::$async_name(db $(, $aarg)*).await,
+                    }
+                }
+            )*
+            $(
+                $(#[$sdoc])*
+                pub fn $sync_name(&self $(, $sarg: $sty)*) -> $sret {
+                    match &self.backend {
+                        Backend::Sqlite(db) => Database::$sync_name(db $(, $sarg)*),
+                    }
+                }
+            )*
+        }
+
+        impl Database for sqlite::SqliteStore {
+            $( async fn $async_name(&self $(, $aarg: $aty)*) -> $aret {
+                sqlite::SqliteStore::$async_name(self $(, $aarg)*).await
+            } )*
+            $( fn $sync_name(&self $(, $sarg: $sty)*) -> $sret {
+                sqlite::SqliteStore::$sync_name(self $(, $sarg)*)
+            } )*
+        }
+    };
+}
+
+/// The database the server runs on, whichever backend holds it.
 #[derive(Clone, Debug)]
 pub struct Store {
-    writer: writer::WriterHandle,
-    readers: SqlitePool,
-    path: PathBuf,
-    lock: lock::WriterLock,
-    stale_policy: Arc<StalePolicy>,
-    /// The SQL of a host's `report_due_by` under `stale_policy`.
-    due_by: Arc<str>,
-    idempotency_window: Period,
+    backend: Backend,
 }
 
-/// Logs the durability settings the writer actually runs with (read back from SQLite, not
-/// from our options), so an operator and the tests can see them.
-async fn log_settings(conn: &mut SqliteConnection) -> anyhow::Result<()> {
-    let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&mut *conn)
-        .await?;
-    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
-        .fetch_one(&mut *conn)
-        .await?;
-    let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-        .fetch_one(&mut *conn)
-        .await?;
-    let busy_timeout_ms: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
-        .fetch_one(&mut *conn)
-        .await?;
-    let synchronous = match synchronous {
-        0 => "off",
-        1 => "normal",
-        2 => "full",
-        3 => "extra",
-        _ => "unknown",
-    };
-    tracing::info!(
-        journal_mode,
-        synchronous,
-        foreign_keys = foreign_keys == 1,
-        busy_timeout_ms,
-        "database opened"
-    );
-    Ok(())
-}
-
-/// The options every connection uses, and the write connection's on top of them.
-fn connect_options(path: &Path) -> (SqliteConnectOptions, SqliteConnectOptions) {
-    let base = SqliteConnectOptions::new()
-        .filename(path)
-        .busy_timeout(BUSY_TIMEOUT);
-    let writer = base
-        .clone()
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // FULL: a commit is on disk (WAL fsynced) before we answer 2xx.
-        .synchronous(SqliteSynchronous::Full)
-        .foreign_keys(true)
-        .optimize_on_close(true, 400);
-    (base, writer)
-}
-
-/// A read-only connection to an existing database file, for the commands that only read it
-/// (verify, backup): safe while a server writes it.
-async fn connect_read_only(path: &Path) -> anyhow::Result<SqliteConnection> {
-    anyhow::ensure!(path.exists(), "{} does not exist", path.display());
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true)
-        .busy_timeout(BUSY_TIMEOUT);
-    SqliteConnection::connect_with(&options)
-        .await
-        .with_context(|| format!("cannot open {}", path.display()))
-}
-
-/// Applies the migrations the database lacks, on a connection of its own that does not log
-/// their SQL (a rebuild of a large history runs for a minute: sqlx would log all of it).
-async fn migrate(path: &Path, options: &SqliteConnectOptions) -> anyhow::Result<()> {
-    use sqlx::ConnectOptions;
-    let migrator = sqlx::migrate!();
-    let mut conn = SqliteConnection::connect_with(&options.clone().disable_statement_logging())
-        .await
-        .with_context(|| format!("cannot open the database {}", path.display()))?;
-    let applied: Vec<i64> = sqlx::query_scalar(
-        "SELECT version FROM _sqlx_migrations WHERE success = 1 ORDER BY version",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .unwrap_or_default();
-    let pending: Vec<String> = migrator
-        .iter()
-        .filter(|m| !applied.contains(&m.version))
-        .map(|m| format!("{} {}", m.version, m.description))
-        .collect();
-    if !applied.is_empty() && !pending.is_empty() {
-        tracing::info!(
-            migrations = %pending.join(", "),
-            "migrating the database; a rebuild takes about a minute per 5 million reports"
-        );
-    }
-    let started = std::time::Instant::now();
-    migrator
-        .run(&mut conn)
-        .await
-        .with_context(|| format!("cannot migrate the database {}", path.display()))?;
-    if !applied.is_empty() && !pending.is_empty() {
-        tracing::info!(
-            seconds = started.elapsed().as_secs_f64(),
-            "database migrated"
-        );
-    }
-    conn.close().await?;
-    Ok(())
-}
-
-/// Refuses a database whose schema is not the one this build migrates to: `verify` and the
-/// other read-only commands never migrate, so they name the versions instead of failing on
-/// a missing column.
-pub(crate) async fn check_schema(path: &Path, conn: &mut SqliteConnection) -> anyhow::Result<()> {
-    let expected = sqlx::migrate!()
-        .iter()
-        .map(|m| m.version)
-        .max()
-        .unwrap_or(0);
-    let found: Option<i64> =
-        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success = 1")
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap_or(None);
-    match found {
-        Some(found) if found == expected => Ok(()),
-        Some(found) if found < expected => anyhow::bail!(
-            "{} has schema version {found} and this gitops-status reads version {expected}: \
-             start the server on it once (it migrates at start-up), or use the release that \
-             wrote it",
-            path.display()
-        ),
-        Some(found) => anyhow::bail!(
-            "{} has schema version {found}, newer than the {expected} this gitops-status \
-             reads: use the release that wrote it",
-            path.display()
-        ),
-        None => anyhow::bail!(
-            "{} is not a gitops-status database (it has no migrations table)",
-            path.display()
-        ),
-    }
-}
-
-/// Opens (creating it and its parent folders if needed) and migrates the database, renders
-/// the hosts' status rows still missing, and returns the write connection.
-async fn open_for_writing(
-    path: &Path,
-    options: &SqliteConnectOptions,
-    render: RenderRow,
-) -> anyhow::Result<SqliteConnection> {
-    migrate(path, options).await?;
-    let mut conn = SqliteConnection::connect_with(options)
-        .await
-        .with_context(|| format!("cannot open the database {}", path.display()))?;
-    log_settings(&mut conn).await?;
-    let started = std::time::Instant::now();
-    if derive::run_pending(&mut conn)
-        .await
-        .with_context(|| format!("cannot derive the hosts' transitions in {}", path.display()))?
-    {
-        tracing::info!(
-            seconds = started.elapsed().as_secs_f64(),
-            "derived status_since, transitions and commits from the history"
-        );
-    }
-    let rendered = rows::render_missing_status_rows(&mut conn, render)
-        .await
-        .with_context(|| format!("cannot render the status rows of {}", path.display()))?;
-    if rendered > 0 {
-        tracing::info!(hosts = rendered, "rendered the hosts' status rows");
-    }
-    Ok(conn)
+#[derive(Clone, Debug)]
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
 }
 
 impl Store {
@@ -350,164 +216,88 @@ impl Store {
     /// renders the hosts' status rows still missing, and readies the writer: the caller runs
     /// the returned task (under its supervisor); until it does, writes wait.
     pub async fn open(path: &Path, config: StoreConfig) -> anyhow::Result<(Store, WriterTask)> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create the folder {}", parent.display()))?;
-        }
-        let lock = lock::WriterLock::acquire(path)?;
-        let (base, writer_options) = connect_options(path);
-        let conn = open_for_writing(path, &writer_options, config.render_row).await?;
-        // Readers open after the writer so the file exists and is already in WAL mode.
-        let readers = SqlitePoolOptions::new()
-            .max_connections(config.read_connections.max(1))
-            .acquire_timeout(READ_ACQUIRE_TIMEOUT)
-            .connect_with(base.read_only(true))
-            .await
-            .with_context(|| format!("cannot open the database {} for reading", path.display()))?;
-        let (writer, task) = writer::start(
-            conn,
-            writer::WriterConfig {
-                options: writer_options,
-                queue: config.write_queue,
-                chain_log_every: i64::try_from(config.chain_log_every).unwrap_or(i64::MAX),
-                render: config.render_row,
-                clock: config.clock,
-                idempotency_window: config.idempotency_window,
-                metrics: config.metrics,
-                panic_on_host: config.panic_on_host,
+        let (db, task) = sqlite::SqliteStore::open(path, config).await?;
+        Ok((
+            Store {
+                backend: Backend::Sqlite(db),
             },
-        )
-        .await
-        .with_context(|| format!("cannot read the audit chain of {}", path.display()))?;
-        let store = Store {
-            writer,
-            readers,
-            path: path.to_owned(),
-            lock,
-            due_by: fleet::due_by_sql(&config.stale_policy).into(),
-            idempotency_window: config.idempotency_window,
-            stale_policy: Arc::new(config.stale_policy),
-        };
-        Ok((store, task))
+            task,
+        ))
     }
+}
 
-    pub fn path(&self) -> &Path {
-        &self.path
+verbs! {
+    async {
+        /// Appends a report and updates its host's current state, atomically, in the writer's
+        /// next group commit. When this returns `Ok`, the transaction is committed and durable.
+        fn record(&self, report: Report, meta: RequestMeta) -> Result<Recorded, StoreError>;
+        /// Appends a report sent with an Idempotency-Key, unless the key was used within the
+        /// window: then nothing is written and the answer stored with it comes back (or
+        /// `KeyReused` when it was used for a different request).
+        fn record_once(&self, report: Report, meta: RequestMeta, once: OnceKey) -> Result<Written, StoreError>;
+        /// The answer stored with a key used within the window, read without the writer.
+        fn stored_answer(&self, principal: &str, key: &str, now: Timestamp, window: Period) -> Result<Option<(String, StoredAnswer)>, StoreError>;
+        /// Appends every report in one transaction, or none.
+        fn record_all(&self, reports: Vec<(Report, RequestMeta)>) -> Result<Vec<Recorded>, StoreError>;
+        /// Readiness: the schema answers a read, and the database takes writes.
+        fn check(&self) -> Result<(), StoreError>;
+        /// Lets the writer finish what is queued, then closes every connection.
+        fn close(&self) -> ();
+        /// The hosts' `GET /status` rows that match, with their staleness at `now`.
+        fn status_rows(&self, filter: &FleetFilter, group: Option<&ServerGroup>, now: Timestamp) -> Result<StatusRows, StoreError>;
+        /// One page of the fleet, for the status page.
+        fn fleet_page(&self, filter: &FleetFilter, text: Option<&str>, order: FleetOrder, page: (u64, u64), now: Timestamp) -> Result<FleetPage, StoreError>;
+        /// Every host's gauges, for /metrics.
+        fn host_gauges(&self, now: Timestamp) -> Result<Vec<HostGauge>, StoreError>;
+        /// One host's gauges.
+        fn host_gauge(&self, group: &ServerGroup, host: &HostName, now: Timestamp) -> Result<Option<HostGauge>, StoreError>;
+        /// The history's size and age, for /metrics.
+        fn history_stats(&self) -> Result<HistoryStats, StoreError>;
+        /// One host's `GET /status` row.
+        fn status_row(&self, group: &ServerGroup, host: &HostName, now: Timestamp) -> Result<Option<String>, StoreError>;
+        /// The counts of the hosts that match.
+        fn summary(&self, filter: &FleetFilter, now: Timestamp) -> Result<FleetSummary, StoreError>;
+        /// The counts per group.
+        fn groups(&self, filter: &FleetFilter, now: Timestamp) -> Result<Vec<(ServerGroup, FleetSummary)>, StoreError>;
+        /// The status changes that match, newest first.
+        fn transitions(&self, filter: &TransitionFilter) -> Result<Vec<Transition>, StoreError>;
+        /// The commits deployed, newest first.
+        fn rollouts(&self, filter: &RolloutFilter) -> Result<Vec<Rollout>, StoreError>;
+        /// The hosts of one commit's rollout.
+        fn rollout_hosts(&self, commit_sha: &str) -> Result<Vec<RolloutHost>, StoreError>;
+        /// One host's current state.
+        fn host_state(&self, group: &ServerGroup, host: &HostName) -> Result<Option<HostState>, StoreError>;
+        /// The newest v1 host that matches (the legacy endpoint).
+        fn latest_legacy_host(&self, group: Option<&ServerGroup>, host: Option<&HostName>) -> Result<Option<HostState>, StoreError>;
+        /// When the oldest report kept was received.
+        fn oldest_report(&self) -> Result<Option<Timestamp>, StoreError>;
+        /// Whether an import already wrote this entry.
+        fn imported_before(&self, group: &ServerGroup, host: &HostName, entry_sha256: &str) -> Result<bool, StoreError>;
+        /// The audit trail, newest first.
+        fn history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryEntry>, StoreError>;
+        /// Removes what retention lets go, in batches, recording each in the chain.
+        fn prune(&self, policy: RetentionPolicy, now: Timestamp, stopping: impl Fn() -> bool) -> Result<PruneSummary, StoreError>;
+        /// A consistent copy of the database, streamed.
+        fn backup(&self) -> Result<backup::BackupStream, StoreError>;
     }
-
-    /// How long an Idempotency-Key is remembered.
-    pub fn idempotency_window(&self) -> Period {
-        self.idempotency_window
-    }
-
-    /// When silent hosts turn stale.
-    pub fn stale_policy(&self) -> &Arc<StalePolicy> {
-        &self.stale_policy
-    }
-
-    /// Appends a report and updates its host's current state, atomically, in the writer's
-    /// next group commit. When this returns `Ok`, the transaction is committed and on disk.
-    #[tracing::instrument(skip_all, fields(kind = %report.kind(), server_group = %report.server_group, host = %report.host))]
-    pub async fn record(&self, report: Report, meta: RequestMeta) -> Result<Recorded, StoreError> {
-        match self.writer.record(report, meta, None).await? {
-            Written::Fresh(recorded, _) => Ok(*recorded),
-            Written::Replayed(_) => Err(StoreError::Corrupt(
-                "a report without a key was replayed".to_owned(),
-            )),
-        }
-    }
-
-    /// Appends a report sent with an Idempotency-Key, unless the key was used within the
-    /// window: then nothing is written and the answer stored with it comes back (or
-    /// `KeyReused` when it was used for a different request). The check and the write happen
-    /// in the writer, one report after another, so two requests racing with one key give one
-    /// row; the key is stored in the report's transaction, so it survives a restart.
-    #[tracing::instrument(skip_all, fields(kind = %report.kind(), server_group = %report.server_group, host = %report.host))]
-    pub async fn record_once(
-        &self,
-        report: Report,
-        meta: RequestMeta,
-        once: OnceKey,
-    ) -> Result<Written, StoreError> {
-        self.writer.record(report, meta, Some(once)).await
-    }
-
-    /// The answer stored with a key used within the window, read without the writer (a retry
-    /// after its first answer was lost): its fingerprint and answer.
-    pub async fn stored_answer(
-        &self,
-        principal: &str,
-        key: &str,
-        now: crate::domain::Timestamp,
-        window: Period,
-    ) -> Result<Option<(String, StoredAnswer)>, StoreError> {
-        let since = now.checked_sub(window).unwrap_or(now).to_string();
-        writer::stored_key(&self.readers, principal, key, &since).await
-    }
-
-    /// Appends every report in one transaction, or none: a report that cannot be written
-    /// (a drift check for an unknown host) fails them all.
-    pub async fn record_all(
-        &self,
-        reports: Vec<(Report, RequestMeta)>,
-    ) -> Result<Vec<Recorded>, StoreError> {
-        self.writer.record_all(reports).await
-    }
-
-    /// The id of the newest committed report: it changes whenever what readers see changes.
-    pub fn version(&self) -> i64 {
-        self.writer.committed()
-    }
-
-    /// Readiness: the schema answers a query through the read pool, and the database takes
-    /// writes. After a write failed (disk full, read-only), a one-row probe write tells when
-    /// it takes them again, so readiness recovers without waiting for a client to write.
-    pub async fn check(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1 FROM current_status LIMIT 1")
-            .fetch_optional(&self.readers)
-            .await?;
-        if self.write_fault().is_some() {
-            self.writer.probe().await?;
-        }
-        Ok(())
-    }
-
-    /// Reports waiting for the writer.
-    pub fn queued(&self) -> usize {
-        self.writer.queued()
-    }
-
-    /// Reports that may wait for the writer.
-    pub fn queue_capacity(&self) -> usize {
-        self.writer.capacity()
-    }
-
-    /// The database file's size and its write-ahead log's, in bytes (0 for a file not there).
-    pub fn file_sizes(&self) -> FileSizes {
-        let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
-        FileSizes {
-            database: size(&self.path),
-            wal: size(Path::new(&wal)),
-        }
-    }
-
-    /// Whether the writer task runs.
-    pub fn writer_up(&self) -> bool {
-        self.writer.is_up()
-    }
-
-    /// Why writes currently fail, if they do.
-    pub fn write_fault(&self) -> Option<String> {
-        self.writer.fault()
-    }
-
-    /// Lets the writer finish what is queued, waits for in-flight queries, then closes every
-    /// connection. Closing the last connection checkpoints the WAL into the main file.
-    pub async fn close(&self) {
-        self.readers.close().await;
-        self.writer.close().await;
-        self.lock.release();
+    sync {
+        /// Where the database is (for logs).
+        fn path(&self) -> &Path;
+        /// How long an Idempotency-Key is remembered.
+        fn idempotency_window(&self) -> Period;
+        /// When silent hosts turn stale.
+        fn stale_policy(&self) -> &Arc<StalePolicy>;
+        /// The id of the newest committed report: it changes whenever what readers see changes.
+        fn version(&self) -> i64;
+        /// Reports waiting for the writer.
+        fn queued(&self) -> usize;
+        /// Reports that may wait for the writer.
+        fn queue_capacity(&self) -> usize;
+        /// The database's files' sizes.
+        fn file_sizes(&self) -> FileSizes;
+        /// Whether the writer task runs.
+        fn writer_up(&self) -> bool;
+        /// Why writes currently fail, if they do.
+        fn write_fault(&self) -> Option<String>;
     }
 }

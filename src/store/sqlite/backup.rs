@@ -12,7 +12,7 @@ use sqlx::{Connection, SqliteConnection};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Store, StoreError};
+use super::{SqliteStore, StoreError};
 
 /// Pages read per query: 1 MiB at the default page size.
 const PAGES_PER_CHUNK: i64 = 256;
@@ -79,7 +79,7 @@ pub struct BackupStream {
     pub chunks: mpsc::Receiver<Vec<u8>>,
 }
 
-impl Store {
+impl SqliteStore {
     /// Starts a consistent copy of the database, read through a connection of the read
     /// pool; writers go on meanwhile (the WAL grows until the copy ends).
     pub async fn backup(&self) -> Result<BackupStream, StoreError> {

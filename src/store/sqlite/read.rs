@@ -8,7 +8,7 @@ use crate::domain::{HistoryEntry, HistoryFilter, HostName, HostState, ServerGrou
 use super::record::{self, ReportRecord};
 use super::rows::HostStateRow;
 
-use super::{Store, StoreError};
+use super::{SqliteStore, StoreError};
 
 /// The current state of one host (an indexed lookup plus primary-key joins).
 pub(super) async fn fetch_host_state<'e>(
@@ -37,7 +37,7 @@ pub(super) async fn fetch_host_state<'e>(
     row.map(HostState::try_from).transpose()
 }
 
-impl Store {
+impl SqliteStore {
     /// One host's current state, None when the host was never reported.
     #[tracing::instrument(skip_all)]
     pub async fn host_state(

@@ -21,7 +21,7 @@ use crate::domain::{Cutoffs, ReportKind, RetentionPolicy, Timestamp};
 
 use super::append::{insert_reports, NewRow, Tip};
 use super::record::ReportRecord;
-use super::{Store, StoreError};
+use super::{SqliteStore, StoreError};
 
 /// Rows read per query while a pass looks for what to remove.
 const SCAN_BATCH: i64 = 2_000;
@@ -151,7 +151,7 @@ struct Fleet {
     hosts: HashSet<(String, String)>,
 }
 
-impl Store {
+impl SqliteStore {
     /// Runs one pruning pass with `policy` as of `now`: reads the history oldest first and
     /// has the writer remove, in transactions of at most `REMOVE_BATCH` rows, every row the
     /// policy lets go. `stopping` is asked between transactions; when it says yes, the pass

@@ -12,7 +12,7 @@ use crate::domain::{
 };
 
 use super::rows::timestamp;
-use super::{Store, StoreError};
+use super::{SqliteStore, StoreError};
 
 /// A pattern as SQLite's GLOB reads it: `*` stays a wildcard, `?` and `[` match themselves.
 fn glob(pattern: &Pattern) -> String {
@@ -127,7 +127,7 @@ fn stale_sql(policy: &StalePolicy, now: Timestamp) -> String {
 /// holds the time it is for, so it is never the same twice: run it unprepared
 /// (`persistent(false)`), or it would crowd the connection's statement cache.
 fn matching_hosts(
-    store: &Store,
+    store: &SqliteStore,
     filter: &FleetFilter,
     group: Option<&ServerGroup>,
     now: Timestamp,
@@ -220,7 +220,7 @@ impl SummaryAnswer {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// The `GET /status` rows of the hosts `filter` (and `group`) selects, ordered by group
     /// and host: each host's materialised `status_row` with `stale` and `report_due_by` as of
     /// `now` appended, concatenated by SQLite.
@@ -307,7 +307,7 @@ struct PageRow {
     total: i64,
 }
 
-impl Store {
+impl SqliteStore {
     /// One page of the hosts `filter` and the free text `text` select (text: a part of the
     /// host, group, commit or branch), sorted, with how many there are in all (the status
     /// page's table).
