@@ -616,7 +616,11 @@ mod process {
         let token = gitops_status::auth::generate().unwrap();
 
         let line = gitops_status::auth::file_line("rotated", &token, &["admin".into()]).unwrap();
-        std::fs::write(&path, format!("# rotated by a new Secret\n{line}\n")).unwrap();
+        // Replaced in one step, as a Secret's mount is: an in-place write could be polled
+        // half-written, and its first reload would then load part of the file.
+        let next = dir.path().join("tokens.next");
+        std::fs::write(&next, format!("# rotated by a new Secret\n{line}\n")).unwrap();
+        std::fs::rename(&next, &path).unwrap();
         let event = wait_for_log(&server, "token file reloaded");
 
         assert_eq!(event["trigger"], "file changed");
