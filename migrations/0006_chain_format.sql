@@ -7,5 +7,5 @@
 --
 -- Adding a column with a constant default rewrites no row, but because reports has CHECK
 -- constraints SQLite runs a quick_check over the table: about 30-40 s on 5 million reports,
--- once, at the first start of this release (README, Upgrading).
+-- once, at the first start of this release (README, "Upgrading an existing database").
 ALTER TABLE reports ADD COLUMN chain_format INTEGER NOT NULL DEFAULT 1 CHECK (chain_format >= 1);

@@ -281,8 +281,6 @@ verbs! {
         fn backup(&self) -> Result<backup::BackupStream, StoreError>;
     }
     sync {
-        /// Where the database is (for logs).
-        fn path(&self) -> &Path;
         /// How long an Idempotency-Key is remembered.
         fn idempotency_window(&self) -> Period;
         /// When silent hosts turn stale.

@@ -28,7 +28,7 @@ pub(super) struct Column {
     pub int: bool,
 }
 
-/// A column's value as SQLite stores it: INTEGER, TEXT or NULL.
+/// A column's value as both backends store it: an integer, text or NULL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Value<'a> {
     Int(Option<i64>),
@@ -139,6 +139,11 @@ report_record! {
 /// no white space, NULL as `null`, integers in decimal, text escaped as `push_json_string` says.
 pub const CHAIN_FORMAT: i64 = 1;
 
+/// Where the column `name` is in `COLUMNS` (and so in every row read with `column_list`).
+fn column_index(name: &str) -> Option<usize> {
+    COLUMNS.iter().position(|c| c.name == name)
+}
+
 /// `id, received_at, …, hash`: every column, for SELECT and INSERT.
 pub(super) fn column_list() -> &'static str {
     static LIST: LazyLock<String> = LazyLock::new(|| {
@@ -159,9 +164,10 @@ fn canonical_columns() -> impl Iterator<Item = (usize, &'static Column)> {
 }
 
 /// Chain format 1 as SQLite renders it from a stored row: `json_object('id', id, …)` over
-/// every column but the chain's own and the derived ones. The README's auditor recipe uses it;
-/// a test checks that it renders what `ReportRecord::canonical` does.
-pub fn canonical_sql() -> &'static str {
+/// every column but the chain's own and the derived ones, as the README's auditor recipe
+/// spells it; tests pin it and check the Rust renderers against it.
+#[cfg(test)]
+fn canonical_sql() -> &'static str {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         let members: Vec<String> = canonical_columns()
             .map(|(_, c)| format!("'{0}', {0}", c.name))
@@ -296,8 +302,7 @@ impl<'r> StoredRow<'r> {
     }
 
     fn value(&self, name: &str) -> Option<Value<'r>> {
-        let index = COLUMNS.iter().position(|c| c.name == name)?;
-        self.0.get(index).copied()
+        self.0.get(column_index(name)?).copied()
     }
 
     pub(super) fn id(&self) -> i64 {

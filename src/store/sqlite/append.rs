@@ -12,7 +12,8 @@ use crate::domain::{chain, Observation, Report, Timestamp};
 use super::record::{column_list, json_string_array, ReportRecord, COLUMNS};
 use super::{RequestMeta, StoreError};
 
-/// Reports per INSERT statement, at most (27 parameters each, far below SQLite's limit).
+/// Reports per INSERT statement, at most (one parameter per column each: far below SQLite's
+/// limit of 32766).
 pub(super) const MAX_ROWS_PER_STATEMENT: usize = 32;
 
 /// The newest link of the audit chain, and the id the next report gets.

@@ -34,6 +34,9 @@ pub use fleet::StatusRows;
 pub use retention::PruneSummary;
 pub use writer::{OnceKey, Recorded, RenderAnswer, RequestMeta, StoredAnswer, WriterTask, Written};
 
+/// `migrations/`, embedded once: run at start-up, and the schema version `verify` expects.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
 /// How long a read may wait for a connection of the read pool.
 const READ_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long SQLite retries a locked database (another process, a checkpoint) before failing.
@@ -117,7 +120,6 @@ async fn connect_read_only(path: &Path) -> anyhow::Result<SqliteConnection> {
 /// their SQL (a rebuild of a large history runs for a minute: sqlx would log all of it).
 async fn migrate(path: &Path, options: &SqliteConnectOptions) -> anyhow::Result<()> {
     use sqlx::ConnectOptions;
-    let migrator = sqlx::migrate!();
     let mut conn = SqliteConnection::connect_with(&options.clone().disable_statement_logging())
         .await
         .with_context(|| format!("cannot open the database {}", path.display()))?;
@@ -127,7 +129,7 @@ async fn migrate(path: &Path, options: &SqliteConnectOptions) -> anyhow::Result<
     .fetch_all(&mut conn)
     .await
     .unwrap_or_default();
-    let pending: Vec<String> = migrator
+    let pending: Vec<String> = MIGRATOR
         .iter()
         .filter(|m| !applied.contains(&m.version))
         .map(|m| format!("{} {}", m.version, m.description))
@@ -139,7 +141,7 @@ async fn migrate(path: &Path, options: &SqliteConnectOptions) -> anyhow::Result<
         );
     }
     let started = std::time::Instant::now();
-    migrator
+    MIGRATOR
         .run(&mut conn)
         .await
         .with_context(|| format!("cannot migrate the database {}", path.display()))?;
@@ -157,16 +159,18 @@ async fn migrate(path: &Path, options: &SqliteConnectOptions) -> anyhow::Result<
 /// other read-only commands never migrate, so they name the versions instead of failing on
 /// a missing column.
 pub(crate) async fn check_schema(path: &Path, conn: &mut SqliteConnection) -> anyhow::Result<()> {
-    let expected = sqlx::migrate!()
-        .iter()
-        .map(|m| m.version)
-        .max()
-        .unwrap_or(0);
+    let expected = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
     let found: Option<i64> =
         sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success = 1")
             .fetch_one(&mut *conn)
             .await
-            .unwrap_or(None);
+            .map_err(|err| {
+                anyhow::anyhow!(
+                    "{} has no readable migrations table, so it is not a gitops-status \
+                     database this release can read: {err}",
+                    path.display()
+                )
+            })?;
     match found {
         Some(found) if found == expected => Ok(()),
         Some(found) if found < expected => anyhow::bail!(
@@ -181,7 +185,7 @@ pub(crate) async fn check_schema(path: &Path, conn: &mut SqliteConnection) -> an
             path.display()
         ),
         None => anyhow::bail!(
-            "{} is not a gitops-status database (it has no migrations table)",
+            "{} has no migration applied: it is not a gitops-status database",
             path.display()
         ),
     }
@@ -265,10 +269,6 @@ impl SqliteStore {
             stale_policy: Arc::new(config.stale_policy),
         };
         Ok((store, task))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// How long an Idempotency-Key is remembered.
