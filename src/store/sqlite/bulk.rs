@@ -15,7 +15,8 @@ use crate::domain::{Heads, Report, Status, Tier, Timestamp};
 
 use super::append::{insert_reports, load_tip, NewRow};
 use super::lock::WriterLock;
-use super::rows::{head, render_missing_status_rows};
+use super::read::render_missing_status_rows;
+use super::rows::head;
 use super::writer::{upsert_hosts, HostKey, HostPointers};
 use super::{connect_options, open_for_writing, RenderRow, RequestMeta};
 

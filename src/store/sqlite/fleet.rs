@@ -12,7 +12,7 @@ use crate::domain::{
 };
 
 use super::rows::timestamp;
-use super::{SqliteStore, StoreError};
+use super::{SqliteStore, StatusRows, StoreError};
 
 /// A pattern as SQLite's GLOB reads it: `*` stays a wildcard, `?` and `[` match themselves.
 fn glob(pattern: &Pattern) -> String {
@@ -160,14 +160,6 @@ fn matching_hosts(
         None => {}
     }
     query
-}
-
-/// The rows of `GET /status`, and when the first of them turns stale.
-pub struct StatusRows {
-    /// One JSON array.
-    pub body: String,
-    /// The earliest `report_due_by` not yet passed: the rows are correct until then.
-    pub valid_until: Option<Timestamp>,
 }
 
 /// A host's `GET /status` row: its stored row with the read-time fields appended.

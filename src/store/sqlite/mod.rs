@@ -14,7 +14,6 @@ mod fleet;
 pub mod lock;
 mod read;
 pub mod retention;
-mod rows;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -28,9 +27,10 @@ use sqlx::{Connection, SqliteConnection, SqlitePool};
 use crate::domain::{Period, Report, StalePolicy};
 
 // What the modules below reach as `super::…`.
-use super::{record, FileSizes, RenderRow, StoreConfig, StoreError, WRITER_ANSWER_TIMEOUT};
+use super::{
+    record, rows, FileSizes, RenderRow, StatusRows, StoreConfig, StoreError, WRITER_ANSWER_TIMEOUT,
+};
 
-pub use fleet::StatusRows;
 pub use retention::PruneSummary;
 pub use writer::{OnceKey, Recorded, RenderAnswer, RequestMeta, StoredAnswer, WriterTask, Written};
 
@@ -213,7 +213,7 @@ async fn open_for_writing(
             "derived status_since, transitions and commits from the history"
         );
     }
-    let rendered = rows::render_missing_status_rows(&mut conn, render)
+    let rendered = read::render_missing_status_rows(&mut conn, render)
         .await
         .with_context(|| format!("cannot render the status rows of {}", path.display()))?;
     if rendered > 0 {

@@ -152,3 +152,42 @@ impl SqliteStore {
         rows.into_iter().map(HistoryEntry::try_from).collect()
     }
 }
+
+/// Renders the `status_row` of every host that has none yet (a database from before rows
+/// were materialised, or after a migration that changed their format), in one transaction.
+/// Returns how many it rendered. Uses the partial index on missing rows, so an up-to-date
+/// database costs one index probe.
+pub(super) async fn render_missing_status_rows(
+    conn: &mut sqlx::SqliteConnection,
+    render: super::RenderRow,
+) -> Result<u64, StoreError> {
+    use sqlx::Connection;
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let missing = sqlx::query!(
+        r#"SELECT server_group AS "server_group!", host AS "host!" FROM hosts
+           WHERE status_row IS NULL"#
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for key in &missing {
+        let state = fetch_host_state(&mut *tx, &key.server_group, &key.host)
+            .await?
+            .ok_or_else(|| {
+                super::rows::corrupt(
+                    "hosts",
+                    format!("{}/{} has no current state", key.server_group, key.host),
+                )
+            })?;
+        let row = render(&state).map_err(|e| super::rows::corrupt("status_row", e.to_string()))?;
+        sqlx::query!(
+            "UPDATE hosts SET status_row = ?1 WHERE server_group = ?2 AND host = ?3",
+            row,
+            key.server_group,
+            key.host
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(missing.len() as u64)
+}

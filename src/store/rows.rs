@@ -1,4 +1,4 @@
-//! Rows as SQLite returns them, and their conversion into domain types. A value that the schema
+//! Rows as the backends return them, and their conversion into domain types. A value that the schema
 //! should have refused (a bad status, a malformed timestamp) becomes `StoreError::Corrupt`
 //! instead of a panic: the file can be edited by hand with sqlite3.
 
@@ -9,16 +9,16 @@ use crate::domain::{
 use super::record::ReportRecord;
 use super::StoreError;
 
-fn corrupt(column: &str, problem: String) -> StoreError {
+pub(crate) fn corrupt(column: &str, problem: String) -> StoreError {
     StoreError::Corrupt(format!("{column}: {problem}"))
 }
 
-pub(super) fn timestamp(column: &str, text: &str) -> Result<Timestamp, StoreError> {
+pub(crate) fn timestamp(column: &str, text: &str) -> Result<Timestamp, StoreError> {
     Timestamp::parse_rfc3339(text).map_err(|p| corrupt(column, p))
 }
 
 /// A facet's head from its report's id and `observed_at`; None when the facet has no report.
-pub(super) fn head(id: Option<i64>, observed_at: Option<&str>) -> Result<Option<Head>, StoreError> {
+pub(crate) fn head(id: Option<i64>, observed_at: Option<&str>) -> Result<Option<Head>, StoreError> {
     match (id, observed_at) {
         (Some(report_id), Some(at)) => Ok(Some(Head {
             report_id,
@@ -45,7 +45,7 @@ fn names(group: &str, host: &str) -> Result<(ServerGroup, HostName), StoreError>
 
 /// One row of the `current_status` view.
 #[derive(Debug)]
-pub(super) struct HostStateRow {
+pub(crate) struct HostStateRow {
     pub project_name: Option<String>,
     pub repo_name: Option<String>,
     pub server_group: String,
@@ -169,43 +169,4 @@ impl TryFrom<ReportRecord> for HistoryEntry {
             chain_format: row.chain_format,
         })
     }
-}
-
-/// Renders the `status_row` of every host that has none yet (a database from before rows
-/// were materialised, or after a migration that changed their format), in one transaction.
-/// Returns how many it rendered. Uses the partial index on missing rows, so an up-to-date
-/// database costs one index probe.
-pub(super) async fn render_missing_status_rows(
-    conn: &mut sqlx::SqliteConnection,
-    render: super::RenderRow,
-) -> Result<u64, StoreError> {
-    use sqlx::Connection;
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let missing = sqlx::query!(
-        r#"SELECT server_group AS "server_group!", host AS "host!" FROM hosts
-           WHERE status_row IS NULL"#
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    for key in &missing {
-        let state = super::read::fetch_host_state(&mut *tx, &key.server_group, &key.host)
-            .await?
-            .ok_or_else(|| {
-                corrupt(
-                    "hosts",
-                    format!("{}/{} has no current state", key.server_group, key.host),
-                )
-            })?;
-        let row = render(&state).map_err(|e| corrupt("status_row", e.to_string()))?;
-        sqlx::query!(
-            "UPDATE hosts SET status_row = ?1 WHERE server_group = ?2 AND host = ?3",
-            row,
-            key.server_group,
-            key.host
-        )
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(missing.len() as u64)
 }

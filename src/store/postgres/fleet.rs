@@ -1,0 +1,1 @@
+//! The fleet read side on PostgreSQL (to be written).

@@ -1,0 +1,1 @@
+//! The read path on PostgreSQL (to be written).
