@@ -4,12 +4,15 @@
 //! backend `--db` chose. Backend-neutral here: the errors, the configuration, the row of
 //! `reports` and its canonical text (`record`).
 
+mod append;
+mod group;
 pub mod record;
 // Being built (issue 14): not yet reachable from `--db`.
 #[allow(dead_code)]
 mod postgres;
 mod rows;
 mod sqlite;
+mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,10 +26,9 @@ use crate::domain::{
 
 #[cfg(feature = "bench")]
 pub use sqlite::bulk;
+pub use sqlite::PruneSummary;
 pub use sqlite::{backup, chain, lock, retention};
-pub use sqlite::{
-    OnceKey, PruneSummary, Recorded, RenderAnswer, RequestMeta, StoredAnswer, WriterTask, Written,
-};
+pub use writer::{OnceKey, Recorded, RenderAnswer, RequestMeta, StoredAnswer, WriterTask, Written};
 
 /// How long a request may wait for its report's commit before it is answered 503. The
 /// writer's queue is bounded, so this is only reached when SQLite itself stalls.

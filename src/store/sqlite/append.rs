@@ -1,27 +1,20 @@
-//! Appending reports to the audit chain: a report's row as far as the request's own thread
-//! can render it (`NewRow`), then linked by the writer (its id, times and hashes), and the
-//! multi-row INSERT that stores a group of them. Shared by the writer's group commits and the
-//! benchmark's bulk loader.
+//! Appending to the audit chain in SQLite: where its tip is stored, and the multi-row INSERT
+//! that stores a group of linked rows. Shared by the writer's group commits, retention and
+//! the benchmark's bulk loader.
 
 use std::sync::LazyLock;
 
 use sqlx::SqliteConnection;
 
-use crate::domain::{chain, Observation, Report, Timestamp};
+use crate::domain::chain;
 
-use super::record::{column_list, json_string_array, ReportRecord, COLUMNS};
-use super::{RequestMeta, StoreError};
+use super::record::{column_list, ReportRecord, COLUMNS};
+use super::StoreError;
+use crate::store::append::Tip;
 
 /// Reports per INSERT statement, at most (one parameter per column each: far below SQLite's
 /// limit of 32766).
 pub(super) const MAX_ROWS_PER_STATEMENT: usize = 32;
-
-/// The newest link of the audit chain, and the id the next report gets.
-#[derive(Clone, Debug)]
-pub(super) struct Tip {
-    pub next_id: i64,
-    pub hash: String,
-}
 
 /// The chain's tip as stored. Ids continue from `sqlite_sequence`, which remembers the
 /// highest id even after rows are deleted from the start of the chain.
@@ -36,88 +29,6 @@ pub(super) async fn load_tip(conn: &mut SqliteConnection) -> Result<Tip, StoreEr
         next_id: seq.unwrap_or(0) + 1,
         hash: hash.unwrap_or_else(|| chain::GENESIS.to_owned()),
     })
-}
-
-/// A `reports` row about to be inserted: everything but its id, its times and its links in
-/// the chain is known when the request is accepted, and the canonical text of those columns
-/// is rendered then, on the request's thread, so the writer only adds what it decides and
-/// hashes.
-pub(super) struct NewRow {
-    pub record: ReportRecord,
-    runs: Vec<String>,
-}
-
-impl NewRow {
-    pub(super) fn new(record: ReportRecord) -> Self {
-        let runs = record.content_runs();
-        NewRow { record, runs }
-    }
-
-    /// The row of an accepted report.
-    pub(super) fn of_report(report: &Report, meta: RequestMeta) -> Self {
-        let kind = report.kind();
-        let reported_at = report.reported_at.map(|t| t.to_string());
-        let (last_pipeline_run, last_cron_check) = match &report.observation {
-            Observation::Pipeline { .. } => (reported_at, None),
-            // The file's own times, as written there (in UTC).
-            Observation::Import {
-                pipeline_at,
-                cron_at,
-                ..
-            } => (
-                pipeline_at.map(|t| t.to_string()),
-                cron_at.map(|t| t.to_string()),
-            ),
-            Observation::Decommission => (None, None),
-            _ => (None, reported_at),
-        };
-        let d = report.deployment().cloned().unwrap_or_default();
-        Self::new(ReportRecord {
-            kind: kind.as_str().to_owned(),
-            server_group: Some(report.server_group.as_str().to_owned()),
-            host: Some(report.host.as_str().to_owned()),
-            status: report.status().map(|s| s.as_str().to_owned()),
-            changed_files: report
-                .changed_files()
-                .map(|files| json_string_array(files.as_slice())),
-            project_name: d.project_name,
-            repo_name: d.repo_name,
-            server_type: d.server_type,
-            environment: d.environment,
-            validation_status: d.validation_status,
-            validation_message: d.validation_message,
-            commit_sha: d.commit_sha,
-            branch: d.branch,
-            updated_by: d.updated_by,
-            last_pipeline_run,
-            last_cron_check,
-            drift_count: report.drift_count().map(i64::from),
-            principal: meta.principal,
-            client_addr: meta.client_addr,
-            forwarded_for: meta.forwarded_for,
-            user_agent: meta.user_agent,
-            raw_body: meta.raw_body,
-            ..ReportRecord::default()
-        })
-    }
-
-    /// Makes the row report `id` of the chain after `prev_hash`, hashed over the canonical
-    /// text of `record::CHAIN_FORMAT`, which `verify` and auditors recompute from the row.
-    pub(super) fn link(
-        &mut self,
-        id: i64,
-        received_at: Timestamp,
-        observed_at: Timestamp,
-        prev_hash: &str,
-    ) {
-        let record = &mut self.record;
-        record.id = id;
-        record.received_at = received_at.to_string();
-        record.observed_at = observed_at.to_string();
-        record.prev_hash = prev_hash.to_owned();
-        record.chain_format = super::record::CHAIN_FORMAT;
-        record.hash = chain::link(prev_hash, &record.canonical_with(&self.runs));
-    }
 }
 
 /// One multi-row statement (`INSERT … VALUES (…), (…) …`) prepared for 1, 2, 4, …

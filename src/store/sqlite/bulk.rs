@@ -13,12 +13,14 @@ use sqlx::{Connection, SqliteConnection};
 
 use crate::domain::{Heads, Report, Status, Tier, Timestamp};
 
-use super::append::{insert_reports, load_tip, NewRow};
+use super::append::{insert_reports, load_tip};
 use super::lock::WriterLock;
 use super::read::render_missing_status_rows;
 use super::rows::head;
-use super::writer::{upsert_hosts, HostKey, HostPointers};
+use super::writer::upsert_hosts;
 use super::{connect_options, open_for_writing, RenderRow, RequestMeta};
+use crate::store::append::NewRow;
+use crate::store::group::{HostKey, HostPointers};
 
 /// One generated report and the time the server is to have received it.
 pub struct Generated {

@@ -27,12 +27,10 @@ use sqlx::{Connection, SqliteConnection, SqlitePool};
 use crate::domain::{Period, Report, StalePolicy};
 
 // What the modules below reach as `super::…`.
-use super::{
-    record, rows, FileSizes, RenderRow, StatusRows, StoreConfig, StoreError, WRITER_ANSWER_TIMEOUT,
-};
+use super::writer::{OnceKey, Recorded, RequestMeta, StoredAnswer, WriterTask, Written};
+use super::{record, rows, FileSizes, RenderRow, StatusRows, StoreConfig, StoreError};
 
 pub use retention::PruneSummary;
-pub use writer::{OnceKey, Recorded, RenderAnswer, RequestMeta, StoredAnswer, WriterTask, Written};
 
 /// `migrations/`, embedded once: run at start-up, and the schema version `verify` expects.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
@@ -45,7 +43,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The database: one writer task and a read pool over one SQLite file.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    writer: writer::WriterHandle,
+    writer: super::writer::WriterHandle,
     readers: SqlitePool,
     path: PathBuf,
     lock: lock::WriterLock,
@@ -246,8 +244,8 @@ impl SqliteStore {
             .with_context(|| format!("cannot open the database {} for reading", path.display()))?;
         let (writer, task) = writer::start(
             conn,
-            writer::WriterConfig {
-                options: writer_options,
+            writer_options,
+            super::writer::WriterConfig {
                 queue: config.write_queue,
                 chain_log_every: i64::try_from(config.chain_log_every).unwrap_or(i64::MAX),
                 render: config.render_row,

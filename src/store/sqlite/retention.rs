@@ -19,9 +19,11 @@ use sqlx::{Connection, SqliteConnection};
 use crate::domain::chain::is_hash;
 use crate::domain::{Cutoffs, ReportKind, RetentionPolicy, Timestamp};
 
-use super::append::{insert_reports, NewRow, Tip};
+use super::append::insert_reports;
 use super::record::ReportRecord;
 use super::{SqliteStore, StoreError};
+use crate::store::append::{NewRow, Tip};
+use crate::store::writer::{PruneBatch, PruneOutcome};
 
 /// Rows read per query while a pass looks for what to remove.
 const SCAN_BATCH: i64 = 2_000;
@@ -102,24 +104,6 @@ impl RetentionRecord {
         }
         Ok(parsed.runs)
     }
-}
-
-/// What the writer is asked to remove in one transaction.
-#[derive(Clone, Debug)]
-pub(super) struct PruneBatch {
-    pub ids: Vec<i64>,
-    pub policy: RetentionPolicy,
-    pub cutoffs: Cutoffs,
-}
-
-/// What one pruning transaction did.
-#[derive(Clone, Debug, Default)]
-pub(super) struct PruneOutcome {
-    pub removed: u64,
-    /// The retention row it appended (None when nothing was left to remove).
-    pub record_id: Option<i64>,
-    /// That row's hash, to publish it in the log.
-    pub record_hash: Option<String>,
 }
 
 /// One row of the history as a pass sees it.
