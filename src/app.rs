@@ -15,7 +15,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::{self, body::MAX_BODY_BYTES, AppContext, RouteTable};
 use crate::auth::Auth;
-use crate::config::Settings;
+use crate::config::{DbTarget, Settings};
 use crate::metrics::Metrics;
 use crate::openapi;
 use crate::pruner::Pruner;
@@ -47,25 +47,49 @@ impl Stopper {
     }
 }
 
+/// The password in `--db-password-file`: the file's text without a final line break.
+async fn read_password(file: &std::path::Path) -> anyhow::Result<String> {
+    let text = tokio::fs::read_to_string(file).await.with_context(|| {
+        format!(
+            "--db-password-file / GITOPS_STATUS_DB_PASSWORD_FILE: cannot read {}",
+            file.display()
+        )
+    })?;
+    let password = text.strip_suffix('\n').unwrap_or(&text);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    anyhow::ensure!(
+        !password.is_empty(),
+        "--db-password-file / GITOPS_STATUS_DB_PASSWORD_FILE: {} is empty",
+        file.display()
+    );
+    Ok(password.to_owned())
+}
+
 impl Application {
     /// Opens and migrates the database, binds the listener and starts serving in the background.
     pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
         let metrics = Arc::new(Metrics::new().context("cannot set up the metrics")?);
-        let (store, writer) = Store::open(
-            &settings.db,
-            StoreConfig {
-                read_connections: settings.read_connections,
-                chain_log_every: settings.chain_log_every,
-                write_queue: settings.write_queue,
-                render_row: api::status::render_row,
-                clock: settings.clock.clone(),
-                stale_policy: settings.stale_policy.clone(),
-                idempotency_window: settings.idempotency_window,
-                metrics: Arc::clone(&metrics),
-                panic_on_host: settings.panic_on_host.clone(),
-            },
-        )
-        .await?;
+        let config = StoreConfig {
+            read_connections: settings.read_connections,
+            chain_log_every: settings.chain_log_every,
+            write_queue: settings.write_queue,
+            render_row: api::status::render_row,
+            clock: settings.clock.clone(),
+            stale_policy: settings.stale_policy.clone(),
+            idempotency_window: settings.idempotency_window,
+            metrics: Arc::clone(&metrics),
+            panic_on_host: settings.panic_on_host.clone(),
+        };
+        let (store, writer) = match &settings.db {
+            DbTarget::Sqlite(path) => Store::open(path, config).await?,
+            DbTarget::Postgres { url, password_file } => {
+                let password = match password_file {
+                    Some(file) => Some(read_password(file).await?),
+                    None => None,
+                };
+                Store::open_postgres(url, password.as_deref(), config).await?
+            }
+        };
         let supervisor = Arc::new(Supervisor::default());
         // The writer holds the chain's tip and every queued report: after a panic its state
         // cannot be trusted, so the process stops (and is restarted by its orchestrator, which
@@ -166,7 +190,7 @@ impl Application {
             server = server.workers(workers);
         }
         let server = server.run();
-        tracing::info!(addr = %address, db = %settings.db.display(), "listening");
+        tracing::info!(addr = %address, db = %settings.db, "listening");
         Ok(Application {
             server,
             address,

@@ -70,14 +70,20 @@ pub struct ServeArgs {
     #[arg(long, env = "API_PORT", hide = true)]
     pub api_port: Option<String>,
 
-    /// SQLite database file; parent folders are created.
+    /// The database: a SQLite file (parent folders are created), or a PostgreSQL
+    /// `postgres://` URL.
     #[arg(
         long,
         env = "GITOPS_STATUS_DB",
-        value_name = "PATH",
+        value_name = "PATH|URL",
         default_value = "data/gitops-status.db"
     )]
     pub db: PathBuf,
+
+    /// A file holding the PostgreSQL password (a mounted Secret), for a `postgres://` --db
+    /// without one; else the URL's, or PGPASSWORD's.
+    #[arg(long, env = "GITOPS_STATUS_DB_PASSWORD_FILE", value_name = "PATH")]
+    pub db_password_file: Option<PathBuf>,
 
     /// Log format (the level comes from RUST_LOG, default info).
     #[arg(long, env = "GITOPS_STATUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

@@ -10,10 +10,78 @@ use anyhow::{bail, Context};
 use crate::cli::{LogFormat, ServeArgs};
 use crate::domain::{Clock, Period, RetentionPolicy, StalePolicy};
 
+/// Where the database is, as `--db` names it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DbTarget {
+    /// A SQLite file (the default).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database: the URL (which may hold a password; never logged) and the
+    /// file holding the password (`--db-password-file`), read when the server connects.
+    Postgres {
+        url: String,
+        password_file: Option<PathBuf>,
+    },
+}
+
+impl DbTarget {
+    /// `--db`: a `postgres://` or `postgresql://` URL, else a file path.
+    pub fn parse(db: &std::path::Path, password_file: Option<PathBuf>) -> anyhow::Result<Self> {
+        let text = db.to_string_lossy();
+        let postgres = ["postgres://", "postgresql://"].iter().any(|scheme| {
+            text.get(..scheme.len())
+                .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+        });
+        if postgres {
+            url::Url::parse(&text).map_err(|e| {
+                anyhow::anyhow!("--db / GITOPS_STATUS_DB: not a usable PostgreSQL URL: {e}")
+            })?;
+            return Ok(DbTarget::Postgres {
+                url: text.into_owned(),
+                password_file,
+            });
+        }
+        if password_file.is_some() {
+            bail!(
+                "--db-password-file / GITOPS_STATUS_DB_PASSWORD_FILE: only for a PostgreSQL \
+                 --db (postgres://…); {} is a SQLite file",
+                db.display()
+            );
+        }
+        if db.as_os_str().is_empty() {
+            bail!("--db / GITOPS_STATUS_DB: the path is empty");
+        }
+        Ok(DbTarget::Sqlite(db.to_owned()))
+    }
+}
+
+impl std::fmt::Display for DbTarget {
+    /// The file's path, or the URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbTarget::Sqlite(path) => write!(f, "{}", path.display()),
+            DbTarget::Postgres { url, .. } => match url::Url::parse(url) {
+                Ok(mut url) => {
+                    if url.password().is_some() {
+                        let _ = url.set_password(Some("*****"));
+                    }
+                    write!(f, "{url}")
+                }
+                Err(_) => write!(f, "postgres://…"),
+            },
+        }
+    }
+}
+
+impl std::fmt::Debug for DbTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DbTarget({self})")
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub listen: SocketAddr,
-    pub db: PathBuf,
+    pub db: DbTarget,
     pub log_format: LogFormat,
     pub read_connections: u32,
     /// None: one per CPU.
@@ -87,7 +155,7 @@ impl Settings {
     pub fn new(listen: SocketAddr, db: PathBuf) -> Self {
         Settings {
             listen,
-            db,
+            db: DbTarget::Sqlite(db),
             log_format: LogFormat::Text,
             read_connections: 4,
             workers: None,
@@ -160,9 +228,7 @@ impl TryFrom<ServeArgs> for Settings {
 
     fn try_from(args: ServeArgs) -> anyhow::Result<Self> {
         let listen = listen_address(&args)?;
-        if args.db.as_os_str().is_empty() {
-            bail!("--db / GITOPS_STATUS_DB: the path is empty");
-        }
+        let db = DbTarget::parse(&args.db, args.db_password_file.clone())?;
         if args.read_connections == 0 {
             bail!("--read-connections / GITOPS_STATUS_READ_CONNECTIONS: must be at least 1");
         }
@@ -233,7 +299,7 @@ impl TryFrom<ServeArgs> for Settings {
         )?;
         Ok(Settings {
             listen,
-            db: args.db,
+            db,
             log_format: args.log_format,
             read_connections: args.read_connections,
             workers: args.workers,

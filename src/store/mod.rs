@@ -6,10 +6,8 @@
 
 mod append;
 mod group;
-pub mod record;
-// Being built (issue 14): not yet reachable from `--db`.
-#[allow(dead_code)]
 mod postgres;
+pub mod record;
 mod rows;
 mod sqlite;
 mod writer;
@@ -78,6 +76,13 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
+        let postgres = err
+            .as_database_error()
+            .and_then(|e| e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
+            .map(|e| e.code().to_owned());
+        if let Some(sqlstate) = postgres {
+            return StoreError::of_postgres(&sqlstate, err);
+        }
         // SQLite's primary result code, whatever the extended one.
         let code = err
             .as_database_error()
@@ -87,6 +92,17 @@ impl From<sqlx::Error> for StoreError {
         let source = Arc::new(err);
         match (&*source, code) {
             (sqlx::Error::PoolTimedOut, _) => StoreError::Timeout,
+            // The connection to a database server broke, or none could be made.
+            (
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::PoolClosed,
+                _,
+            ) => StoreError::Unwritable {
+                reason: "the database server cannot be reached",
+                source,
+            },
             // SQLITE_BUSY, SQLITE_LOCKED
             (_, Some(5 | 6)) => StoreError::Busy(source),
             // SQLITE_FULL
@@ -104,6 +120,30 @@ impl From<sqlx::Error> for StoreError {
                 reason: "a disk write failed",
                 source,
             },
+            _ => StoreError::Database(source),
+        }
+    }
+}
+
+impl StoreError {
+    /// A PostgreSQL error by its SQLSTATE: what concerns the database as a whole (full, read
+    /// only after a failover, shutting down, locked) is told apart from one statement's fault.
+    fn of_postgres(sqlstate: &str, err: sqlx::Error) -> Self {
+        let source = Arc::new(err);
+        let unwritable = |reason| StoreError::Unwritable {
+            reason,
+            source: source.clone(),
+        };
+        match sqlstate {
+            "53100" => unwritable("the disk is full"),
+            // read_only_sql_transaction: a standby, or a primary demoted by a failover.
+            "25006" => unwritable("the database is read-only"),
+            // admin_shutdown, crash_shutdown, cannot_connect_now, connection exceptions.
+            "57P01" | "57P02" | "57P03" => unwritable("the database server is shutting down"),
+            s if s.starts_with("08") => unwritable("the database server cannot be reached"),
+            // lock_not_available, deadlock_detected, serialization_failure,
+            // too_many_connections.
+            "55P03" | "40P01" | "40001" | "53300" => StoreError::Busy(source),
             _ => StoreError::Database(source),
         }
     }
@@ -189,6 +229,7 @@ macro_rules! verbs {
                 pub async fn $async_name(&self $(, $aarg: $aty)*) -> $aret {
                     match &self.backend {
                         Backend::Sqlite(db) => Database::$async_name(db $(, $aarg)*).await,
+                        Backend::Postgres(db) => Database::$async_name(db $(, $aarg)*).await,
                     }
                 }
             )*
@@ -197,6 +238,7 @@ macro_rules! verbs {
                 pub fn $sync_name(&self $(, $sarg: $sty)*) -> $sret {
                     match &self.backend {
                         Backend::Sqlite(db) => Database::$sync_name(db $(, $sarg)*),
+                        Backend::Postgres(db) => Database::$sync_name(db $(, $sarg)*),
                     }
                 }
             )*
@@ -208,6 +250,15 @@ macro_rules! verbs {
             } )*
             $( fn $sync_name(&self $(, $sarg: $sty)*) -> $sret {
                 sqlite::SqliteStore::$sync_name(self $(, $sarg)*)
+            } )*
+        }
+
+        impl Database for postgres::PgStore {
+            $( async fn $async_name(&self $(, $aarg: $aty)*) -> $aret {
+                postgres::PgStore::$async_name(self $(, $aarg)*).await
+            } )*
+            $( fn $sync_name(&self $(, $sarg: $sty)*) -> $sret {
+                postgres::PgStore::$sync_name(self $(, $sarg)*)
             } )*
         }
     };
@@ -222,6 +273,7 @@ pub struct Store {
 #[derive(Clone, Debug)]
 enum Backend {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
 }
 
 impl Store {
@@ -233,6 +285,23 @@ impl Store {
         Ok((
             Store {
                 backend: Backend::Sqlite(db),
+            },
+            task,
+        ))
+    }
+
+    /// Connects to a PostgreSQL database (`url`; `password` from --db-password-file), migrates
+    /// it, and readies the writer: the caller runs the returned task.
+    pub async fn open_postgres(
+        url: &str,
+        password: Option<&str>,
+        config: StoreConfig,
+    ) -> anyhow::Result<(Store, WriterTask)> {
+        let options = postgres::connect_options(url, password)?;
+        let (db, task) = postgres::PgStore::open(options, config).await?;
+        Ok((
+            Store {
+                backend: Backend::Postgres(db),
             },
             task,
         ))

@@ -72,7 +72,7 @@ impl AsValue for Option<String> {
 macro_rules! report_record {
     ($($(#[$doc:meta])* $name:ident: $ty:ty => $role:ident,)*) => {
         /// One row of `reports`, every column, in table order.
-        #[derive(Clone, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
+        #[derive(Clone, Debug, Default, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
         pub(super) struct ReportRecord {
             $($(#[$doc])* pub $name: $ty,)*
         }

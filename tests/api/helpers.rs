@@ -1,4 +1,6 @@
-//! The test harness: a real server over HTTP on a free port, with a fresh SQLite file per test.
+//! The test harness: a real server over HTTP on a free port, with a fresh database per test: a
+//! SQLite file, or with `GITOPS_STATUS_TEST_BACKEND=postgres` a new database on the PostgreSQL
+//! server at `GITOPS_STATUS_TEST_POSTGRES_URL` (tests/postgres/with-server.sh starts one).
 //! `spawn_app` runs the server in this process; `ServerProcess` runs the real binary, for
 //! signals, kill -9 and restarts.
 
@@ -11,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gitops_status::app::Application;
-use gitops_status::config::Settings;
+use gitops_status::config::{DbTarget, Settings};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -36,10 +38,52 @@ pub async fn spawn_app_in(dir: TempDir) -> TestApp {
     spawn_app_with(dir, |_| {}).await
 }
 
+/// Whether the suite runs on PostgreSQL (`GITOPS_STATUS_TEST_BACKEND=postgres`) instead of
+/// SQLite (unset, or `sqlite`).
+pub fn on_postgres() -> bool {
+    match std::env::var("GITOPS_STATUS_TEST_BACKEND").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("GITOPS_STATUS_TEST_BACKEND={other}: expected sqlite or postgres"),
+    }
+}
+
+/// The URL of a new, empty database on the test PostgreSQL server.
+pub async fn fresh_postgres_database() -> String {
+    use sqlx::{Connection, Executor};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let url = std::env::var("GITOPS_STATUS_TEST_POSTGRES_URL").expect(
+        "GITOPS_STATUS_TEST_BACKEND=postgres needs GITOPS_STATUS_TEST_POSTGRES_URL \
+         (tests/postgres/with-server.sh runs a command with a throwaway server)",
+    );
+    let name = format!(
+        "api_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut admin = sqlx::PgConnection::connect(&url)
+        .await
+        .expect("the test PostgreSQL server answers");
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .expect("a test database is created");
+    let _ = admin.close().await;
+    let (server, _) = url.rsplit_once('/').expect("the URL names a database");
+    format!("{server}/{name}")
+}
+
 /// Starts the server with settings adjusted by `configure` (tokens, limits, …).
 pub async fn spawn_app_with(dir: TempDir, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let db_path = dir.path().join("data").join("gitops-status.db");
     let mut settings = Settings::new("127.0.0.1:0".parse().unwrap(), db_path.clone());
+    if on_postgres() {
+        settings.db = DbTarget::Postgres {
+            url: fresh_postgres_database().await,
+            password_file: None,
+        };
+    }
     settings.workers = Some(2);
     configure(&mut settings);
     let app = Application::build(&settings).await.expect("server starts");

@@ -3,7 +3,16 @@
 //! main crate's are SQLite's (README, Development). The backend's logic stays in the main
 //! crate; what is here is the SQL that needs PostgreSQL to check it.
 
+mod read;
+pub mod write;
+
 use sqlx::PgConnection;
+
+pub use read::{
+    current_status, due_by_sql, idempotency_answer, imported_before, latest_legacy_host,
+    oldest_received_at, report_count, rollout_hosts, CurrentStatus, HostKey, IdempotencyAnswer,
+    RolloutHost,
+};
 
 /// `migrations/postgres/`, run at start-up like SQLite's `migrations/`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
