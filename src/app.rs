@@ -48,7 +48,7 @@ impl Stopper {
 }
 
 /// The password in `--db-password-file`: the file's text without a final line break.
-async fn read_password(file: &std::path::Path) -> anyhow::Result<String> {
+pub async fn read_password(file: &std::path::Path) -> anyhow::Result<String> {
     let text = tokio::fs::read_to_string(file).await.with_context(|| {
         format!(
             "--db-password-file / GITOPS_STATUS_DB_PASSWORD_FILE: cannot read {}",

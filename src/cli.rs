@@ -287,26 +287,34 @@ pub enum TokenCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
-    /// SQLite database file to verify (read-only; safe while the server runs).
+    /// The database to verify: a SQLite file or a `postgres://` URL (read-only; safe while
+    /// the server runs).
     #[arg(
         long,
         env = "GITOPS_STATUS_DB",
-        value_name = "PATH",
+        value_name = "PATH|URL",
         default_value = "data/gitops-status.db"
     )]
     pub db: PathBuf,
+    /// A file holding the PostgreSQL password, for a `postgres://` --db without one.
+    #[arg(long, env = "GITOPS_STATUS_DB_PASSWORD_FILE", value_name = "PATH")]
+    pub db_password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct ImportArgs {
-    /// SQLite database file to import into (created if missing).
+    /// The database to import into: a SQLite file (created if missing) or a `postgres://`
+    /// URL.
     #[arg(
         long,
         env = "GITOPS_STATUS_DB",
-        value_name = "PATH",
+        value_name = "PATH|URL",
         default_value = "data/gitops-status.db"
     )]
     pub db: PathBuf,
+    /// A file holding the PostgreSQL password, for a `postgres://` --db without one.
+    #[arg(long, env = "GITOPS_STATUS_DB_PASSWORD_FILE", value_name = "PATH")]
+    pub db_password_file: Option<PathBuf>,
     /// The old servers' files: v2 status.json or v1 status objects.
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,

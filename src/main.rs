@@ -16,8 +16,10 @@ async fn main() -> anyhow::Result<ExitCode> {
             print!("{}", openapi::yaml()?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify(args) => commands::verify::run(&args.db).await,
-        Command::Import(args) => commands::import::run(&args.db, &args.files).await,
+        Command::Verify(args) => commands::verify::run(&args.db, args.db_password_file).await,
+        Command::Import(args) => {
+            commands::import::run(&args.db, args.db_password_file, &args.files).await
+        }
         Command::Backup(args) => commands::backup::run(&args.db, &args.out).await,
         // A blocking client: it runs apart from the runtime's workers.
         Command::Report(args) => {

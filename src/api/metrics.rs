@@ -182,17 +182,17 @@ async fn service_state(ctx: &AppContext, registry: &Registry) -> Result<(), ApiE
             .inc_by(task.restarts);
     }
 
-    let files = store.file_sizes();
+    let files = store.file_sizes().await;
     gauge(
         registry,
         "gitops_status_database_size_bytes",
-        "Size of the SQLite database file.",
+        "Size of the database: the SQLite file, or PostgreSQL's pg_database_size.",
         int(files.database),
     )?;
     gauge(
         registry,
         "gitops_status_wal_size_bytes",
-        "Size of the SQLite write-ahead log.",
+        "Size of the SQLite write-ahead log (0 on PostgreSQL, whose WAL is the server's).",
         int(files.wal),
     )?;
     let history = store.history_stats().await?;

@@ -20,6 +20,7 @@ use sha2::Digest;
 use crate::api::body::{Fields, JsonObject};
 use crate::api::error::ApiError;
 use crate::api::{legacy, pipeline, status};
+use crate::config::DbTarget;
 use crate::domain::{Clock, Observation, Report, Timestamp};
 use crate::store::{RequestMeta, Store, StoreConfig};
 
@@ -360,7 +361,12 @@ pub fn read_files(files: &[PathBuf]) -> Result<Vec<Entry>, Vec<Problem>> {
     }
 }
 
-pub async fn run(db: &Path, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    db: &Path,
+    password_file: Option<PathBuf>,
+    files: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    let target = DbTarget::parse(db, password_file)?;
     let entries = match read_files(files) {
         Ok(entries) => entries,
         Err(problems) => {
@@ -380,22 +386,28 @@ pub async fn run(db: &Path, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
         }
     };
     // The lock: refuses while a server (or another import) has the database open.
-    let (store, writer) = Store::open(
-        db,
-        StoreConfig {
-            read_connections: 1,
-            chain_log_every: 0,
-            write_queue: 16,
-            render_row: status::render_row,
-            clock: Clock::system(),
-            stale_policy: Default::default(),
-            idempotency_window: crate::config::DEFAULT_IDEMPOTENCY_WINDOW,
-            metrics: std::sync::Arc::new(crate::metrics::Metrics::new()?),
-            panic_on_host: None,
-        },
-    )
-    .await
-    .with_context(|| format!("nothing imported into {}", db.display()))?;
+    let config = StoreConfig {
+        read_connections: 1,
+        chain_log_every: 0,
+        write_queue: 16,
+        render_row: status::render_row,
+        clock: Clock::system(),
+        stale_policy: Default::default(),
+        idempotency_window: crate::config::DEFAULT_IDEMPOTENCY_WINDOW,
+        metrics: std::sync::Arc::new(crate::metrics::Metrics::new()?),
+        panic_on_host: None,
+    };
+    let opened = match &target {
+        DbTarget::Sqlite(path) => Store::open(path, config).await,
+        DbTarget::Postgres { url, password_file } => {
+            let password = match password_file {
+                Some(file) => Some(crate::app::read_password(file).await?),
+                None => None,
+            };
+            Store::open_postgres(url, password.as_deref(), config).await
+        }
+    };
+    let (store, writer) = opened.with_context(|| format!("nothing imported into {target}"))?;
     let writer = tokio::spawn(writer.run());
     let outcome = import(&store, entries).await;
     store.close().await;

@@ -1,14 +1,25 @@
-//! `gitops-status verify --db PATH`: checks the file, walks the audit chain (across the gaps
-//! retention recorded) and compares every host's status row with its reports.
+//! `gitops-status verify --db PATH|URL`: checks the database, walks the audit chain (across
+//! the gaps retention recorded) and compares every host's status row with its reports.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::api;
+use crate::config::DbTarget;
 use crate::store::chain::{self, Verification};
 
-pub async fn run(db: &Path) -> anyhow::Result<ExitCode> {
-    let verification = chain::verify(db, api::status::render_row).await?;
+pub async fn run(db: &Path, password_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let render = api::status::render_row;
+    let verification = match DbTarget::parse(db, password_file)? {
+        DbTarget::Sqlite(path) => chain::verify_file(&path, render).await?,
+        DbTarget::Postgres { url, password_file } => {
+            let password = match password_file {
+                Some(file) => Some(crate::app::read_password(&file).await?),
+                None => None,
+            };
+            chain::verify_postgres(&url, password.as_deref(), render).await?
+        }
+    };
     let (text, ok) = describe(&verification);
     println!("{text}");
     Ok(if ok {

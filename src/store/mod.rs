@@ -5,9 +5,11 @@
 //! `reports` and its canonical text (`record`).
 
 mod append;
+pub mod chain;
 mod group;
 mod postgres;
 pub mod record;
+mod removed;
 mod rows;
 mod sqlite;
 mod writer;
@@ -25,7 +27,7 @@ use crate::domain::{
 #[cfg(feature = "bench")]
 pub use sqlite::bulk;
 pub use sqlite::PruneSummary;
-pub use sqlite::{backup, chain, lock, retention};
+pub use sqlite::{backup, lock, retention};
 pub use writer::{OnceKey, Recorded, RenderAnswer, RequestMeta, StoredAnswer, WriterTask, Written};
 
 /// How long a request may wait for its report's commit before it is answered 503. The
@@ -202,7 +204,8 @@ pub struct StoreConfig {
     pub panic_on_host: Option<String>,
 }
 
-/// Sizes of the database's files, in bytes.
+/// Sizes of the database, in bytes: SQLite's file and write-ahead log; PostgreSQL's
+/// `pg_database_size` (its WAL is the server's, not the database's: 0).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FileSizes {
     pub database: u64,
@@ -359,6 +362,8 @@ verbs! {
         fn history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryEntry>, StoreError>;
         /// Removes what retention lets go, in batches, recording each in the chain.
         fn prune(&self, policy: RetentionPolicy, now: Timestamp, stopping: impl Fn() -> bool) -> Result<PruneSummary, StoreError>;
+        /// The database's size (and its write-ahead log's, for SQLite).
+        fn file_sizes(&self) -> FileSizes;
         /// A consistent copy of the database, streamed.
         fn backup(&self) -> Result<backup::BackupStream, StoreError>;
     }
@@ -373,8 +378,6 @@ verbs! {
         fn queued(&self) -> usize;
         /// Reports that may wait for the writer.
         fn queue_capacity(&self) -> usize;
-        /// The database's files' sizes.
-        fn file_sizes(&self) -> FileSizes;
         /// Whether the writer task runs.
         fn writer_up(&self) -> bool;
         /// Why writes currently fail, if they do.

@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::helpers::{expect, expect_error, seed_pipeline, spawn_app};
+use crate::helpers::{expect, expect_error, on_postgres, seed_pipeline, spawn_app};
 
 #[tokio::test]
 async fn health_and_ready_answer_200() {
@@ -41,7 +41,11 @@ async fn sabotaged_database_gives_clean_json_errors_and_not_ready() {
     let ready = expect(app.get("/ready").await, 503).await;
     assert_eq!(ready["success"], json!(false));
     assert!(
-        ready["error"].as_str().unwrap().contains("no such table"),
+        ready["error"].as_str().unwrap().contains(if on_postgres() {
+            "does not exist"
+        } else {
+            "no such table"
+        }),
         "{ready}"
     );
     assert_eq!(

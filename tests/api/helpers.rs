@@ -21,7 +21,11 @@ use tempfile::TempDir;
 pub struct TestApp {
     pub address: SocketAddr,
     pub client: reqwest::Client,
+    /// What `--db` names: the SQLite file, or on PostgreSQL the test database's URL (commands
+    /// such as `verify --db` take either).
     pub db_path: PathBuf,
+    /// The test's PostgreSQL database, when the suite runs on PostgreSQL.
+    pub db_url: Option<String>,
     /// Keeps the temporary folder alive for the life of the app.
     pub _dir: TempDir,
     stopper: gitops_status::app::Stopper,
@@ -46,6 +50,15 @@ pub fn on_postgres() -> bool {
         Ok("sqlite") | Err(_) => false,
         Ok(other) => panic!("GITOPS_STATUS_TEST_BACKEND={other}: expected sqlite or postgres"),
     }
+}
+
+/// Ends a test that exercises what only SQLite has (its file, its locks, its query planner),
+/// saying so, when the suite runs on PostgreSQL: `if sqlite_only("why") { return; }`.
+pub fn sqlite_only(why: &str) -> bool {
+    if on_postgres() {
+        eprintln!("SQLite only, not run on PostgreSQL: {why}");
+    }
+    on_postgres()
 }
 
 /// The URL of a new, empty database on the test PostgreSQL server.
@@ -74,16 +87,36 @@ pub async fn fresh_postgres_database() -> String {
     format!("{server}/{name}")
 }
 
+/// What `--db` names for the server whose folder is `dir`: its SQLite file, or on PostgreSQL
+/// the URL of the database that belongs to `dir` (made on first use and remembered in the
+/// folder, so a server started again in it finds its data).
+pub async fn db_for(dir: &Path) -> PathBuf {
+    if !on_postgres() {
+        return dir.join("data").join("gitops-status.db");
+    }
+    let remembered = dir.join("postgres-url");
+    if let Ok(url) = std::fs::read_to_string(&remembered) {
+        return PathBuf::from(url);
+    }
+    let url = fresh_postgres_database().await;
+    std::fs::write(&remembered, &url).expect("remember the test database");
+    PathBuf::from(url)
+}
+
 /// Starts the server with settings adjusted by `configure` (tokens, limits, …).
 pub async fn spawn_app_with(dir: TempDir, configure: impl FnOnce(&mut Settings)) -> TestApp {
-    let db_path = dir.path().join("data").join("gitops-status.db");
+    let db_path = db_for(dir.path()).await;
     let mut settings = Settings::new("127.0.0.1:0".parse().unwrap(), db_path.clone());
-    if on_postgres() {
+    let db_url = if on_postgres() {
+        let url = db_path.to_string_lossy().into_owned();
         settings.db = DbTarget::Postgres {
-            url: fresh_postgres_database().await,
+            url: url.clone(),
             password_file: None,
         };
-    }
+        Some(url)
+    } else {
+        None
+    };
     settings.workers = Some(2);
     configure(&mut settings);
     let app = Application::build(&settings).await.expect("server starts");
@@ -94,6 +127,7 @@ pub async fn spawn_app_with(dir: TempDir, configure: impl FnOnce(&mut Settings))
         address,
         client: reqwest::Client::new(),
         db_path,
+        db_url,
         _dir: dir,
         stopper,
         running,
@@ -191,9 +225,12 @@ impl TestApp {
         value.as_array().expect("history is an array").clone()
     }
 
-    /// Direct access to the database file, as an operator with sqlite3 would have.
+    /// Direct access to the database, as an operator with sqlite3 (or psql) would have.
     pub fn db(&self) -> db::Db {
-        db::Db::open(&self.db_path)
+        match &self.db_url {
+            Some(url) => db::Db::Postgres(url.clone()),
+            None => db::Db::open(&self.db_path),
+        }
     }
 }
 
@@ -358,36 +395,61 @@ impl Drop for ServerProcess {
     }
 }
 
-/// sqlite3-like access to the database file for assertions and sabotage, through sqlx so no
-/// second SQLite library is linked.
+/// sqlite3-like (or psql-like) access to the test's database for assertions and sabotage,
+/// through sqlx so no second SQLite library is linked. The SQL the tests send is portable
+/// between the two; what only SQLite has (its write lock, query plans, PRAGMAs) is only
+/// asked of a SQLite database.
 pub mod db {
     use std::path::{Path, PathBuf};
 
     use sqlx::sqlite::SqliteConnectOptions;
-    use sqlx::{Connection, SqliteConnection};
+    use sqlx::{Connection, PgConnection, SqliteConnection};
 
-    pub struct Db {
-        path: PathBuf,
+    pub enum Db {
+        Sqlite(PathBuf),
+        Postgres(String),
+    }
+
+    enum Conn {
+        Sqlite(SqliteConnection),
+        Postgres(PgConnection),
     }
 
     impl Db {
         pub fn open(path: &Path) -> Db {
-            Db {
-                path: path.to_owned(),
+            Db::Sqlite(path.to_owned())
+        }
+
+        fn path(&self) -> &Path {
+            match self {
+                Db::Sqlite(path) => path,
+                Db::Postgres(_) => panic!("this test reads the SQLite file itself"),
             }
         }
 
+        /// A connection to the SQLite file (SQLite only).
         pub async fn connect(&self) -> SqliteConnection {
             let options = SqliteConnectOptions::new()
-                .filename(&self.path)
+                .filename(self.path())
                 .foreign_keys(false);
             SqliteConnection::connect_with(&options)
                 .await
                 .expect("open the database file")
         }
 
+        async fn any(&self) -> Conn {
+            match self {
+                Db::Sqlite(_) => Conn::Sqlite(self.connect().await),
+                Db::Postgres(url) => Conn::Postgres(
+                    PgConnection::connect(url)
+                        .await
+                        .expect("connect to the test database"),
+                ),
+            }
+        }
+
         /// An operator's sqlite3 session holding the write lock (`BEGIN IMMEDIATE`) until
-        /// `release_write_lock`.
+        /// `release_write_lock` (SQLite only).
         pub async fn hold_write_lock(&self) -> SqliteConnection {
             let mut operator = self.connect().await;
             sqlx::raw_sql("BEGIN IMMEDIATE")
@@ -405,25 +467,32 @@ pub mod db {
             operator.close().await.expect("close the connection");
         }
 
-        /// Runs a statement, returning the error message on failure.
+        /// Runs statements, returning the error message on failure.
         pub async fn execute(&self, sql: &str) -> Result<(), String> {
-            let mut conn = self.connect().await;
-            let result = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-                .execute(&mut conn)
-                .await;
-            result.map(drop).map_err(|e| e.to_string())
+            let sql = sqlx::AssertSqlSafe(sql.to_owned());
+            let result = match self.any().await {
+                Conn::Sqlite(mut conn) => sqlx::raw_sql(sql).execute(&mut conn).await.map(drop),
+                Conn::Postgres(mut conn) => sqlx::raw_sql(sql).execute(&mut conn).await.map(drop),
+            };
+            result.map_err(|e| e.to_string())
         }
 
         /// A single integer from a query.
         pub async fn scalar(&self, sql: &str) -> i64 {
-            let mut conn = self.connect().await;
-            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned()))
-                .fetch_one(&mut conn)
-                .await
-                .expect("scalar query")
+            let sql = sqlx::AssertSqlSafe(sql.to_owned());
+            match self.any().await {
+                Conn::Sqlite(mut conn) => sqlx::query_scalar::<_, i64>(sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("scalar query"),
+                Conn::Postgres(mut conn) => sqlx::query_scalar::<_, i64>(sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("scalar query"),
+            }
         }
 
-        /// The `detail` lines of `EXPLAIN QUERY PLAN sql`.
+        /// The `detail` lines of `EXPLAIN QUERY PLAN sql` (SQLite only).
         pub async fn query_plan(&self, sql: &str) -> Vec<String> {
             use sqlx::Row;
             let mut conn = self.connect().await;
@@ -438,11 +507,17 @@ pub mod db {
 
         /// A single text value from a query.
         pub async fn text(&self, sql: &str) -> String {
-            let mut conn = self.connect().await;
-            sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql.to_owned()))
-                .fetch_one(&mut conn)
-                .await
-                .expect("text query")
+            let sql = sqlx::AssertSqlSafe(sql.to_owned());
+            match self.any().await {
+                Conn::Sqlite(mut conn) => sqlx::query_scalar::<_, String>(sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("text query"),
+                Conn::Postgres(mut conn) => sqlx::query_scalar::<_, String>(sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("text query"),
+            }
         }
     }
 }

@@ -184,10 +184,12 @@ async fn hourly_reports(app: &TestApp) -> Vec<i64> {
     let db = app.db();
     for hour in 10..15 {
         let sql = format!(
-            "INSERT INTO reports (received_at, kind, server_group, host, status, observed_at,
-                                  raw_body, prev_hash, hash)
-             VALUES ('2026-04-26T{hour}:00:00.000Z', 'pipeline', 'g', 'h', 'synced',
-                     '2026-04-26T{hour}:00:00.000Z', '{{}}', '{PLACEHOLDER}', '{PLACEHOLDER}')"
+            "INSERT INTO reports (id, received_at, kind, server_group, host, status,
+                                  observed_at, raw_body, prev_hash, hash)
+             SELECT coalesce(max(id), 0) + 1, '2026-04-26T{hour}:00:00.000Z', 'pipeline', 'g',
+                    'h', 'synced', '2026-04-26T{hour}:00:00.000Z', '{{}}', '{PLACEHOLDER}',
+                    '{PLACEHOLDER}'
+             FROM reports"
         );
         db.execute(&sql).await.unwrap();
     }

@@ -102,7 +102,7 @@ async fn both_seed_formats_become_one_import_report_per_host() {
     let files = tempfile::tempdir().unwrap();
     let v2 = write(files.path(), "status.json", V2_STATUS_JSON);
     let v1 = write(files.path(), "status-v1.json", V1_STATUS_JSON);
-    let db = dir.path().join("data").join("gitops-status.db");
+    let db = crate::helpers::db_for(dir.path()).await;
 
     let output = import(&db, &[&v2, &v1]);
 
@@ -310,7 +310,7 @@ async fn an_entry_imported_once_stays_imported_after_retention_removed_its_repor
     let dir = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
     let v1 = write(files.path(), "status.json", V1_STATUS_JSON);
-    let db = dir.path().join("data").join("gitops-status.db");
+    let db = crate::helpers::db_for(dir.path()).await;
     assert!(import(&db, &[&v1]).status.success());
     // The host is retired; a year and more later retention has removed every row of it.
     let later = gitops_status::domain::Timestamp::now()

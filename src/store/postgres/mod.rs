@@ -4,6 +4,7 @@
 //! writer as SQLite (`store::writer`) on a connection of its own; the chain's tip is locked
 //! and read inside every transaction (`writer`), never kept in memory.
 
+pub(super) mod chain;
 mod fleet;
 mod read;
 mod writer;
@@ -78,6 +79,29 @@ fn describe(options: &PgConnectOptions) -> String {
         options.get_host(),
         options.get_port()
     )
+}
+
+/// Refuses a database whose schema is not the one this build migrates to (`verify` never
+/// migrates): names both versions instead of failing on a missing column.
+pub(super) async fn check_schema(conn: &mut PgConnection) -> anyhow::Result<()> {
+    let expected = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&mut *conn)
+            .await
+            .context("the database has no gitops-status schema (no _sqlx_migrations)")?;
+    let found = found.unwrap_or(0);
+    anyhow::ensure!(
+        found == expected,
+        "the database's schema is version {found}, and this gitops-status reads version \
+         {expected}: {}",
+        if found < expected {
+            "start this gitops-status's server on it once to migrate it"
+        } else {
+            "use the newer gitops-status that wrote it"
+        }
+    );
+    Ok(())
 }
 
 /// Does what migrations leave for the first start: SQLite's migration 0004 queues `derive`
@@ -252,9 +276,17 @@ impl PgStore {
         self.writer.capacity()
     }
 
-    /// The database's files are the PostgreSQL server's: none here.
-    pub fn file_sizes(&self) -> FileSizes {
-        FileSizes::default()
+    /// The database's size as PostgreSQL counts it (0 when it cannot be read: a gauge, not a
+    /// reason to fail /metrics).
+    pub async fn file_sizes(&self) -> FileSizes {
+        let size: Result<i64, sqlx::Error> =
+            sqlx::query_scalar("SELECT pg_database_size(current_database())")
+                .fetch_one(&self.readers)
+                .await;
+        FileSizes {
+            database: size.ok().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+            wal: 0,
+        }
     }
 
     pub fn writer_up(&self) -> bool {

@@ -357,7 +357,7 @@ impl SqliteStore {
     }
 
     /// The database file's size and its write-ahead log's, in bytes (0 for a file not there).
-    pub fn file_sizes(&self) -> FileSizes {
+    pub async fn file_sizes(&self) -> FileSizes {
         let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
         let mut wal = self.path.clone().into_os_string();
         wal.push("-wal");

@@ -13,16 +13,15 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde::{Deserialize, Serialize};
 use sqlx::{Connection, SqliteConnection};
 
-use crate::domain::chain::is_hash;
 use crate::domain::{Cutoffs, ReportKind, RetentionPolicy, Timestamp};
 
 use super::append::insert_reports;
 use super::record::ReportRecord;
 use super::{SqliteStore, StoreError};
 use crate::store::append::{NewRow, Tip};
+use crate::store::removed::{CutoffText, PolicyText, RemovedRun, RetentionRecord};
 use crate::store::writer::{PruneBatch, PruneOutcome};
 
 /// Rows read per query while a pass looks for what to remove.
@@ -37,74 +36,6 @@ const PACE: u32 = 3;
 const MAX_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 /// The principal of retention rows.
 pub const PRINCIPAL: &str = "retention";
-
-/// A run of consecutive ids that retention removed, and the hashes at its ends.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct RemovedRun {
-    pub first_id: i64,
-    pub last_id: i64,
-    /// The `prev_hash` of the run's first row: the hash of the row before the gap.
-    pub prev_hash: String,
-    /// The `hash` of the run's last row: the `prev_hash` of the row after the gap.
-    pub last_hash: String,
-}
-
-/// The body of a retention row.
-#[derive(Debug, Serialize, Deserialize)]
-pub(super) struct RetentionRecord {
-    /// Rows this transaction removed.
-    pub removed: u64,
-    /// Earlier retention rows among them, whose runs are restated in `runs`.
-    pub restates: Vec<i64>,
-    pub policy: PolicyText,
-    /// The receive times below which routine reports and changes were removable.
-    pub cutoffs: CutoffText,
-    /// Every gap this row vouches for: what it removed, merged with what the rows it
-    /// restates had removed.
-    pub runs: Vec<RemovedRun>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub(super) struct PolicyText {
-    pub retain_reports: String,
-    pub retain_changes: String,
-    pub retain_per_host: u32,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub(super) struct CutoffText {
-    pub reports: Option<String>,
-    pub changes: Option<String>,
-}
-
-/// Only what `verify` reads of a retention row.
-#[derive(Deserialize)]
-struct RunsOnly {
-    runs: Vec<RemovedRun>,
-}
-
-impl RetentionRecord {
-    /// The runs a retention row's body describes, checked for shape.
-    pub(super) fn runs_of(body: &str) -> Result<Vec<RemovedRun>, String> {
-        let parsed: RunsOnly = serde_json::from_str(body).map_err(|e| {
-            format!("its description of what retention removed cannot be read: {e}")
-        })?;
-        for run in &parsed.runs {
-            if run.first_id < 1
-                || run.last_id < run.first_id
-                || !is_hash(&run.prev_hash)
-                || !is_hash(&run.last_hash)
-            {
-                return Err(format!(
-                    "its description of what retention removed holds a malformed run \
-                     ({}..{})",
-                    run.first_id, run.last_id
-                ));
-            }
-        }
-        Ok(parsed.runs)
-    }
-}
 
 /// One row of the history as a pass sees it.
 #[derive(sqlx::FromRow)]
