@@ -150,6 +150,7 @@ impl MessageBody for Pages {
          content_type = "application/vnd.sqlite3", body = DatabaseFile,
          headers(("Content-Disposition" = String, description = "attachment; filename=\"gitops-status-<time>.db\""))),
         AdminAuthErrors,
+        (status = 501, description = "The server runs on PostgreSQL, whose backups are pg_dump's", body = ErrorBody, example = super::error::examples::backup_on_postgres),
         (status = 503, description = "The database cannot be read now", body = ErrorBody, example = super::error::examples::not_ready),
     )
 )]

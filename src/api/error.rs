@@ -105,6 +105,10 @@ pub enum ApiError {
     /// More reports arrive than the database commits: 503 with `Retry-After`.
     #[error("{0}")]
     Overloaded(String),
+    /// What this server does not do on the database it runs on (501): a backup of a
+    /// PostgreSQL database is pg_dump's.
+    #[error("{0}")]
+    NotImplemented(String),
     #[error("internal error; the server log has the details")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -181,6 +185,7 @@ impl From<StoreError> for ApiError {
                     "the database is locked by another connection; retry later".to_owned(),
                 )
             }
+            StoreError::Unsupported(what) => ApiError::NotImplemented(what.to_owned()),
             other => ApiError::internal(other),
         }
     }
@@ -214,6 +219,7 @@ impl ResponseError for ApiError {
             ApiError::Unavailable(_) | ApiError::Overloaded(_) | ApiError::TokensUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -283,7 +289,9 @@ impl ApiError {
             | ApiError::TokensUnavailable(_) => Refusal::Auth,
             ApiError::NotFound(_) => Refusal::NotFound,
             ApiError::Overloaded(_) => Refusal::QueueFull,
-            ApiError::Unavailable(_) | ApiError::Internal(_) => Refusal::Storage,
+            ApiError::Unavailable(_) | ApiError::NotImplemented(_) | ApiError::Internal(_) => {
+                Refusal::Storage
+            }
             ApiError::MalformedJson(_)
             | ApiError::BadQuery(_)
             | ApiError::UnknownParameters(_)
@@ -476,6 +484,13 @@ pub mod examples {
 
     pub fn overloaded() -> Value {
         render(ApiError::from(crate::store::StoreError::Overloaded))
+    }
+
+    pub fn backup_on_postgres() -> Value {
+        render(ApiError::from(crate::store::StoreError::Unsupported(
+            "this server runs on PostgreSQL: back the database up with pg_dump (or your \
+             platform's backups and point-in-time recovery), not through this server",
+        )))
     }
 
     pub fn not_ready() -> Value {

@@ -8,6 +8,7 @@ mod append;
 pub mod chain;
 mod group;
 mod postgres;
+mod prune;
 pub mod record;
 mod removed;
 mod rows;
@@ -24,9 +25,9 @@ use crate::domain::{
     RolloutFilter, RolloutHost, ServerGroup, StalePolicy, Timestamp, Transition, TransitionFilter,
 };
 
+pub use prune::PruneSummary;
 #[cfg(feature = "bench")]
 pub use sqlite::bulk;
-pub use sqlite::PruneSummary;
 pub use sqlite::{backup, lock, retention};
 pub use writer::{OnceKey, Recorded, RenderAnswer, RequestMeta, StoredAnswer, WriterTask, Written};
 
@@ -74,6 +75,9 @@ pub enum StoreError {
     Database(#[source] Arc<sqlx::Error>),
     #[error("stored data does not match the schema: {0}")]
     Corrupt(String),
+    /// Something this backend does not do (a SQLite file copy of a PostgreSQL database).
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -10,7 +10,8 @@ use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    binary, expect, expect_error, spawn_app, spawn_app_with, token_file, ServerProcess,
+    binary, expect, expect_error, on_postgres, spawn_app, spawn_app_with, sqlite_only, token_file,
+    ServerProcess,
 };
 use crate::retention::verify;
 
@@ -30,6 +31,9 @@ async fn rows_in(db: &Path) -> i64 {
 
 #[tokio::test]
 async fn backups_taken_while_reports_are_written_verify() {
+    if sqlite_only("copies the SQLite file; backup_on_postgres_points_at_pg_dump is PostgreSQL's") {
+        return;
+    }
     let app = Arc::new(spawn_app().await);
     for n in 0..200 {
         assert!(app.pipeline(report(n)).await.status().is_success());
@@ -216,7 +220,13 @@ async fn admin_endpoints_need_the_admin_scope_when_there_are_tokens() {
             expect_error(response, 403).await;
         }
         let response = send(Some(&tokens["ops"])).await.unwrap();
-        assert_eq!(response.status(), 200, "{method} {path}");
+        // A PostgreSQL database is backed up with pg_dump: the endpoint says so.
+        let expected = if path == "/admin/backup" && on_postgres() {
+            501
+        } else {
+            200
+        };
+        assert_eq!(response.status(), expected, "{method} {path}");
     }
     let pass = expect(
         app.post_as(&tokens["ops"], "/admin/prune", &json!({}))
@@ -226,4 +236,18 @@ async fn admin_endpoints_need_the_admin_scope_when_there_are_tokens() {
     .await;
     assert_eq!(pass["removed"], 0);
     assert_eq!(pass["policy"]["retain_reports"], "30d");
+}
+
+#[tokio::test]
+async fn backup_on_postgres_points_at_pg_dump() {
+    let app = spawn_app().await;
+    if !on_postgres() {
+        // The SQLite file is streamed: backups_taken_while_reports_are_written_verify.
+        return;
+    }
+    let body = expect(app.get("/admin/backup").await, 501).await;
+    assert!(
+        body["error"].as_str().unwrap().contains("pg_dump"),
+        "{body}"
+    );
 }

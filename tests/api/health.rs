@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::helpers::{expect, expect_error, on_postgres, seed_pipeline, spawn_app};
+use crate::helpers::{expect, expect_error, on_postgres, seed_pipeline, spawn_app, sqlite_only};
 
 #[tokio::test]
 async fn health_and_ready_answer_200() {
@@ -71,6 +71,9 @@ async fn a_file_that_is_not_a_database_stops_start_up_with_a_clear_message() {
 
 #[tokio::test]
 async fn writes_wait_for_an_outside_lock_then_answer_503_while_reads_go_on() {
+    if sqlite_only("holds SQLite's write lock") {
+        return;
+    }
     let app = spawn_app().await;
     expect(app.pipeline(seed_pipeline()).await, 201).await;
     // An operator's sqlite3 session holds the write lock past the 5 s busy timeout.

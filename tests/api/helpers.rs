@@ -505,6 +505,21 @@ pub mod db {
                 .collect()
         }
 
+        /// The text of every row of a one-column query.
+        pub async fn texts(&self, sql: &str) -> Vec<String> {
+            let sql = sqlx::AssertSqlSafe(sql.to_owned());
+            match self.any().await {
+                Conn::Sqlite(mut conn) => sqlx::query_scalar::<_, String>(sql)
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect("text query"),
+                Conn::Postgres(mut conn) => sqlx::query_scalar::<_, String>(sql)
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect("text query"),
+            }
+        }
+
         /// A single text value from a query.
         pub async fn text(&self, sql: &str) -> String {
             let sql = sqlx::AssertSqlSafe(sql.to_owned());

@@ -195,3 +195,142 @@ pub async fn probe(tx: &mut PgConnection, at: &str) -> Result<(), sqlx::Error> {
     .await?;
     Ok(())
 }
+
+/// The rows of a pruning batch still there, oldest first: id, kind, prev_hash, hash, and a
+/// retention row's body.
+pub async fn prune_rows(
+    tx: &mut PgConnection,
+    ids: &[i64],
+) -> Result<Vec<(i64, String, String, String, Option<String>)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT id, kind, prev_hash, hash,
+                  CASE WHEN kind = 'retention' THEN raw_body END AS "body?"
+           FROM reports WHERE id = ANY($1) ORDER BY id"#,
+        ids
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.id, r.kind, r.prev_hash, r.hash, r.body))
+        .collect())
+}
+
+/// Lets this transaction delete the id ranges in `permits`, a JSON array of `[first, last]`.
+pub async fn permit(tx: &mut PgConnection, permits: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO prune_permit (first_id, last_id)
+         SELECT (p ->> 0)::bigint, (p ->> 1)::bigint
+         FROM json_array_elements($1::text::json) AS p",
+        permits
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Deletes the reports of a pruning batch and their transitions, then the permits; returns
+/// how many reports were deleted.
+pub async fn delete_pruned(tx: &mut PgConnection, ids: &[i64]) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query!("DELETE FROM reports WHERE id = ANY($1)", ids)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    sqlx::query!("DELETE FROM transitions WHERE report_id = ANY($1)", ids)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query!("DELETE FROM prune_permit")
+        .execute(&mut *tx)
+        .await?;
+    Ok(deleted)
+}
+
+/// One row of the history as a pruning pass sees it.
+#[derive(Debug)]
+pub struct Candidate {
+    pub id: i64,
+    pub received_at: String,
+    pub server_group: Option<String>,
+    pub host: Option<String>,
+    pub is_change: i64,
+}
+
+/// The id of the newest row received before `cutoff`.
+pub async fn last_received_before<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    cutoff: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar!(
+        // Ties in received_at (a clock's resolution) end at the highest id, as SQLite's index
+        // (whose rows carry the id) gives them.
+        "SELECT id FROM reports WHERE received_at < $1 ORDER BY received_at DESC, id DESC LIMIT 1",
+        cutoff
+    )
+    .fetch_optional(executor)
+    .await
+}
+
+/// Rows with ids in `after + 1 ..= last`, oldest first, at most `limit`.
+pub async fn candidates<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    after: i64,
+    last: i64,
+    limit: i64,
+) -> Result<Vec<Candidate>, sqlx::Error> {
+    sqlx::query_as!(
+        Candidate,
+        "SELECT id, received_at, server_group, host, is_change
+         FROM reports WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
+        after,
+        last,
+        limit
+    )
+    .fetch_all(executor)
+    .await
+}
+
+/// Every host's pointers: group, host, last, status, files, pipeline and cron report ids.
+#[allow(clippy::type_complexity)]
+pub async fn host_pointers<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+) -> Result<Vec<(String, String, i64, i64, i64, Option<i64>, Option<i64>)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT server_group, host, last_report_id, status_report_id, files_report_id,
+                pipeline_report_id, cron_report_id
+         FROM hosts"
+    )
+    .fetch_all(executor)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.server_group,
+                r.host,
+                r.last_report_id,
+                r.status_report_id,
+                r.files_report_id,
+                r.pipeline_report_id,
+                r.cron_report_id,
+            )
+        })
+        .collect())
+}
+
+/// The id of a host's report `offset` places from its newest.
+pub async fn nth_newest<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    group: &str,
+    host: &str,
+    offset: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT id FROM reports WHERE server_group = $1 AND host = $2
+         ORDER BY id DESC LIMIT 1 OFFSET $3",
+        group,
+        host,
+        offset
+    )
+    .fetch_optional(executor)
+    .await
+}

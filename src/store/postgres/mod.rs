@@ -297,28 +297,76 @@ impl PgStore {
         self.writer.fault()
     }
 
-    /// Retention on PostgreSQL is still being built (issue 14).
+    /// Runs one pruning pass with `policy` as of `now` (see `store::prune::run_pass`).
+    /// Replicas may prune at once: their transactions queue on the chain's tip like reports,
+    /// and rows another replica removed first are skipped.
+    #[tracing::instrument(skip_all)]
     pub async fn prune(
         &self,
-        _policy: crate::domain::RetentionPolicy,
-        _now: Timestamp,
-        _stopping: impl Fn() -> bool,
+        policy: crate::domain::RetentionPolicy,
+        now: Timestamp,
+        stopping: impl Fn() -> bool,
     ) -> Result<super::PruneSummary, StoreError> {
-        Err(StoreError::Corrupt(
-            "retention is not yet available on PostgreSQL".to_owned(),
-        ))
+        super::prune::run_pass(self, policy, now, stopping).await
     }
 
     /// A PostgreSQL database is copied with its own tools (pg_dump, or the platform's
     /// backups and point-in-time recovery), not through this server.
     pub async fn backup(&self) -> Result<super::backup::BackupStream, StoreError> {
-        Err(StoreError::Corrupt(
-            "a PostgreSQL database is backed up with pg_dump, not through this server".to_owned(),
+        Err(StoreError::Unsupported(
+            "this server runs on PostgreSQL: back the database up with pg_dump (or your \
+             platform's backups and point-in-time recovery), not through this server",
         ))
     }
 
     pub async fn close(&self) {
         self.readers.close().await;
         self.writer.close().await;
+    }
+}
+
+impl super::prune::PruneSource for PgStore {
+    async fn last_received_before(&self, cutoff: &str) -> Result<Option<i64>, StoreError> {
+        Ok(gitops_status_postgres::write::last_received_before(&self.readers, cutoff).await?)
+    }
+
+    async fn candidates(
+        &self,
+        after: i64,
+        last: i64,
+        limit: i64,
+    ) -> Result<Vec<super::prune::Candidate>, StoreError> {
+        let rows =
+            gitops_status_postgres::write::candidates(&self.readers, after, last, limit).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| super::prune::Candidate {
+                id: r.id,
+                received_at: r.received_at,
+                server_group: r.server_group,
+                host: r.host,
+                is_change: r.is_change,
+            })
+            .collect())
+    }
+
+    async fn host_pointers(&self) -> Result<Vec<super::prune::HostPointerRow>, StoreError> {
+        Ok(gitops_status_postgres::write::host_pointers(&self.readers).await?)
+    }
+
+    async fn nth_newest(
+        &self,
+        group: &str,
+        host: &str,
+        offset: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(gitops_status_postgres::write::nth_newest(&self.readers, group, host, offset).await?)
+    }
+
+    async fn remove(
+        &self,
+        batch: super::writer::PruneBatch,
+    ) -> Result<super::writer::PruneOutcome, StoreError> {
+        self.writer.prune(batch).await
     }
 }

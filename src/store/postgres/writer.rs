@@ -15,6 +15,7 @@ use gitops_status_postgres::write as sql;
 use crate::domain::{chain, Timestamp};
 use crate::store::append::Tip;
 use crate::store::group::{self, HostPointers, KnownKey, LoadedHost};
+use crate::store::prune;
 use crate::store::writer::{GroupContext, GroupWritten, Pending, PruneBatch, PruneOutcome, Scribe};
 
 use super::StoreError;
@@ -260,15 +261,44 @@ impl Scribe for PgScribe {
         })
     }
 
+    /// One pruning transaction: after the chain's tip is locked, the rows of `batch` still
+    /// there (another replica may have removed some) are recorded in a retention row linked
+    /// after the tip, then deleted with the permits the append-only trigger asks for.
     async fn prune(
         &mut self,
-        _batch: &PruneBatch,
-        _now: Timestamp,
+        batch: &PruneBatch,
+        now: Timestamp,
     ) -> Result<PruneOutcome, StoreError> {
-        // Retention on PostgreSQL is still being built (issue 14).
-        Err(StoreError::Corrupt(
-            "retention is not yet available on PostgreSQL".to_owned(),
-        ))
+        let conn = self.ready().await?;
+        let mut tx = conn.begin().await?;
+        let tip = lock_tip(&mut tx).await?;
+        let rows = sql::prune_rows(&mut tx, &batch.ids).await?;
+        if rows.is_empty() {
+            tx.rollback().await?;
+            return Ok(PruneOutcome::default());
+        }
+        let (description, permits) = prune::describe(&rows, batch)?;
+        let row = prune::retention_row(&description, &tip, now)?;
+        let record = serde_json::to_string(&[&row.record])
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sql::insert_reports(&mut tx, &record).await?;
+        let permits =
+            serde_json::to_string(&permits).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sql::permit(&mut tx, &permits).await?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let deleted = sql::delete_pruned(&mut tx, &ids).await?;
+        if deleted != rows.len() as u64 {
+            return Err(StoreError::Corrupt(format!(
+                "retention meant to remove {} rows but removed {deleted}",
+                rows.len()
+            )));
+        }
+        tx.commit().await?;
+        Ok(PruneOutcome {
+            removed: deleted,
+            record_id: Some(row.record.id),
+            record_hash: Some(row.record.hash),
+        })
     }
 
     async fn probe(&mut self, at: Timestamp) -> Result<(), StoreError> {

@@ -30,8 +30,6 @@ use crate::domain::{Period, Report, StalePolicy};
 use super::writer::{OnceKey, Recorded, RequestMeta, StoredAnswer, WriterTask, Written};
 use super::{record, rows, FileSizes, RenderRow, StatusRows, StoreConfig, StoreError};
 
-pub use retention::PruneSummary;
-
 /// `migrations/`, embedded once: run at start-up, and the schema version `verify` expects.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 

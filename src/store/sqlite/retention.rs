@@ -1,76 +1,20 @@
-//! Retention: a pruning pass finds the rows the policy lets go (reading through the read pool,
-//! oldest first; each row's tier is `reports.is_change`, which the writer set when it wrote
-//! the row), and the writer removes them in small transactions. Each transaction first
-//! appends a `retention` row to the chain that lists exactly what it removes: the runs of
-//! consecutive ids, with the `prev_hash` of each run's first row and the `hash` of its last,
-//! so `verify` can link the chain across every gap retention made and name any other missing
-//! row. The DELETE trigger lets through only the ids listed in `prune_permit`, which holds
-//! this transaction's runs until its commit.
-//!
-//! A retention row is itself kept for `--retain-changes`. When a later pass removes one, its
-//! runs are restated in the new row (merged with neighbouring ones), so the evidence for
-//! every gap stays in the chain.
-
-use std::collections::{HashMap, HashSet};
+//! Retention on SQLite (`store::prune` runs the pass): the reads a pass makes, and the
+//! writer's transaction that records and removes a batch. The DELETE trigger lets through
+//! only the ids listed in `prune_permit`, which holds this transaction's runs until its
+//! commit.
 
 use sqlx::{Connection, SqliteConnection};
 
-use crate::domain::{Cutoffs, ReportKind, RetentionPolicy, Timestamp};
-
-use super::append::insert_reports;
-use super::record::ReportRecord;
-use super::{SqliteStore, StoreError};
-use crate::store::append::{NewRow, Tip};
-use crate::store::removed::{CutoffText, PolicyText, RemovedRun, RetentionRecord};
+use crate::domain::{RetentionPolicy, Timestamp};
+use crate::store::append::Tip;
+use crate::store::prune::{self, Candidate, HostPointerRow, PruneSource, PruneSummary};
 use crate::store::writer::{PruneBatch, PruneOutcome};
 
-/// Rows read per query while a pass looks for what to remove.
-const SCAN_BATCH: i64 = 2_000;
-/// Rows removed per transaction: small, so a report waits for at most one such transaction
-/// (milliseconds) while a large backlog is pruned.
-pub(super) const REMOVE_BATCH: usize = 250;
-/// After each transaction a pass waits this many times as long as the transaction took, so
-/// it takes at most a quarter of the writer's time and ingest keeps the rest.
-const PACE: u32 = 3;
-/// The longest such wait (a shutdown waits for it).
-const MAX_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
-/// The principal of retention rows.
-pub const PRINCIPAL: &str = "retention";
-
-/// One row of the history as a pass sees it.
-#[derive(sqlx::FromRow)]
-struct Candidate {
-    id: i64,
-    received_at: String,
-    server_group: Option<String>,
-    host: Option<String>,
-    is_change: i64,
-}
-
-/// What a pruning pass did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PruneSummary {
-    /// Rows read.
-    pub scanned: u64,
-    /// Rows removed.
-    pub removed: u64,
-    /// Retention rows appended (one per transaction).
-    pub records: u64,
-    /// The pass stopped early because the server is shutting down.
-    pub interrupted: bool,
-}
-
-/// The ids a host's current state rests on, and the hosts of the fleet.
-struct Fleet {
-    protected: HashSet<i64>,
-    hosts: HashSet<(String, String)>,
-}
+use super::append::insert_reports;
+use super::{SqliteStore, StoreError};
 
 impl SqliteStore {
-    /// Runs one pruning pass with `policy` as of `now`: reads the history oldest first and
-    /// has the writer remove, in transactions of at most `REMOVE_BATCH` rows, every row the
-    /// policy lets go. `stopping` is asked between transactions; when it says yes, the pass
-    /// ends early (what it removed so far is committed and recorded).
+    /// Runs one pruning pass with `policy` as of `now` (see `store::prune::run_pass`).
     #[tracing::instrument(skip_all)]
     pub async fn prune(
         &self,
@@ -78,158 +22,68 @@ impl SqliteStore {
         now: Timestamp,
         stopping: impl Fn() -> bool,
     ) -> Result<PruneSummary, StoreError> {
-        let mut summary = PruneSummary::default();
-        let cutoffs = policy.cutoffs(now);
-        let Some(routine_cutoff) = cutoffs.routine else {
-            return Ok(summary);
-        };
-        let routine_cutoff = routine_cutoff.to_string();
-        let changes_cutoff = cutoffs.changes.map(|c| c.to_string());
+        prune::run_pass(self, policy, now, stopping).await
+    }
+}
+
+impl PruneSource for SqliteStore {
+    async fn last_received_before(&self, cutoff: &str) -> Result<Option<i64>, StoreError> {
         // Rows received before the cutoff end about here (the clock only moves forward, or
         // nearly); later ids are newer than every limit.
-        let last: Option<i64> = sqlx::query_scalar(
+        Ok(sqlx::query_scalar(
             "SELECT id FROM reports WHERE received_at < ?1 ORDER BY received_at DESC LIMIT 1",
         )
-        .bind(&routine_cutoff)
+        .bind(cutoff)
         .fetch_optional(&self.readers)
-        .await?;
-        let Some(last) = last else {
-            return Ok(summary);
-        };
-        let fleet = self.fleet().await?;
-        // Per host: its rows with an id at or above this are among its newest N, and kept.
-        let mut newest_from: HashMap<(String, String), i64> = HashMap::new();
-        let mut doomed: Vec<i64> = Vec::with_capacity(REMOVE_BATCH);
-        let mut after = 0i64;
-        loop {
-            let batch: Vec<Candidate> = sqlx::query_as(
-                "SELECT id, received_at, server_group, host, is_change
-                 FROM reports WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
-            )
-            .bind(after)
-            .bind(last)
-            .bind(SCAN_BATCH)
-            .fetch_all(&self.readers)
-            .await?;
-            let Some(end) = batch.last().map(|c| c.id) else {
-                break;
-            };
-            after = end;
-            summary.scanned += batch.len() as u64;
-            for row in batch {
-                if fleet.protected.contains(&row.id) {
-                    continue;
-                }
-                if let (Some(group), Some(host)) = (row.server_group, row.host) {
-                    let key = (group, host);
-                    let from = match newest_from.get(&key) {
-                        Some(from) => *from,
-                        None => {
-                            let from = self.newest_from(&fleet, &key, policy).await?;
-                            *newest_from.entry(key).or_insert(from)
-                        }
-                    };
-                    if row.id >= from {
-                        continue;
-                    }
-                }
-                let removable = if row.is_change == 0 {
-                    row.received_at < routine_cutoff
-                } else {
-                    changes_cutoff
-                        .as_ref()
-                        .is_some_and(|cutoff| row.received_at < *cutoff)
-                };
-                if removable {
-                    doomed.push(row.id);
-                }
-                if doomed.len() >= REMOVE_BATCH {
-                    self.remove(&mut doomed, policy, cutoffs, &mut summary)
-                        .await?;
-                    if stopping() {
-                        summary.interrupted = true;
-                        return Ok(summary);
-                    }
-                }
-            }
-            if stopping() {
-                self.remove(&mut doomed, policy, cutoffs, &mut summary)
-                    .await?;
-                summary.interrupted = true;
-                return Ok(summary);
-            }
-        }
-        self.remove(&mut doomed, policy, cutoffs, &mut summary)
-            .await?;
-        Ok(summary)
+        .await?)
     }
 
-    async fn remove(
+    async fn candidates(
         &self,
-        doomed: &mut Vec<i64>,
-        policy: RetentionPolicy,
-        cutoffs: Cutoffs,
-        summary: &mut PruneSummary,
-    ) -> Result<(), StoreError> {
-        if doomed.is_empty() {
-            return Ok(());
-        }
-        let batch = PruneBatch {
-            ids: std::mem::take(doomed),
-            policy,
-            cutoffs,
-        };
-        let started = std::time::Instant::now();
-        let outcome = self.writer.prune(batch).await?;
-        summary.removed += outcome.removed;
-        summary.records += u64::from(outcome.record_id.is_some());
-        tokio::time::sleep((started.elapsed() * PACE).min(MAX_PAUSE)).await;
-        Ok(())
+        after: i64,
+        last: i64,
+        limit: i64,
+    ) -> Result<Vec<Candidate>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, received_at, server_group, host, is_change
+             FROM reports WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
+        )
+        .bind(after)
+        .bind(last)
+        .bind(limit)
+        .fetch_all(&self.readers)
+        .await?)
     }
 
-    async fn fleet(&self) -> Result<Fleet, StoreError> {
-        type HostRow = (String, String, i64, i64, i64, Option<i64>, Option<i64>);
-        let rows: Vec<HostRow> = sqlx::query_as(
+    async fn host_pointers(&self) -> Result<Vec<HostPointerRow>, StoreError> {
+        Ok(sqlx::query_as(
             "SELECT server_group, host, last_report_id, status_report_id, files_report_id,
-                        pipeline_report_id, cron_report_id
-                 FROM hosts",
+                    pipeline_report_id, cron_report_id
+             FROM hosts",
         )
         .fetch_all(&self.readers)
-        .await?;
-        let mut fleet = Fleet {
-            protected: HashSet::with_capacity(rows.len() * 5),
-            hosts: HashSet::with_capacity(rows.len()),
-        };
-        for (group, host, last, status, files, pipeline, cron) in rows {
-            fleet.protected.extend([last, status, files]);
-            fleet.protected.extend(pipeline.into_iter().chain(cron));
-            fleet.hosts.insert((group, host));
-        }
-        Ok(fleet)
+        .await?)
     }
 
-    /// Where the newest `per_host` reports of a host begin: the id of its N-th newest (rows
-    /// from it on are kept); `i64::MIN` when it has fewer; `i64::MAX` when none are kept that
-    /// way (a host no longer in the fleet, or `--retain-per-host 0`).
-    async fn newest_from(
+    async fn nth_newest(
         &self,
-        fleet: &Fleet,
-        key: &(String, String),
-        policy: RetentionPolicy,
-    ) -> Result<i64, StoreError> {
-        if !fleet.hosts.contains(key) || policy.per_host == 0 {
-            return Ok(i64::MAX);
-        }
-        let nth: Option<i64> = sqlx::query_scalar(
+        group: &str,
+        host: &str,
+        offset: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
             "SELECT id FROM reports WHERE server_group = ?1 AND host = ?2
              ORDER BY id DESC LIMIT 1 OFFSET ?3",
         )
-        .bind(&key.0)
-        .bind(&key.1)
-        .bind(i64::from(policy.per_host) - 1)
+        .bind(group)
+        .bind(host)
+        .bind(offset)
         .fetch_optional(&self.readers)
-        .await?;
-        Ok(nth.unwrap_or(i64::MIN))
+        .await?)
+    }
+
+    async fn remove(&self, batch: PruneBatch) -> Result<PruneOutcome, StoreError> {
+        self.writer.prune(batch).await
     }
 }
 
@@ -260,61 +114,12 @@ pub(super) async fn prune_batch(
     if rows.is_empty() {
         return Ok(PruneOutcome::default());
     }
-    let mut fresh: Vec<RemovedRun> = Vec::new();
-    let mut restated: Vec<RemovedRun> = Vec::new();
-    let mut restates = Vec::new();
-    for (id, kind, prev_hash, hash, body) in &rows {
-        match fresh.last_mut() {
-            Some(run) if run.last_id + 1 == *id => {
-                run.last_id = *id;
-                run.last_hash.clone_from(hash);
-            }
-            _ => fresh.push(RemovedRun {
-                first_id: *id,
-                last_id: *id,
-                prev_hash: prev_hash.clone(),
-                last_hash: hash.clone(),
-            }),
-        }
-        if kind == ReportKind::Retention.as_str() {
-            let runs = RetentionRecord::runs_of(body.as_deref().unwrap_or_default())
-                .map_err(|p| StoreError::Corrupt(format!("retention row {id}: {p}")))?;
-            restated.extend(runs);
-            restates.push(*id);
-        }
-    }
-    let description = RetentionRecord {
-        removed: rows.len() as u64,
-        restates,
-        policy: PolicyText {
-            retain_reports: batch.policy.reports_text(),
-            retain_changes: batch.policy.changes_text(),
-            retain_per_host: batch.policy.per_host,
-        },
-        cutoffs: CutoffText {
-            reports: batch.cutoffs.routine.map(|t| t.to_string()),
-            changes: batch.cutoffs.changes.map(|t| t.to_string()),
-        },
-        runs: merge(fresh.iter().cloned().chain(restated).collect()),
-    };
-    let mut row = NewRow::new(ReportRecord {
-        kind: ReportKind::Retention.as_str().to_owned(),
-        is_change: 1,
-        principal: Some(PRINCIPAL.to_owned()),
-        raw_body: serde_json::to_string(&description)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        ..ReportRecord::default()
-    });
-    let id = tip.next_id;
-    row.link(id, now, now, &tip.hash);
+    let (description, permits) = prune::describe(&rows, batch)?;
+    let row = prune::retention_row(&description, tip, now)?;
+    let id = row.record.id;
     insert_reports(&mut tx, &[&row.record]).await?;
-    let permits = serde_json::to_string(
-        &fresh
-            .iter()
-            .map(|run| (run.first_id, run.last_id))
-            .collect::<Vec<_>>(),
-    )
-    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let permits =
+        serde_json::to_string(&permits).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     sqlx::query(
         "INSERT INTO prune_permit (first_id, last_id)
          SELECT value ->> 0, value ->> 1 FROM json_each(?1)",
@@ -350,62 +155,4 @@ pub(super) async fn prune_batch(
         record_id: Some(id),
         record_hash: Some(row.record.hash),
     })
-}
-
-/// Sorts runs and joins neighbours that link (`a` ends right before `b` starts, and `b`'s
-/// first row followed `a`'s last).
-fn merge(mut runs: Vec<RemovedRun>) -> Vec<RemovedRun> {
-    runs.sort_by_key(|run| run.first_id);
-    let mut merged: Vec<RemovedRun> = Vec::with_capacity(runs.len());
-    for run in runs {
-        match merged.last_mut() {
-            Some(last) if last.last_id + 1 == run.first_id && last.last_hash == run.prev_hash => {
-                last.last_id = run.last_id;
-                last.last_hash = run.last_hash;
-            }
-            _ => merged.push(run),
-        }
-    }
-    merged
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn run(first: i64, last: i64, prev: char, last_hash: char) -> RemovedRun {
-        RemovedRun {
-            first_id: first,
-            last_id: last,
-            prev_hash: prev.to_string().repeat(64),
-            last_hash: last_hash.to_string().repeat(64),
-        }
-    }
-
-    #[test]
-    fn neighbouring_runs_that_link_are_merged() {
-        let merged = merge(vec![
-            run(5, 6, 'c', 'd'),
-            run(1, 2, '0', 'a'),
-            run(3, 4, 'a', 'c'),
-        ]);
-        assert_eq!(merged, [run(1, 6, '0', 'd')]);
-        let apart = merge(vec![run(1, 2, '0', 'a'), run(4, 4, 'b', 'c')]);
-        assert_eq!(apart.len(), 2, "a row in between is still there");
-        let unlinked = merge(vec![run(1, 2, '0', 'a'), run(3, 3, 'b', 'c')]);
-        assert_eq!(
-            unlinked.len(),
-            2,
-            "runs that do not link stay apart for verify to name"
-        );
-    }
-
-    #[test]
-    fn malformed_runs_are_refused() {
-        let ok = serde_json::json!({"runs": [run(1, 2, '0', 'a')]}).to_string();
-        assert_eq!(RetentionRecord::runs_of(&ok).unwrap().len(), 1);
-        let backwards = serde_json::json!({"runs": [run(3, 2, '0', 'a')]}).to_string();
-        assert!(RetentionRecord::runs_of(&backwards).is_err());
-        assert!(RetentionRecord::runs_of("{}").is_err());
-    }
 }
