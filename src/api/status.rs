@@ -318,7 +318,7 @@ impl CachedStatus {
 impl StatusCache {
     /// The body, gzip-encoded when `gzip`, as of at least the store's current version and now.
     async fn get(&self, ctx: &AppContext, gzip: bool) -> Result<web::Bytes, ApiError> {
-        let version = ctx.store.version();
+        let version = ctx.store.version().await?;
         let now = ctx.clock.now();
         let mut slot = self.0.lock().await;
         let cached = match slot.take() {

@@ -366,6 +366,10 @@ verbs! {
         fn history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryEntry>, StoreError>;
         /// Removes what retention lets go, in batches, recording each in the chain.
         fn prune(&self, policy: RetentionPolicy, now: Timestamp, stopping: impl Fn() -> bool) -> Result<PruneSummary, StoreError>;
+        /// The id of the newest committed report: it changes whenever what readers see
+        /// changes. SQLite: this process's writer's, the only one. PostgreSQL: read from the
+        /// database, since another replica may have written.
+        fn version(&self) -> Result<i64, StoreError>;
         /// The database's size (and its write-ahead log's, for SQLite).
         fn file_sizes(&self) -> FileSizes;
         /// A consistent copy of the database, streamed.
@@ -376,8 +380,6 @@ verbs! {
         fn idempotency_window(&self) -> Period;
         /// When silent hosts turn stale.
         fn stale_policy(&self) -> &Arc<StalePolicy>;
-        /// The id of the newest committed report: it changes whenever what readers see changes.
-        fn version(&self) -> i64;
         /// Reports waiting for the writer.
         fn queued(&self) -> usize;
         /// Reports that may wait for the writer.

@@ -1,5 +1,6 @@
 //! Black-box tests: every test talks HTTP to a real server on a free port, backed by a fresh
-//! SQLite file. All integration tests live in this one binary.
+//! SQLite file, or with GITOPS_STATUS_TEST_BACKEND=postgres a fresh PostgreSQL database
+//! (helpers.rs). All integration tests live in this one binary.
 
 mod auth;
 mod backup;
@@ -24,6 +25,7 @@ mod metrics;
 mod openapi;
 mod ordering;
 mod pipeline;
+mod replicas;
 mod report;
 mod requests;
 mod retention;

@@ -334,3 +334,10 @@ pub async fn nth_newest<'e>(
     .fetch_optional(executor)
     .await
 }
+
+/// The highest id `reports` ever held: it moves with every commit of every replica.
+pub async fn version<'e>(executor: impl sqlx::PgExecutor<'e>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!("SELECT seq FROM reports_sequence WHERE id = 1")
+        .fetch_one(executor)
+        .await
+}

@@ -254,8 +254,11 @@ impl PgStore {
         self.writer.record_all(reports).await
     }
 
-    pub fn version(&self) -> i64 {
-        self.writer.committed()
+    /// The highest id the history ever held, from the database: every replica's commits
+    /// move it (reports, decommissions and retention rows alike), and ids follow commit
+    /// order, so a rendering made at this version holds every report committed by then.
+    pub async fn version(&self) -> Result<i64, StoreError> {
+        Ok(gitops_status_postgres::write::version(&self.readers).await?)
     }
 
     pub async fn check(&self) -> Result<(), StoreError> {

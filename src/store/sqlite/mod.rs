@@ -327,8 +327,8 @@ impl SqliteStore {
     }
 
     /// The id of the newest committed report: it changes whenever what readers see changes.
-    pub fn version(&self) -> i64 {
-        self.writer.committed()
+    pub async fn version(&self) -> Result<i64, StoreError> {
+        Ok(self.writer.committed())
     }
 
     /// Readiness: the schema answers a query through the read pool, and the database takes
