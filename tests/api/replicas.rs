@@ -17,8 +17,8 @@ fn report(run: &str, host: usize) -> Value {
     json!({
         "server_group": "replicas",
         "host": format!("h{host:02}"),
-        "status": if host % 3 == 0 { "out_of_sync" } else { "synced" },
-        "changed_files": if host % 3 == 0 { json!(["/etc/app.conf"]) } else { json!([]) },
+        "status": if host.is_multiple_of(3) { "out_of_sync" } else { "synced" },
+        "changed_files": if host.is_multiple_of(3) { json!(["/etc/app.conf"]) } else { json!([]) },
         "commit_sha": format!("c{}", host % 4),
         "ci_run": run,
     })
