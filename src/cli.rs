@@ -33,6 +33,9 @@ pub enum Command {
     Import(ImportArgs),
     /// Write a consistent copy of the database (safe while the server runs).
     Backup(BackupArgs),
+    /// Copy a SQLite history into an empty PostgreSQL database, then verify it there. Stop
+    /// the server first: the file must not be written meanwhile.
+    MigrateDb(MigrateDbArgs),
     /// Send one report to a gitops-status server, from CI or cron: retried with one
     /// Idempotency-Key until accepted. Exit 0 accepted, 1 refused by the server, 2 usage
     /// error, 3 gave up.
@@ -318,6 +321,19 @@ pub struct ImportArgs {
     /// The old servers' files: v2 status.json or v1 status objects.
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateDbArgs {
+    /// The SQLite database file to copy (the server must be stopped; the file is not changed).
+    #[arg(long, env = "GITOPS_STATUS_MIGRATE_FROM", value_name = "PATH")]
+    pub from: PathBuf,
+    /// The empty PostgreSQL database to copy into: a `postgres://` URL.
+    #[arg(long, env = "GITOPS_STATUS_MIGRATE_TO", value_name = "URL")]
+    pub to: PathBuf,
+    /// A file holding the target's password, for a --to URL without one.
+    #[arg(long, env = "GITOPS_STATUS_DB_PASSWORD_FILE", value_name = "PATH")]
+    pub db_password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -21,6 +21,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             commands::import::run(&args.db, args.db_password_file, &args.files).await
         }
         Command::Backup(args) => commands::backup::run(&args.db, &args.out).await,
+        Command::MigrateDb(args) => commands::migrate_db::run(args).await,
         // A blocking client: it runs apart from the runtime's workers.
         Command::Report(args) => {
             Ok(tokio::task::spawn_blocking(move || commands::report::run(*args)).await?)

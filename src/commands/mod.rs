@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod import;
+pub mod migrate_db;
 pub mod report;
 pub mod serve;
 pub mod token;

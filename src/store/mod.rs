@@ -7,6 +7,7 @@
 mod append;
 pub mod chain;
 mod group;
+pub mod migrate;
 mod postgres;
 mod prune;
 pub mod record;
@@ -269,6 +270,14 @@ macro_rules! verbs {
             } )*
         }
     };
+}
+
+/// How the server connects to the PostgreSQL database at `url` (see `--db-password-file`).
+pub fn postgres_options(
+    url: &str,
+    password: Option<&str>,
+) -> anyhow::Result<sqlx::postgres::PgConnectOptions> {
+    postgres::connect_options(url, password)
 }
 
 /// The database the server runs on, whichever backend holds it.

@@ -22,6 +22,7 @@ mod legacy;
 mod lifecycle;
 mod limits;
 mod metrics;
+mod migrate;
 mod openapi;
 mod ordering;
 mod pipeline;

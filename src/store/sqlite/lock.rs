@@ -17,11 +17,11 @@ pub fn lock_path(db: &Path) -> PathBuf {
 
 /// Held while this process writes the database.
 #[derive(Clone, Debug)]
-pub(super) struct WriterLock(Arc<Mutex<Option<File>>>);
+pub(crate) struct WriterLock(Arc<Mutex<Option<File>>>);
 
 impl WriterLock {
     /// Takes the lock of the database at `db` (its folder must exist), or says who holds it.
-    pub(super) fn acquire(db: &Path) -> anyhow::Result<WriterLock> {
+    pub(crate) fn acquire(db: &Path) -> anyhow::Result<WriterLock> {
         let path = lock_path(db);
         let file = OpenOptions::new()
             .create(true)

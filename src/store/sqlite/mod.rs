@@ -101,7 +101,7 @@ fn connect_options(path: &Path) -> (SqliteConnectOptions, SqliteConnectOptions) 
 
 /// A read-only connection to an existing database file, for the commands that only read it
 /// (verify, backup): safe while a server writes it.
-async fn connect_read_only(path: &Path) -> anyhow::Result<SqliteConnection> {
+pub(crate) async fn connect_read_only(path: &Path) -> anyhow::Result<SqliteConnection> {
     anyhow::ensure!(path.exists(), "{} does not exist", path.display());
     let options = SqliteConnectOptions::new()
         .filename(path)
