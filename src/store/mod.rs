@@ -1,8 +1,8 @@
 //! Everything SQL, behind one interface of domain verbs (`Database`) with one implementation
-//! per backend: `sqlite`, the default and so far the only one (PostgreSQL is being built,
-//! issue 14). `Store` is what the rest of the server holds: it dispatches each verb to the
-//! backend `--db` chose. Backend-neutral here: the errors, the configuration, the row of
-//! `reports` and its canonical text (`record`).
+//! per backend: `sqlite`, the default, and `postgres`. `Store` is what the rest of the server
+//! holds: it dispatches each verb to the backend `--db` chose. Backend-neutral here: the
+//! errors, the configuration, the row of `reports` and its canonical text (`record`), the
+//! writer's queue and what a group writes, retention's pass, verify's walk, migrate-db.
 
 mod append;
 pub mod chain;

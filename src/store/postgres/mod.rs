@@ -1,4 +1,4 @@
-//! The PostgreSQL backend (issue 14, being built): several replicas may share one database.
+//! The PostgreSQL backend: several replicas may share one database.
 //! Its checked SQL lives in `crates/postgres` (sqlx checks one crate's macros against one
 //! database); the queries built at run time (filters) live here. Each replica runs the same
 //! writer as SQLite (`store::writer`) on a connection of its own; the chain's tip is locked
