@@ -95,14 +95,17 @@ impl Application {
         // cannot be trusted, so the process stops (and is restarted by its orchestrator, which
         // reads the tip again from the database).
         supervisor.spawn("writer", writer.run());
-        let pruner = Arc::new(Pruner::new(
-            store.clone(),
-            settings.retention,
-            settings.prune_interval,
-            settings.clock.clone(),
-            supervisor.shutdown(),
-            Arc::clone(&metrics),
-        ));
+        let pruner = Arc::new(
+            Pruner::new(
+                store.clone(),
+                settings.retention,
+                settings.prune_interval,
+                settings.clock.clone(),
+                supervisor.shutdown(),
+                Arc::clone(&metrics),
+            )
+            .with_first_pass_after(settings.first_prune_after),
+        );
         tracing::info!(retention = %settings.retention, prune_interval = %settings.prune_interval, "history retention");
         // A pass is a series of transactions: a pass cut short by a panic left nothing half
         // done, so the pruner starts again.

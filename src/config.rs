@@ -106,6 +106,9 @@ pub struct Settings {
     pub retention: RetentionPolicy,
     /// How often retention prunes.
     pub prune_interval: Period,
+    /// How long after start the first background retention pass waits (10 s; not an option:
+    /// tests that run retention themselves, on a clock they move, set it longer).
+    pub first_prune_after: Duration,
     /// When silent hosts turn stale.
     pub stale_policy: StalePolicy,
     /// How long an Idempotency-Key is remembered.
@@ -170,6 +173,7 @@ impl Settings {
             write_queue: 1024,
             retention: RetentionPolicy::default(),
             prune_interval: Period::from_secs(600).unwrap_or(Period::MINUTE),
+            first_prune_after: Duration::from_secs(10),
             stale_policy: StalePolicy::default(),
             idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
             clock: Clock::system(),
@@ -314,6 +318,7 @@ impl TryFrom<ServeArgs> for Settings {
             write_queue: args.write_queue,
             retention,
             prune_interval,
+            first_prune_after: Duration::from_secs(10),
             stale_policy,
             idempotency_window,
             clock: Clock::system(),

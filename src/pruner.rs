@@ -32,6 +32,8 @@ pub struct Pruner {
     /// Held while a pass runs: passes never overlap.
     running: tokio::sync::Mutex<()>,
     last: Mutex<Option<LastPass>>,
+    /// How long after start the first background pass waits.
+    first_pass_after: Duration,
 }
 
 impl Pruner {
@@ -52,7 +54,14 @@ impl Pruner {
             metrics,
             running: tokio::sync::Mutex::new(()),
             last: Mutex::new(None),
+            first_pass_after: FIRST_PASS_AFTER,
         }
+    }
+
+    /// Waits `after` instead of `FIRST_PASS_AFTER` before the first background pass.
+    pub fn with_first_pass_after(mut self, after: Duration) -> Self {
+        self.first_pass_after = after;
+        self
     }
 
     pub fn policy(&self) -> RetentionPolicy {
@@ -116,7 +125,7 @@ impl Pruner {
             return;
         }
         let mut shutdown = self.shutdown.clone();
-        let mut wait = FIRST_PASS_AFTER;
+        let mut wait = self.first_pass_after;
         loop {
             tokio::select! {
                 _ = shutdown.wait() => return,

@@ -319,6 +319,8 @@ async fn an_entry_imported_once_stays_imported_after_retention_removed_its_repor
     let clock = gitops_status::domain::Clock::manual(later);
     let app = crate::helpers::spawn_app_with(dir, |s| {
         s.clock = clock.clone();
+        // Retention runs when the test says (POST /admin/prune), not 10 s after start.
+        s.first_prune_after = std::time::Duration::from_secs(86_400);
         s.retention = gitops_status::domain::RetentionPolicy {
             reports: gitops_status::domain::Period::parse("1d").ok(),
             changes: gitops_status::domain::Period::parse("1d").ok(),

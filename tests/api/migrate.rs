@@ -60,6 +60,8 @@ async fn a_sqlite_history_copied_to_postgresql_verifies_and_serves_the_same() {
     let app = spawn_app_with(dir, move |s| {
         s.db = gitops_status::config::DbTarget::Sqlite(sqlite);
         s.clock = server_clock;
+        // Retention runs when the test says (POST /admin/prune), not 10 s after start.
+        s.first_prune_after = std::time::Duration::from_secs(86_400);
         s.retention = RetentionPolicy {
             reports: Some(Period::DAY),
             changes: Some(Period::DAY),
