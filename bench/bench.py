@@ -4,7 +4,9 @@
 compare (default): our server against Prometheus Pushgateway, both driven by the same wrk
 load generator on 127.0.0.1, and the targets of issue 5; then ingest on a 5-million-row
 history with and without a retention pass pruning it, ingest with and without Prometheus
-scraping /metrics every second, and what a scrape of 10,000 hosts costs; prints one table.
+scraping /metrics every second, and what a scrape of 10,000 hosts costs; then ingest and
+GET /status on PostgreSQL (a throwaway server from Debian's postgresql) with one replica and
+with two on one database, and what the chain's tip lock cost; prints one table.
 sweep: how GET /status and GET /history costs grow with the history (10k, 1M, 5M rows) and
 the number of hosts (1k, 10k).
 sizing: bytes per report as the server writes them, the volume a fleet needs under the
@@ -21,12 +23,14 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -291,6 +295,104 @@ def machine():
 # compare
 
 
+class Postgres:
+    """A throwaway PostgreSQL server (tests/postgres/server.sh, Debian's postgresql): fresh
+    databases for the PostgreSQL mode, stopped by PID at the end."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+        os.chmod(self.dir, 0o711)
+        done = subprocess.run(["bash", str(ROOT / "tests/postgres/server.sh"), "start",
+                               str(self.dir / "pg")], check=True, capture_output=True,
+                              text=True)
+        self.url = done.stdout.strip()
+
+    def database(self, name):
+        self.psql(self.url, f"CREATE DATABASE {name}")
+        return self.url.rsplit("/", 1)[0] + "/" + name
+
+    @staticmethod
+    def psql(url, sql):
+        done = subprocess.run(["psql", url, "-qAtc", sql], check=True, capture_output=True,
+                              text=True)
+        return done.stdout.strip()
+
+    def stop(self):
+        subprocess.run(["bash", str(ROOT / "tests/postgres/server.sh"), "stop",
+                        str(self.dir / "pg")], check=False, capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def wrk_together(ports, script, duration, connections, **env):
+    """wrk against several servers at once (connections split between them): the summed
+    req/s, the worst p50 and p99, and each run."""
+    results = [None] * len(ports)
+
+    def one(i, port):
+        results[i] = wrk(port, script, duration, connections // len(ports), threads=1, **env)
+
+    threads = [threading.Thread(target=one, args=(i, p)) for i, p in enumerate(ports)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {
+        "req_s": sum(r["req_s"] for r in results),
+        "requests": sum(r["requests"] for r in results),
+        "status_errors": sum(r["status_errors"] for r in results),
+        "errors": sum(r["errors"] for r in results),
+        "p50_us": max(r["p50_us"] for r in results),
+        "p99_us": max(r["p99_us"] for r in results),
+        "each": results,
+    }
+
+
+def metric_sum(port, name):
+    """The value of one unlabelled series of /metrics (0 when absent)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def postgres_mode(args, results):
+    """Ingest and GET /status on PostgreSQL with one replica and with two, each on a fresh
+    database, and what the chain's tip lock cost (its wait as a share of commit time)."""
+    d = args.duration
+    pg = Postgres()
+    try:
+        for run in range(args.repeats):
+            for replicas in (1, 2):
+                log(f"PostgreSQL run {run + 1}/{args.repeats}: {replicas} replica(s)")
+                url = pg.database(f"bench_{run}_{replicas}")
+                servers = [Server(url, f"pg{replicas}-{run}-{i}") for i in range(replicas)]
+                ports = [s.port for s in servers]
+                try:
+                    ingest = wrk_together(ports, "ingest.lua", d, 64, BENCH_HOSTS=1000)
+                    read = wrk_together(ports, "get.lua", d, 64, BENCH_PATH="/status")
+                    waited = sum(metric_sum(p, "gitops_status_chain_lock_wait_seconds_sum")
+                                 for p in ports)
+                    commits = sum(metric_sum(p, "gitops_status_commit_duration_seconds_sum")
+                                  for p in ports)
+                    groups = sum(metric_sum(p, "gitops_status_commit_duration_seconds_count")
+                                 for p in ports)
+                finally:
+                    for s in servers:
+                        s.stop()
+                committed = int(Postgres.psql(url, "SELECT count(*) FROM reports"))
+                acknowledged = ingest["requests"] - ingest["status_errors"]
+                results.setdefault(f"postgres_{replicas}", []).append({
+                    "ingest": ingest, "read": read, "lock_wait_s": waited,
+                    "commit_s": commits, "groups": groups, "committed": committed,
+                    "acknowledged": acknowledged,
+                    "every_2xx_committed":
+                        acknowledged <= committed <= acknowledged + 64,
+                })
+    finally:
+        pg.stop()
+
+
 def compare(args):
     results = {"machine": machine(), "repeats": args.repeats, "runs": []}
     big = fixture(10_000, args.rows)
@@ -433,6 +535,9 @@ def compare(args):
         server.stop()
     results["startup_s"] = startups
 
+    if not args.no_postgres:
+        postgres_mode(args, results)
+
     out = WORK / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=1))
     log(f"raw results: {out}")
@@ -558,6 +663,32 @@ def report_compare(res, args):
          f"{ui_host_small:.2f} / {ui_host_big:.2f} ms",
          f"{ui_host_bytes / 2**10:.0f} KiB page", "", "", ""),
     ]
+    for replicas in (1, 2):
+        runs_pg = res.get(f"postgres_{replicas}")
+        if not runs_pg:
+            continue
+        name = "one replica" if replicas == 1 else "two replicas on one database"
+        ingest_pg = median([r["ingest"]["req_s"] for r in runs_pg])
+        p50_pg = median([ms(r["ingest"]["p50_us"]) for r in runs_pg])
+        p99_pg = median([ms(r["ingest"]["p99_us"]) for r in runs_pg])
+        read_pg = median([r["read"]["req_s"] for r in runs_pg])
+        wait_share = median([r["lock_wait_s"] / r["commit_s"] if r["commit_s"] else 0
+                             for r in runs_pg])
+        wait_ms = median([1000 * r["lock_wait_s"] / r["groups"] if r["groups"] else 0
+                          for r in runs_pg])
+        size = median([r["acknowledged"] / r["groups"] if r["groups"] else 0 for r in runs_pg])
+        rows += [
+            (f"PostgreSQL, {name}: POST /status/pipeline, 1000 hosts, c64: req/s",
+             f"{ingest_pg:,.0f}", "", f"{ingest_pg / median(ingest):.2f}x of SQLite", "", ""),
+            ("  p50 / p99 latency", f"{p50_pg:.1f} / {p99_pg:.1f} ms", "", "", "", ""),
+            ("  every 2xx committed (rows vs 2xx answers)",
+             f"{runs_pg[-1]['committed']:,} / {runs_pg[-1]['acknowledged']:,}", "", "", "all",
+             yes(all(r["every_2xx_committed"] for r in runs_pg))),
+            ("  chain's tip lock: wait per group, share of commit time, reports per group",
+             f"{wait_ms:.2f} ms, {100 * wait_share:.0f}%, {size:.0f}", "", "", "", ""),
+            (f"PostgreSQL, {name}: GET /status, 1000 hosts, c64: req/s", f"{read_pg:,.0f}", "",
+             f"{read_pg / median(read):.2f}x of SQLite", "", ""),
+        ]
     print()
     print(f"gitops-status bench, {time.strftime('%Y-%m-%d %H:%M')}; {res['machine']}")
     print(f"medians of {args.repeats} runs; ratios are ours / Pushgateway 1.5 in the same run; "
@@ -770,6 +901,8 @@ def main():
     parser.add_argument("--cycle-rows", type=int, default=500_000,
                         help="sizing: reports generated per cycle (500000)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each comparison (3)")
+    parser.add_argument("--no-postgres", action="store_true",
+                        help="skip the PostgreSQL mode (1 and 2 replicas) of compare")
     parser.add_argument("--duration", type=int,
                         help="seconds per load phase (compare: 10, sweep: 5; at most 15)")
     parser.add_argument("--rows", type=int, default=5_000_000,

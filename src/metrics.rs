@@ -92,6 +92,7 @@ pub struct Metrics {
     http_duration: HistogramVec,
     commit_group_size: Histogram,
     commit_duration: Histogram,
+    chain_lock_wait: Histogram,
     retention_deleted: IntCounter,
     auth_failures: IntCounterVec,
     token_reloads: IntCounterVec,
@@ -148,6 +149,11 @@ impl Metrics {
             "Time one group commit took, from BEGIN to a durable COMMIT.",
             LATENCY_BUCKETS,
         )?;
+        let chain_lock_wait = histogram(
+            "gitops_status_chain_lock_wait_seconds",
+            "PostgreSQL: time a transaction waited for the chain's tip, which every replica's writes take in turn (not observed on SQLite).",
+            LATENCY_BUCKETS,
+        )?;
         let retention_deleted = IntCounter::new(
             "gitops_status_retention_deleted_reports_total",
             "History rows removed by retention passes.",
@@ -181,6 +187,7 @@ impl Metrics {
             http_duration,
             commit_group_size,
             commit_duration,
+            chain_lock_wait,
             retention_deleted,
             auth_failures,
             token_reloads,
@@ -210,6 +217,11 @@ impl Metrics {
         // A group holds at most a few hundred reports: exact as f64.
         self.commit_group_size.observe(reports as f64);
         self.commit_duration.observe(seconds);
+    }
+
+    /// How long a PostgreSQL transaction waited for the chain's tip lock.
+    pub fn chain_lock_waited(&self, seconds: f64) {
+        self.chain_lock_wait.observe(seconds);
     }
 
     pub fn retention_deleted(&self, rows: u64) {

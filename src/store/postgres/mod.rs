@@ -197,7 +197,7 @@ impl PgStore {
             .await
             .with_context(|| format!("cannot open the database {name} for reading"))?;
         let (writer, task) = super::writer::start(
-            writer::PgScribe::new(conn, options),
+            writer::PgScribe::new(conn, options, Arc::clone(&config.metrics)),
             committed,
             WriterConfig {
                 queue: config.write_queue,

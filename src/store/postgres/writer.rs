@@ -24,13 +24,19 @@ pub(super) struct PgScribe {
     /// None after a failed write, until a new connection opens.
     conn: Option<PgConnection>,
     options: PgConnectOptions,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl PgScribe {
-    pub(super) fn new(conn: PgConnection, options: PgConnectOptions) -> Self {
+    pub(super) fn new(
+        conn: PgConnection,
+        options: PgConnectOptions,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> Self {
         PgScribe {
             conn: Some(conn),
             options,
+            metrics,
         }
     }
 
@@ -137,10 +143,13 @@ impl Scribe for PgScribe {
         atomic: bool,
     ) -> Result<GroupWritten, StoreError> {
         let forget_before = group::forget_before(context.clock.now(), context.idempotency_window);
+        let metrics = std::sync::Arc::clone(&self.metrics);
         let conn = self.ready().await?;
         let mut tx = conn.begin().await?;
         // First, before anything is read: every replica's groups serialise here.
+        let waited = std::time::Instant::now();
         let tip = lock_tip(&mut tx).await?;
+        metrics.chain_lock_waited(waited.elapsed().as_secs_f64());
         let (hosts, keys) = group::names(group);
         let mut known: HashMap<(String, String), KnownKey> = HashMap::new();
         if !keys.is_empty() {
@@ -269,9 +278,12 @@ impl Scribe for PgScribe {
         batch: &PruneBatch,
         now: Timestamp,
     ) -> Result<PruneOutcome, StoreError> {
+        let metrics = std::sync::Arc::clone(&self.metrics);
         let conn = self.ready().await?;
         let mut tx = conn.begin().await?;
+        let waited = std::time::Instant::now();
         let tip = lock_tip(&mut tx).await?;
+        metrics.chain_lock_waited(waited.elapsed().as_secs_f64());
         let rows = sql::prune_rows(&mut tx, &batch.ids).await?;
         if rows.is_empty() {
             tx.rollback().await?;
