@@ -64,6 +64,17 @@ impl std::fmt::Display for DbTarget {
                     if url.password().is_some() {
                         let _ = url.set_password(Some("*****"));
                     }
+                    // sqlx also reads ?password=…
+                    let pairs: Vec<(String, String)> = url
+                        .query_pairs()
+                        .map(|(k, v)| {
+                            let v = if k == "password" { "*****".into() } else { v };
+                            (k.into_owned(), v.into_owned())
+                        })
+                        .collect();
+                    if !pairs.is_empty() {
+                        url.query_pairs_mut().clear().extend_pairs(pairs);
+                    }
                     write!(f, "{url}")
                 }
                 Err(_) => write!(f, "postgres://…"),
@@ -333,6 +344,21 @@ impl TryFrom<ServeArgs> for Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_postgres_url_is_shown_without_its_password() {
+        let target = |url: &str| DbTarget::parse(std::path::Path::new(url), None).unwrap();
+        let shown = target("postgres://app:s3cret@db:5432/gs?sslmode=require").to_string();
+        assert_eq!(shown, "postgres://app:*****@db:5432/gs?sslmode=require");
+        let shown = target("postgresql://app@db/gs?password=s3cret&sslmode=require").to_string();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("password=*****"), "{shown}");
+        assert!(!format!("{:?}", target("postgres://app:s3cret@db/gs")).contains("s3cret"));
+        assert_eq!(
+            target("data/x.db"),
+            DbTarget::Sqlite(std::path::PathBuf::from("data/x.db"))
+        );
+    }
     use clap::Parser;
 
     fn settings(args: &[&str]) -> anyhow::Result<Settings> {

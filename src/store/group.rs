@@ -211,6 +211,11 @@ pub(super) struct Context<'a> {
     pub clock: &'a Clock,
     /// A report that cannot be written fails the whole group (an import run).
     pub atomic: bool,
+    /// No report is received before this: the newest row's `received_at`, when another
+    /// process (a PostgreSQL replica, whose clock may run ahead of ours) may have written it.
+    /// The chain's times then never go backwards, and a report is never ordered before one
+    /// that another replica committed earlier.
+    pub received_after: Option<Timestamp>,
 }
 
 /// Links the group's reports after `tip` and works out everything they change. `hosts` and
@@ -267,7 +272,10 @@ pub(super) fn plan(
             results.push(Err(refused));
             continue;
         }
-        let received_at = clock.now();
+        let received_at = match context.received_after {
+            Some(floor) => clock.now().max(floor),
+            None => clock.now(),
+        };
         let observed_at = report.observed_at(received_at);
         let ahead_of_clock = report.reported_at.is_some_and(|at| at > received_at);
         if ahead_of_clock {

@@ -143,14 +143,27 @@ impl StoreError {
         };
         match sqlstate {
             "53100" => unwritable("the disk is full"),
+            // lock_not_available (lock_timeout), deadlock_detected, serialization_failure,
+            // too_many_connections, query_canceled (a timeout).
+            "55P03" | "40P01" | "40001" | "53300" | "57014" => StoreError::Busy(source),
             // read_only_sql_transaction: a standby, or a primary demoted by a failover.
             "25006" => unwritable("the database is read-only"),
-            // admin_shutdown, crash_shutdown, cannot_connect_now, connection exceptions.
+            // admin_shutdown, crash_shutdown, cannot_connect_now.
             "57P01" | "57P02" | "57P03" => unwritable("the database server is shutting down"),
+            // idle_session_timeout, idle_in_transaction_session_timeout: the session was
+            // ended; the next write opens another.
+            "57P05" | "25P03" => unwritable("the database server ended the session"),
+            // insufficient_privilege: the server's user may not write.
+            "42501" => unwritable("the database refuses the server's user"),
             s if s.starts_with("08") => unwritable("the database server cannot be reached"),
-            // lock_not_available, deadlock_detected, serialization_failure,
-            // too_many_connections.
-            "55P03" | "40P01" | "40001" | "53300" => StoreError::Busy(source),
+            // invalid_authorization_specification (a wrong or rotated password).
+            s if s.starts_with("28") => unwritable("the database refuses the server's login"),
+            // invalid_catalog_name: the database does not exist.
+            s if s.starts_with("3D") => unwritable("the database does not exist"),
+            // insufficient_resources, system_error (an I/O error on the server).
+            s if s.starts_with("53") || s.starts_with("58") => {
+                unwritable("the database server is out of resources or failing")
+            }
             _ => StoreError::Database(source),
         }
     }

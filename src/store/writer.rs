@@ -391,10 +391,11 @@ pub(super) struct GroupContext {
 }
 
 impl GroupContext {
-    pub(super) fn plan(&self, atomic: bool) -> Context<'_> {
+    pub(super) fn plan(&self, atomic: bool, received_after: Option<Timestamp>) -> Context<'_> {
         Context {
             clock: &self.clock,
             atomic,
+            received_after,
         }
     }
 }

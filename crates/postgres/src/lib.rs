@@ -24,6 +24,9 @@ pub struct Tip {
     pub seq: i64,
     /// The newest row's hash; None while `reports` is empty.
     pub hash: Option<String>,
+    /// When the newest row was received (by whichever replica); None while `reports` is
+    /// empty.
+    pub received_at: Option<String>,
 }
 
 /// Locks the chain's tip for the rest of the caller's transaction and reads it. Every group
@@ -35,8 +38,16 @@ pub async fn lock_tip(tx: &mut PgConnection) -> Result<Tip, sqlx::Error> {
     let seq = sqlx::query_scalar!("SELECT seq FROM reports_sequence WHERE id = 1 FOR UPDATE")
         .fetch_one(&mut *tx)
         .await?;
-    let hash = sqlx::query_scalar!("SELECT hash FROM reports ORDER BY id DESC LIMIT 1")
+    let newest = sqlx::query!("SELECT hash, received_at FROM reports ORDER BY id DESC LIMIT 1")
         .fetch_optional(&mut *tx)
         .await?;
-    Ok(Tip { seq, hash })
+    let (hash, received_at) = match newest {
+        Some(row) => (Some(row.hash), Some(row.received_at)),
+        None => (None, None),
+    };
+    Ok(Tip {
+        seq,
+        hash,
+        received_at,
+    })
 }

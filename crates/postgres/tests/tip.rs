@@ -38,7 +38,14 @@ async fn fresh_database() -> PgPool {
 async fn an_empty_history_has_no_tip() {
     let pool = fresh_database().await;
     let mut tx = pool.begin().await.unwrap();
-    assert_eq!(lock_tip(&mut tx).await.unwrap(), Tip { seq: 0, hash: None });
+    assert_eq!(
+        lock_tip(&mut tx).await.unwrap(),
+        Tip {
+            seq: 0,
+            hash: None,
+            received_at: None
+        }
+    );
 }
 
 #[tokio::test]
@@ -77,7 +84,8 @@ async fn a_second_writer_waits_for_the_first_and_appends_after_its_row() {
         lock_tip(&mut third).await.unwrap(),
         Tip {
             seq: 1,
-            hash: Some(HASH.to_owned())
+            hash: Some(HASH.to_owned()),
+            received_at: Some("2026-12-07T10:00:00.000Z".to_owned())
         }
     );
 }

@@ -29,6 +29,12 @@ use super::writer::{
 use super::{record, rows, StatusRows, StoreError};
 use super::{FileSizes, StoreConfig};
 
+/// How long a transaction waits for a lock (the chain's tip) before it fails (55P03, 503).
+const LOCK_TIMEOUT: &str = "20s";
+/// How long a session may sit idle inside a transaction before PostgreSQL ends it, freeing
+/// the chain's tip that a cut-off replica held.
+const IDLE_IN_TRANSACTION: &str = "30s";
+
 /// How long a read may wait for a connection of the read pool.
 const READ_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -51,10 +57,12 @@ pub fn connect_options(url: &str, password: Option<&str>) -> anyhow::Result<PgCo
     let options = PgConnectOptions::from_str(url).map_err(|e| {
         anyhow::anyhow!("--db (GITOPS_STATUS_DB) is not a usable PostgreSQL URL: {e}")
     })?;
-    let has_password = url::Url::parse(url)
-        .ok()
-        .and_then(|u| u.password().map(|p| !p.is_empty()))
-        .unwrap_or(false);
+    // user:password@host, or ?password=… (which sqlx reads too).
+    let has_password = url::Url::parse(url).ok().is_some_and(|u| {
+        u.password().is_some_and(|p| !p.is_empty())
+            || u.query_pairs()
+                .any(|(k, v)| k == "password" && !v.is_empty())
+    });
     let options = match password {
         Some(_) if has_password => anyhow::bail!(
             "the password is given twice: in --db (GITOPS_STATUS_DB) and in \
@@ -65,8 +73,18 @@ pub fn connect_options(url: &str, password: Option<&str>) -> anyhow::Result<PgCo
     };
     // A 2xx means the report is committed: whatever the server's default, our sessions
     // wait for the commit's WAL flush (and for synchronous standbys, where configured).
+    // The chain's tip lock assumes READ COMMITTED (the statements after it see what the
+    // lock's previous holder committed). A replica cut off while it holds the lock keeps
+    // every other replica waiting until PostgreSQL ends its session: idle in a transaction
+    // for IDLE_IN_TRANSACTION it is ended, and a writer waits at most LOCK_TIMEOUT for the
+    // lock (then its reports are answered 503 and retried), within the 30 s a request waits.
     Ok(options
-        .options([("synchronous_commit", "on")])
+        .options([
+            ("synchronous_commit", "on"),
+            ("default_transaction_isolation", "read committed"),
+            ("lock_timeout", LOCK_TIMEOUT),
+            ("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION),
+        ])
         .application_name("gitops-status")
         .disable_statement_logging())
 }
@@ -168,8 +186,9 @@ impl PgStore {
             .run(&mut conn)
             .await
             .with_context(|| format!("cannot migrate the database {name}"))?;
-        let (synchronous_commit, fsync): (String, String) = sqlx::query_as(
-            "SELECT current_setting('synchronous_commit'), current_setting('fsync')",
+        let (synchronous_commit, fsync, isolation): (String, String, String) = sqlx::query_as(
+            "SELECT current_setting('synchronous_commit'), current_setting('fsync'),
+                    current_setting('default_transaction_isolation')",
         )
         .fetch_one(&mut conn)
         .await?;
@@ -179,6 +198,12 @@ impl PgStore {
             "synchronous_commit is {synchronous_commit} in this server's sessions on {name}, \
              where it must be on (a 2xx means the report is committed); a connection pooler \
              that drops startup options would do this"
+        );
+        anyhow::ensure!(
+            isolation == "read committed",
+            "default_transaction_isolation is {isolation} in this server's sessions on {name}, \
+             where the chain's tip lock needs read committed; a connection pooler that drops \
+             startup options would do this"
         );
         if fsync != "on" {
             tracing::warn!(database = %name, "fsync is off on the PostgreSQL server: a crash of its machine can lose reports that were answered 2xx");

@@ -49,13 +49,24 @@ impl PgScribe {
     }
 }
 
-/// The chain's tip, locked for the rest of the transaction.
-pub(super) async fn lock_tip(tx: &mut PgConnection) -> Result<Tip, StoreError> {
+/// The chain's tip, locked for the rest of the transaction, and when its newest row was
+/// received (by whichever replica).
+pub(super) async fn lock_tip(
+    tx: &mut PgConnection,
+) -> Result<(Tip, Option<Timestamp>), StoreError> {
     let tip = gitops_status_postgres::lock_tip(tx).await?;
-    Ok(Tip {
-        next_id: tip.seq + 1,
-        hash: tip.hash.unwrap_or_else(|| chain::GENESIS.to_owned()),
-    })
+    let received_at = tip
+        .received_at
+        .as_deref()
+        .map(|t| crate::store::rows::timestamp("received_at", t))
+        .transpose()?;
+    Ok((
+        Tip {
+            next_id: tip.seq + 1,
+            hash: tip.hash.unwrap_or_else(|| chain::GENESIS.to_owned()),
+        },
+        received_at,
+    ))
 }
 
 fn text(value: &Value) -> Result<String, StoreError> {
@@ -148,7 +159,7 @@ impl Scribe for PgScribe {
         let mut tx = conn.begin().await?;
         // First, before anything is read: every replica's groups serialise here.
         let waited = std::time::Instant::now();
-        let tip = lock_tip(&mut tx).await?;
+        let (tip, newest) = lock_tip(&mut tx).await?;
         metrics.chain_lock_waited(waited.elapsed().as_secs_f64());
         let (hosts, keys) = group::names(group);
         let mut known: HashMap<(String, String), KnownKey> = HashMap::new();
@@ -167,7 +178,7 @@ impl Scribe for PgScribe {
             .into_iter()
             .map(|row| LoadedHost::from(row).into_entry())
             .collect::<Result<HashMap<_, _>, _>>()?;
-        let plan = group::plan(group, hosts, &known, tip, &context.plan(atomic))?;
+        let plan = group::plan(group, hosts, &known, tip, &context.plan(atomic, newest))?;
 
         let rows = plan.rows(group);
         if !rows.is_empty() {
@@ -282,8 +293,9 @@ impl Scribe for PgScribe {
         let conn = self.ready().await?;
         let mut tx = conn.begin().await?;
         let waited = std::time::Instant::now();
-        let tip = lock_tip(&mut tx).await?;
+        let (tip, newest) = lock_tip(&mut tx).await?;
         metrics.chain_lock_waited(waited.elapsed().as_secs_f64());
+        let now = newest.map_or(now, |newest| now.max(newest));
         let rows = sql::prune_rows(&mut tx, &batch.ids).await?;
         if rows.is_empty() {
             tx.rollback().await?;

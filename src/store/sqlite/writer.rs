@@ -111,7 +111,7 @@ impl Scribe for SqliteScribe {
             hosts,
             &known,
             stored_tip.clone(),
-            &context.plan(atomic),
+            &context.plan(atomic, None),
         )?;
 
         insert_reports(&mut tx, &plan.rows(group)).await?;
