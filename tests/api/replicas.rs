@@ -233,3 +233,40 @@ async fn a_read_on_one_replica_sees_what_the_other_just_wrote() {
         .await;
     assert_eq!(rows, 3);
 }
+
+#[tokio::test]
+async fn a_replica_whose_clock_runs_behind_never_orders_a_report_before_an_earlier_one() {
+    use gitops_status::domain::{Clock, Period, Timestamp};
+    if !on_postgres() {
+        return;
+    }
+    // Two replicas on one database (in-process, each with a clock the test sets): a's runs
+    // ten minutes ahead of b's.
+    let start = Timestamp::parse_rfc3339("2026-12-07T10:00:00Z").unwrap();
+    let (ahead, behind) = (
+        Clock::manual(start.checked_add(Period::from_secs(600).unwrap()).unwrap()),
+        Clock::manual(start),
+    );
+    let dir_a = tempfile::tempdir().unwrap();
+    let db = db_for(dir_a.path()).await;
+    let dir_b = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir_b.path().join("postgres-url"),
+        db.to_string_lossy().as_bytes(),
+    )
+    .unwrap();
+    let a = crate::helpers::spawn_app_with(dir_a, move |s| s.clock = ahead).await;
+    let b = crate::helpers::spawn_app_with(dir_b, move |s| s.clock = behind).await;
+
+    let body = |status: &str| json!({"server_group": "g", "host": "h", "status": status});
+    crate::helpers::expect(a.pipeline(body("synced")).await, 201).await;
+    // Sent after a's report, through b: it must win, though b's clock says it came first.
+    let answer = crate::helpers::expect(b.pipeline(body("failed")).await, 200).await;
+    assert_eq!(answer["status"]["status"], "failed", "{answer}");
+    assert_eq!(a.host("g", "h").await["status"], "failed");
+    let history = a.history("").await;
+    assert!(
+        history[0]["received_at"].as_str() >= history[1]["received_at"].as_str(),
+        "the chain's times never go backwards: {history:?}"
+    );
+}
